@@ -1,0 +1,146 @@
+"""Credentials: user JWTs from the Auth API and the internal service token."""
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import time
+import uuid
+from typing import Any, Callable
+
+import jwt
+from flask import current_app, g, request
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+def _unauthorized(code: str, detail: str) -> ApiError:
+    return ApiError(401, code, detail)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _reject(reason: str, code: str = "invalid_token", detail: str = "The token is invalid.") -> ApiError:
+    log.info("invalid jwt", extra={"event": "invalid_jwt_token", "reason": reason})
+    return _unauthorized(code, detail)
+
+
+def decode_user_token(token: str, config: dict[str, Any]) -> str:
+    """Return the token's user id (canonical UUID string) or raise ApiError(401)."""
+    options = {"require": ["exp", "sub"], "verify_aud": bool(config["JWT_AUDIENCE"]),
+               "verify_iss": bool(config["JWT_ISSUER"])}
+    keys = [k for k in (config["JWT_SECRET"], config["JWT_SECRET_PREVIOUS"]) if k]
+    claims = None
+    for index, key in enumerate(keys):
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[config["JWT_ALGORITHM"]], options=options,
+                leeway=config["JWT_LEEWAY_SECONDS"],
+                audience=config["JWT_AUDIENCE"] or None, issuer=config["JWT_ISSUER"] or None,
+            )
+            break
+        except jwt.InvalidSignatureError:
+            if index == len(keys) - 1:
+                raise _reject("bad_signature") from None
+        except jwt.ExpiredSignatureError:
+            raise _reject("expired", "token_expired", "The token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise _reject("not_yet_valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _reject(f"missing_{exc.claim}") from None
+        except jwt.InvalidAudienceError:
+            raise _reject("bad_audience") from None
+        except jwt.InvalidIssuerError:
+            raise _reject("bad_issuer") from None
+        except jwt.InvalidTokenError:
+            raise _reject("malformed") from None
+    try:
+        return str(uuid.UUID(str(claims["sub"])))
+    except ValueError:
+        raise _reject("sub_not_uuid") from None
+
+
+def user_required(view: Callable) -> Callable:
+    """Authenticate the end user; sets g.user_id. Existence is checked by the stored function."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        token = _bearer()
+        if token is None:
+            raise _unauthorized("missing_token", "An Authorization: Bearer token is required.")
+        g.user_id = decode_user_token(token, current_app.config)
+        try:
+            return view(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status in REQUEST_ERRORS:
+                _check_user(g.user_id)  # a missing/inactive user (401/403) outranks a bad request
+            raise
+    return wrapper
+
+
+# Request problems that API.md ranks below the credential checks.
+REQUEST_ERRORS = frozenset({400, 413, 415, 422})
+
+
+def _check_user(user_id: str) -> None:
+    """Raise the stored function's 401/403 if the user is missing or inactive (error paths only)."""
+    from . import store
+    from .db import get_db
+    store.unread_counts(get_db(), user_id, by_type=False)
+
+
+def _matches(candidate: str, secrets: tuple[str, ...]) -> int | None:
+    """Index of the secret the candidate equals (constant-time per comparison), else None."""
+    found = None
+    encoded = candidate.encode()
+    for index, secret in enumerate(secrets):
+        if secret and hmac.compare_digest(encoded, secret.encode()) and found is None:
+            found = index
+    return found
+
+
+def service_required(view: Callable) -> Callable:
+    """Authenticate an internal service by its token; sets g.service."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        config = current_app.config
+        token = request.headers.get("X-Service-Token") or _bearer()
+        if not token:
+            raise _unauthorized("missing_token", "An X-Service-Token header is required.")
+        which = _matches(token, (config["SERVICE_TOKEN"], config["SERVICE_TOKEN_PREVIOUS"]))
+        if which is None:
+            if _is_user_token(token, config):
+                raise ApiError(403, "service_token_required", "This endpoint is for internal services.")
+            raise _unauthorized("invalid_service_token", "The service token is invalid.")
+        g.service = "service" if which == 0 else "service-previous-token"
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _is_user_token(token: str, config: dict[str, Any]) -> bool:
+    if token.count(".") != 2:
+        return False
+    try:
+        decode_user_token(token, config)
+    except ApiError:
+        return False
+    return True
+
+
+def issue_token(config: dict[str, Any], user_id: str, hours: float = 24) -> str:
+    """A user JWT as the Auth API would sign it (development and tests)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": str(uuid.UUID(str(user_id))), "iat": now, "nbf": now,
+                              "exp": now + int(hours * 3600)}
+    if config.get("JWT_ISSUER"):
+        claims["iss"] = config["JWT_ISSUER"]
+    if config.get("JWT_AUDIENCE"):
+        claims["aud"] = config["JWT_AUDIENCE"]
+    return jwt.encode(claims, config["JWT_SECRET"], algorithm=config["JWT_ALGORITHM"])

@@ -1,0 +1,254 @@
+"""Typed configuration from the environment (and `.env`), validated once at start-up."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, Callable
+from urllib.parse import quote
+
+from dotenv import dotenv_values
+from limits import parse_many
+
+PLACEHOLDERS = frozenset({
+    "change-me", "changeme", "change-me-in-production", "secret", "password",
+    "your-secret-key", "your-secret-key-here", "dev-jwt-secret-change-me-0123456789abcdef",
+    "dev-service-token-change-me-0123456789abcd", "dev-metrics-token-change-me-0123456789abc",
+    "notifications", "api_password",
+})
+MIN_SECRET_LENGTH = 32
+ENVIRONMENTS = ("development", "test", "staging", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+
+class ConfigError(Exception):
+    """Every configuration problem, reported together."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _str(value: str) -> str:
+    return value
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}")
+        return number
+    return parse
+
+
+def _float(minimum: float = 0.0) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return number
+    return parse
+
+
+def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().upper() if upper else value.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = _csv(value)
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+            raise ValueError(f"{origin!r} is not an exact origin like https://app.example.com")
+    return origins
+
+
+def _prefix(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", value):
+        raise ValueError("must look like /api/v1")
+    return value
+
+
+def _limit(value: str) -> str:
+    value = value.strip()
+    try:
+        if not parse_many(value):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate limit such as 300/minute") from None
+    return value
+
+
+def _prepare_threshold(value: str) -> int | None:
+    if value.strip() == "":
+        return None
+    return _int(0)(value)
+
+
+# name -> (parser, default as the environment would spell it)
+SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
+    "PROJECT_NAME": (_str, "Notifications API"),
+    "ENVIRONMENT": (_choice(ENVIRONMENTS), "development"),
+    "DEBUG": (_bool, "false"),
+    "LOG_LEVEL": (_choice(LOG_LEVELS, upper=True), "INFO"),
+    "PORT": (_int(1, 65535), "8003"),
+    "API_V1_PREFIX": (_prefix, "/api/v1"),
+    "ENABLE_DOCS": (_bool, "false"),
+    "CORS_ORIGINS": (_origins, ""),
+    "DATABASE_URL": (_str, ""),
+    "DB_HOST": (_str, ""),
+    "DB_PORT": (_int(1, 65535), "5432"),
+    "DB_NAME": (_str, "activity_platform"),
+    "DB_USER": (_str, "api_user"),
+    "DB_PASSWORD": (_str, ""),
+    "DB_SSLMODE": (_choice(("disable", "allow", "prefer", "require", "verify-ca", "verify-full")), "prefer"),
+    "DB_POOL_MIN_SIZE": (_int(0, 1000), "1"),
+    "DB_POOL_MAX_SIZE": (_int(1, 1000), "8"),
+    "DB_POOL_TIMEOUT": (_float(0.1), "5"),
+    "DB_STATEMENT_TIMEOUT_MS": (_int(0), "5000"),
+    "DB_PREPARE_THRESHOLD": (_prepare_threshold, "5"),
+    "JWT_SECRET": (_str, ""),
+    "JWT_SECRET_PREVIOUS": (_str, ""),
+    "JWT_ALGORITHM": (_choice(JWT_ALGORITHMS, upper=True), "HS256"),
+    "JWT_ISSUER": (_str, ""),
+    "JWT_AUDIENCE": (_str, ""),
+    "JWT_LEEWAY_SECONDS": (_int(0, 3600), "30"),
+    "SERVICE_TOKEN": (_str, ""),
+    "SERVICE_TOKEN_PREVIOUS": (_str, ""),
+    "METRICS_TOKEN": (_str, ""),
+    "REDIS_HOST": (_str, ""),
+    "REDIS_PORT": (_int(1, 65535), "6379"),
+    "REDIS_DB": (_int(0, 1024), "0"),
+    "REDIS_PASSWORD": (_str, ""),
+    "REDIS_SSL": (_bool, "false"),
+    "RATE_LIMIT_ENABLED": (_bool, "true"),
+    "RATE_LIMIT_USER_READ": (_limit, "600/minute"),
+    "RATE_LIMIT_USER_WRITE": (_limit, "120/minute"),
+    "RATE_LIMIT_SERVICE": (_limit, "3000/minute"),
+    "RATE_LIMIT_ANONYMOUS": (_limit, "60/minute"),
+    "TRUSTED_PROXY_HOPS": (_int(0, 10), "0"),
+    "MAX_CONTENT_LENGTH": (_int(1024), str(64 * 1024)),
+    "POLL_INTERVAL_SECONDS": (_int(1, 3600), "30"),
+    "EMAIL_API_URL": (_str, ""),
+    "EMAIL_API_KEY": (_str, ""),
+    "EMAIL_MAX_ATTEMPTS": (_int(1, 100), "8"),
+}
+
+SECRETS = ("JWT_SECRET", "SERVICE_TOKEN")
+OPTIONAL_SECRETS = ("JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN")
+# Keys whose values never appear in logs or error messages.
+SENSITIVE = frozenset(SECRETS + OPTIONAL_SECRETS
+                      + ("DB_PASSWORD", "REDIS_PASSWORD", "EMAIL_API_KEY", "DATABASE_URL"))
+
+
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    if env is not None:
+        return dict(env)
+    merged = {k: v for k, v in dotenv_values(os.environ.get("ENV_FILE", ".env")).items() if v is not None}
+    merged.update(os.environ)
+    return merged
+
+
+def load_config(overrides: Mapping[str, Any] | None = None,
+                env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse every setting; raise ConfigError naming every problem at once.
+
+    `overrides` are already-typed values (tests); `env` replaces os.environ + .env.
+    """
+    source = _environment(env)
+    overrides = dict(overrides or {})
+    config: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, (parse, default) in SPEC.items():
+        if name in overrides:
+            config[name] = overrides.pop(name)
+            continue
+        raw = source.get(name, default)
+        try:
+            config[name] = parse(raw)
+        except ValueError as exc:
+            shown = "" if name in SENSITIVE else f" (got {raw!r})"
+            problems.append(f"{name} {exc}{shown}")
+            config[name] = parse(default)  # so the checks below still report everything else
+    config.update(overrides)  # extra keys (e.g. TESTING) pass through
+    problems.extend(_check(config))
+    if problems:
+        raise ConfigError(problems)
+    config["DATABASE_CONNINFO"] = database_conninfo(config)
+    return config
+
+
+def _weak(value: str) -> bool:
+    return len(value) < MIN_SECRET_LENGTH or value.lower() in PLACEHOLDERS
+
+
+def _check(config: dict[str, Any]) -> list[str]:
+    problems = []
+    for name in SECRETS:
+        if not config[name]:
+            problems.append(f"{name} is required")
+    if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
+        problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+    if config["ENVIRONMENT"] == "production":
+        for name in SECRETS + OPTIONAL_SECRETS:
+            if config[name] and _weak(config[name]):
+                problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters "
+                                "and not a placeholder")
+        if not config["DB_PASSWORD"] and not config["DATABASE_URL"]:
+            problems.append("DB_PASSWORD must be set in production")
+        if "*" in config["CORS_ORIGINS"]:
+            problems.append("CORS_ORIGINS must list exact origins in production, not *")
+        if config["DEBUG"]:
+            problems.append("DEBUG must be false in production")
+        if config["ENABLE_DOCS"]:
+            problems.append("ENABLE_DOCS must be false in production")
+    return problems
+
+
+def database_conninfo(config: Mapping[str, Any]) -> str:
+    """The libpq connection string: DATABASE_URL when set, else the DB_* parts."""
+    if config["DATABASE_URL"]:
+        return config["DATABASE_URL"]
+    user = quote(config["DB_USER"], safe="")
+    password = quote(config["DB_PASSWORD"], safe="")
+    auth = f"{user}:{password}" if password else user
+    host = config["DB_HOST"] or "localhost"
+    return (f"postgresql://{auth}@{host}:{config['DB_PORT']}/{quote(config['DB_NAME'], safe='')}"
+            f"?sslmode={config['DB_SSLMODE']}")
+
+
+def redis_uri(config: Mapping[str, Any]) -> str | None:
+    """Flask-Limiter storage URI, or None when no Redis is configured."""
+    if not config["REDIS_HOST"]:
+        return None
+    scheme = "rediss" if config["REDIS_SSL"] else "redis"
+    auth = f":{quote(config['REDIS_PASSWORD'], safe='')}@" if config["REDIS_PASSWORD"] else ""
+    return f"{scheme}://{auth}{config['REDIS_HOST']}:{config['REDIS_PORT']}/{config['REDIS_DB']}"

@@ -1,0 +1,138 @@
+"""The connection pool and the one way the app talks to PostgreSQL: stored-function calls."""
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import psycopg
+from flask import Flask, current_app
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "notifications_db"
+IDLE_CHECK_SECONDS = 30.0
+RETRY_AFTER = "2"
+
+# SQLSTATEs raised by the stored functions (migrations_sql) -> (status, code).
+FUNCTION_ERRORS = {
+    "NA401": (401, "user_not_found", "The token's user does not exist."),
+    "NA403": (403, "user_inactive", "The token's user is inactive."),
+    "NA404": (404, "notification_not_found", "No such notification."),
+}
+# Failures that mean "the database cannot serve this now": 503, never 500.
+UNAVAILABLE = (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _idle_check(conn: psycopg.Connection) -> None:
+    """Checkout check that costs no round trip for a busy connection.
+
+    A connection the server has closed (restart, terminated backend) has data or EOF
+    waiting on its socket; only then, or after a long idle spell, do we ping.
+    """
+    idle = time.monotonic() - getattr(conn, "nt_returned_at", 0.0)
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable or idle > IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
+def _mark_returned(conn: psycopg.Connection) -> None:
+    conn.nt_returned_at = time.monotonic()
+
+
+class Database:
+    """One pool per process, opened after fork (gunicorn post_worker_init) or on first use."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.timeout = config["DB_POOL_TIMEOUT"]
+        options = f"-c timezone=UTC -c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
+        self.pool = ConnectionPool(
+            config["DATABASE_CONNINFO"],
+            open=False,
+            min_size=config["DB_POOL_MIN_SIZE"],
+            max_size=config["DB_POOL_MAX_SIZE"],
+            timeout=self.timeout,
+            check=_idle_check,
+            reset=_mark_returned,
+            name="notifications",
+            kwargs={
+                "autocommit": True,  # one function call = one transaction = one round trip
+                "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
+                "options": options,
+                "connect_timeout": max(1, int(self.timeout)),
+                "application_name": "notifications-api",
+            },
+        )
+        self._opened = False
+        self._lock = threading.Lock()
+        self.observers: list[Callable[[str, float], None]] = []
+
+    def open(self) -> None:
+        with self._lock:
+            if not self._opened:
+                self.pool.open(wait=False)
+                self._opened = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._opened:
+                self.pool.close(timeout=5)
+                self._opened = False
+
+    def call(self, function: str, query: str, params: Sequence[Any] | dict[str, Any],
+             timeout: float | None = None) -> list[tuple]:
+        """Run one stored-function call and return its rows, mapping failures to ApiErrors."""
+        if not self._opened:
+            self.open()
+        started = time.perf_counter()
+        try:
+            with self.pool.connection(timeout=timeout or self.timeout) as conn:
+                return conn.execute(query, params).fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _map_error(function, exc) from exc
+        finally:
+            elapsed = time.perf_counter() - started
+            for observe in self.observers:
+                observe(function, elapsed)
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        try:
+            self.call("health", "SELECT 1", (), timeout=timeout)
+            return True
+        except ApiError:
+            return False
+
+
+def _map_error(function: str, exc: Exception) -> ApiError:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in FUNCTION_ERRORS:
+        status, code, detail = FUNCTION_ERRORS[sqlstate]
+        return ApiError(status, code, detail)
+    if sqlstate == "NA422":
+        field = exc.diag.message_detail or "_schema"
+        message = exc.diag.message_primary or "Invalid value."
+        return ApiError(422, "validation_error", f"{field}: {message}", errors={field: [message]})
+    if isinstance(exc, UNAVAILABLE):
+        log.warning("database unavailable", extra={
+            "event": "database_exception", "function": function,
+            "error": type(exc).__name__, "sqlstate": sqlstate})
+        return ApiError(503, "database_unavailable", "The database is unavailable; retry shortly.",
+                        headers={"Retry-After": RETRY_AFTER})
+    log.error("database error", extra={
+        "event": "database_exception", "function": function,
+        "error": type(exc).__name__, "sqlstate": sqlstate})
+    return ApiError(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def get_db() -> Database:
+    return current_app.extensions[EXTENSION]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[EXTENSION] = Database(app.config)

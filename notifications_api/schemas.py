@@ -1,0 +1,327 @@
+"""Marshmallow schemas: one per use (query, create, update, output). They never touch the database."""
+from __future__ import annotations
+
+import json
+import re
+import zoneinfo
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+TYPE_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"
+TYPE_RE = re.compile(TYPE_PATTERN)
+TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+PRIORITIES = ("low", "normal", "high", "urgent")
+STATUSES = ("unread", "read", "archived", "all")
+CHANNELS = ("in_app", "email", "push")
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_TYPE_FILTERS = 20
+MAX_TYPE_PREFERENCES = 200
+
+
+@lru_cache(maxsize=1)
+def iana_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_text(value: str) -> None:
+    """Reject what PostgreSQL text cannot store: NUL and lone surrogates."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text.") from None
+
+
+class Text(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        check_text(text)
+        return text
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only: no "yes", 1 or "on"."""
+
+    def __init__(self, **kwargs):
+        super().__init__(truthy={True}, falsy={False}, **kwargs)
+
+
+class QueryBoolean(fields.Field):
+    """Query-string boolean: true/false/1/0 and nothing else."""
+
+    SPELLINGS = {"true": True, "1": True, "false": False, "0": False}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or value not in self.SPELLINGS:
+            raise ValidationError("Must be one of: true, false, 1, 0.")
+        return self.SPELLINGS[value]
+
+
+class QueryInteger(fields.Field):
+    """Query-string integer: plain digits only (no sign, spaces, decimals)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 9:
+            raise ValidationError("Must be a whole number.")
+        return int(value)
+
+
+class TypeList(fields.Field):
+    """Notification types from a repeated and/or comma-separated query parameter."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        values = value if isinstance(value, list) else [value]
+        types: list[str] = []
+        for item in values:
+            if not isinstance(item, str):
+                raise ValidationError("Must be a notification type.")
+            for part in item.split(","):
+                part = part.strip()
+                if not TYPE_RE.match(part):
+                    raise ValidationError(f"Not a valid notification type: {part[:64]!r}.")
+                if part not in types:
+                    types.append(part)
+        if len(types) > MAX_TYPE_FILTERS:
+            raise ValidationError(f"At most {MAX_TYPE_FILTERS} types.")
+        return types
+
+
+def _future(value: datetime) -> None:
+    if value <= datetime.now(timezone.utc):
+        raise ValidationError("Must be in the future.")
+
+
+# ---- query schemas -----------------------------------------------------------------------
+
+class ListQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    type = TypeList()
+    limit = QueryInteger(validate=validate.Range(1, 100), load_default=20)
+    cursor = fields.String(validate=validate.Length(1, 512))
+
+
+class DeleteQuerySchema(Schema):
+    permanent = QueryBoolean(load_default=False)
+
+
+class EmptyQuerySchema(Schema):
+    pass
+
+
+# ---- request bodies ----------------------------------------------------------------------
+
+class CreateNotificationSchema(Schema):
+    user_id = fields.UUID()
+    user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_type = Text(required=True, validate=validate.Regexp(TYPE_PATTERN))
+    title = Text(required=True, validate=validate.Length(1, 200))
+    message = Text(allow_none=True, validate=validate.Length(max=2000))
+    actor_user_id = fields.UUID(allow_none=True)
+    target_type = Text(allow_none=True, validate=validate.Length(1, 64))
+    target_id = Text(allow_none=True, validate=validate.Length(1, 256))
+    action_url = fields.Url(allow_none=True, schemes={"http", "https"}, require_tld=False,
+                            validate=validate.Length(max=2048))
+    payload = fields.Dict(keys=fields.String(), load_default=dict)
+    priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="normal")
+    group_key = Text(allow_none=True, validate=validate.Length(1, 256))
+    expires_at = fields.AwareDateTime(allow_none=True, validate=_future)
+    dedupe_key = Text(allow_none=True, validate=validate.Length(1, 128))
+
+    @validates("payload")
+    def _payload_size(self, value: dict, data_key: str) -> None:
+        try:
+            encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except (UnicodeEncodeError, ValueError):
+            raise ValidationError("Must be valid JSON text.") from None
+        if b"\\u0000" in encoded:
+            raise ValidationError("Must not contain NUL characters.")
+        if len(encoded) > MAX_PAYLOAD_BYTES:
+            raise ValidationError(f"Must be at most {MAX_PAYLOAD_BYTES} bytes serialized.")
+
+    @validates_schema
+    def _one_target(self, data: dict, **kwargs) -> None:
+        if ("user_id" in data) == ("user_ids" in data):
+            raise ValidationError("Exactly one of user_id and user_ids is required.", "user_id")
+        if len(set(data.get("user_ids") or ())) != len(data.get("user_ids") or ()):
+            raise ValidationError("User ids must be unique.", "user_ids")
+
+
+class MarkReadSchema(Schema):
+    notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_type = Text(validate=validate.Regexp(TYPE_PATTERN))
+    all = StrictBoolean()
+    before = fields.AwareDateTime()
+
+    @validates_schema
+    def _selector(self, data: dict, **kwargs) -> None:
+        if not (data.get("notification_ids") or data.get("notification_type") or data.get("all")):
+            raise ValidationError(
+                "Give at least one of notification_ids, notification_type or all: true.", "_schema")
+
+
+class ChannelPreferencesSchema(Schema):
+    in_app = StrictBoolean()
+    email = StrictBoolean()
+    push = StrictBoolean()
+
+
+class QuietHoursSchema(Schema):
+    start = fields.String(required=True, validate=validate.Regexp(TIME_RE, error="Must be HH:MM."))
+    end = fields.String(required=True, validate=validate.Regexp(TIME_RE, error="Must be HH:MM."))
+    timezone = fields.String(required=True)
+
+    @validates("timezone")
+    def _zone(self, value: str, data_key: str) -> None:
+        if value not in iana_zones():
+            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+
+    @validates_schema
+    def _distinct(self, data: dict, **kwargs) -> None:
+        if data.get("start") and data.get("start") == data.get("end"):
+            raise ValidationError("Must differ from start.", "end")
+
+
+class TypeName(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not TYPE_RE.match(text):
+            raise ValidationError("Not a valid notification type.")
+        return text
+
+
+class SettingsPatchSchema(Schema):
+    in_app_enabled = StrictBoolean()
+    email_enabled = StrictBoolean()
+    push_enabled = StrictBoolean()
+    type_preferences = fields.Dict(
+        keys=TypeName(), values=fields.Nested(ChannelPreferencesSchema, allow_none=True),
+        validate=validate.Length(max=MAX_TYPE_PREFERENCES))
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
+
+
+# ---- responses (documented in OpenAPI; the views use the fast dumpers below) -------------
+
+class NotificationSchema(Schema):
+    notification_id = fields.UUID(required=True)
+    user_id = fields.UUID(required=True)
+    notification_type = fields.String(required=True)
+    title = fields.String(required=True)
+    message = fields.String(allow_none=True)
+    actor_user_id = fields.UUID(allow_none=True)
+    target_type = fields.String(allow_none=True)
+    target_id = fields.String(allow_none=True)
+    action_url = fields.String(allow_none=True)
+    payload = fields.Dict(required=True)
+    priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
+    group_key = fields.String(allow_none=True)
+    status = fields.String(required=True, validate=validate.OneOf(("unread", "read", "archived")))
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    read_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    archived_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class NotificationListSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class UnreadCountSchema(Schema):
+    unread_count = fields.Integer(required=True)
+    by_type = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class MarkReadResultSchema(Schema):
+    updated_count = fields.Integer(required=True)
+    unread_count = fields.Integer(required=True)
+
+
+class CreateResultSchema(Schema):
+    user_id = fields.UUID(required=True)
+    result = fields.String(required=True, validate=validate.OneOf(
+        ("created", "duplicate", "suppressed", "user_not_found", "user_inactive")))
+    notification = fields.Nested(NotificationSchema, allow_none=True, required=True)
+
+
+class CreateResponseSchema(Schema):
+    created_count = fields.Integer(required=True)
+    results = fields.List(fields.Nested(CreateResultSchema), required=True)
+
+
+class SettingsSchema(Schema):
+    in_app_enabled = fields.Boolean(required=True)
+    email_enabled = fields.Boolean(required=True)
+    push_enabled = fields.Boolean(required=True)
+    type_preferences = fields.Dict(keys=fields.String(), values=fields.Nested(ChannelPreferencesSchema),
+                                   required=True)
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, required=True)
+    updated_at = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
+
+
+class ProblemSchema(Schema):
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    code = fields.String(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    request_id = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+# ---- loading helpers ---------------------------------------------------------------------
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error dicts -> {"user_ids.3": [...], "quiet_hours.timezone": [...]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key == "value" and isinstance(value, dict) and prefix:
+                flat.update(flatten_errors(value, prefix))  # Dict field value errors
+                continue
+            if key == "key" and prefix:
+                flat.update(flatten_errors(value, prefix))
+                continue
+            path = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(flatten_errors(value, path))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        flat[prefix or "_schema"] = list(messages)
+    else:
+        flat[prefix or "_schema"] = [str(messages)]
+    return flat
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+NOTIFICATION_FIELDS = tuple(NotificationSchema._declared_fields)
+_TIMESTAMP_INDEXES = frozenset(i for i, name in enumerate(NOTIFICATION_FIELDS) if name.endswith("_at"))
+_UUID_INDEXES = frozenset(i for i, name in enumerate(NOTIFICATION_FIELDS)
+                          if name in ("notification_id", "user_id", "actor_user_id"))
+
+
+def notification_dict(row: tuple) -> dict[str, Any]:
+    """A row of activity.notification_out (17 columns, schema order) -> the API object."""
+    out: dict[str, Any] = {}
+    for index, name in enumerate(NOTIFICATION_FIELDS):
+        value = row[index]
+        if value is not None:
+            if index in _TIMESTAMP_INDEXES:
+                value = format_timestamp(value)
+            elif index in _UUID_INDEXES:
+                value = str(value)
+        out[name] = value
+    return out

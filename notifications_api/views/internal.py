@@ -1,0 +1,73 @@
+"""Internal services create notifications (one user or a fan-out), authenticated by service token."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, g, request, url_for
+
+from .. import store
+from ..auth import service_required
+from ..db import get_db
+from ..errors import validation_error
+from ..schemas import CreateNotificationSchema, EmptyQuerySchema, check_text, notification_dict
+from ..web import json_response, load_body, load_query
+
+log = logging.getLogger(__name__)
+bp = Blueprint("internal", __name__)
+
+create_body = CreateNotificationSchema()
+no_query = EmptyQuerySchema()
+
+
+def _dedupe_key(body: dict) -> str | None:
+    """The body's dedupe_key and the Idempotency-Key header are the same thing; they must agree."""
+    header = request.headers.get("Idempotency-Key")
+    key = body.get("dedupe_key")
+    if header is not None:
+        problem = None
+        if not 1 <= len(header) <= 128:
+            problem = "Idempotency-Key must be 1-128 characters."
+        elif key is not None and key != header:
+            problem = "dedupe_key and the Idempotency-Key header must be equal."
+        else:
+            try:
+                check_text(header)
+            except Exception:
+                problem = "Idempotency-Key must be valid text."
+        if problem:
+            raise validation_error({"dedupe_key": [problem]})
+        key = header
+    return key
+
+
+@bp.post("/notifications")
+@service_required
+def create_notification():
+    load_query(no_query)
+    body = load_body(create_body)
+    body["dedupe_key"] = _dedupe_key(body)
+    single = "user_id" in body
+    user_ids = [body["user_id"]] if single else body["user_ids"]
+    rows = store.create_notifications(get_db(), user_ids, body,
+                                      queue_email=bool(current_app.config["EMAIL_API_URL"]))
+    results = []
+    created = duplicates = 0
+    for row in rows:
+        result = row[0]
+        notification = notification_dict(row[1:]) if result in ("created", "duplicate") else None
+        created += result == "created"
+        duplicates += result == "duplicate"
+        results.append({"user_id": str(row[2]), "result": result, "notification": notification})
+    headers = {}
+    if duplicates == len(results):
+        headers["Idempotent-Replayed"] = "true"
+    if single and results[0]["notification"] is not None and created:
+        headers["Location"] = url_for("notifications.get_notification",
+                                      notification_id=results[0]["notification"]["notification_id"])
+    if created:
+        log.info("notifications created", extra={
+            "event": "notification_created", "service": g.service,
+            "notification_type": body["notification_type"], "created_count": created,
+            "target_count": len(results)})
+    return json_response({"created_count": created, "results": results},
+                         status=201 if created else 200, headers=headers)

@@ -1,0 +1,105 @@
+"""The end user's notifications: list, read one, mark read/unread, bulk mark, archive/delete, count."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+from uuid import UUID
+
+from flask import Blueprint, Response, current_app, g, request
+
+from .. import cursors, store
+from ..auth import user_required
+from ..db import get_db
+from ..schemas import DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema, MarkReadSchema, notification_dict
+from ..web import conditional_json, json_response, load_body, load_query
+
+log = logging.getLogger(__name__)
+bp = Blueprint("notifications", __name__)
+
+list_query = ListQuerySchema()
+delete_query = DeleteQuerySchema()
+no_query = EmptyQuerySchema()
+mark_read_body = MarkReadSchema()
+
+
+def _cursor_secrets() -> list[str]:
+    return [current_app.config["JWT_SECRET"], current_app.config["JWT_SECRET_PREVIOUS"]]
+
+
+@bp.get("/notifications")
+@user_required
+def list_notifications():
+    query = load_query(list_query, multi=("type",))
+    status, types, limit = query.get("status"), query.get("type"), query["limit"]
+    after = None
+    if "cursor" in query:
+        after = cursors.decode(_cursor_secrets(), query["cursor"], g.user_id, status, types)
+    rows = store.list_notifications(get_db(), g.user_id, status, types, limit + 1, after)
+    items = [notification_dict(row) for row in rows[:limit]]
+    headers = {}
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = cursors.encode(current_app.config["JWT_SECRET"], g.user_id, status, types,
+                                     last[13], last[0])
+        params = {"cursor": next_cursor, "limit": limit}
+        if status:
+            params["status"] = status
+        if types:
+            params["type"] = ",".join(types)
+        headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+    return conditional_json({"items": items, "next_cursor": next_cursor}, headers)
+
+
+@bp.get("/notifications/<uuid:notification_id>")
+@user_required
+def get_notification(notification_id: UUID):
+    load_query(no_query)
+    return json_response(notification_dict(store.get_notification(get_db(), g.user_id, notification_id)))
+
+
+@bp.route("/notifications/<uuid:notification_id>/read", methods=["PUT", "PATCH"])
+@user_required
+def mark_read(notification_id: UUID):
+    load_query(no_query)
+    row = store.mark_read(get_db(), g.user_id, notification_id, True)
+    log.info("notification marked read", extra={
+        "event": "notification_marked_read", "user_id": g.user_id, "notification_id": str(notification_id)})
+    return json_response(notification_dict(row))
+
+
+@bp.delete("/notifications/<uuid:notification_id>/read")
+@user_required
+def mark_unread(notification_id: UUID):
+    load_query(no_query)
+    return json_response(notification_dict(store.mark_read(get_db(), g.user_id, notification_id, False)))
+
+
+@bp.post("/notifications/mark-read")
+@user_required
+def mark_read_bulk():
+    load_query(no_query)
+    body = load_body(mark_read_body)
+    updated, unread = store.mark_read_bulk(
+        get_db(), g.user_id, body.get("notification_ids"), body.get("notification_type"),
+        body.get("all", False), body.get("before"))
+    log.info("notifications marked read", extra={
+        "event": "notification_marked_read", "user_id": g.user_id, "updated_count": updated})
+    return json_response({"updated_count": updated, "unread_count": unread})
+
+
+@bp.delete("/notifications/<uuid:notification_id>")
+@user_required
+def delete_notification(notification_id: UUID):
+    permanent = load_query(delete_query)["permanent"]
+    store.delete_notification(get_db(), g.user_id, notification_id, permanent)
+    return Response(status=204)
+
+
+@bp.get("/notifications/unread/count")
+@user_required
+def unread_count():
+    load_query(no_query)
+    count, by_type, _version = store.unread_counts(get_db(), g.user_id, True)
+    return conditional_json({"unread_count": count, "by_type": by_type},
+                            {"X-Poll-Interval": str(current_app.config["POLL_INTERVAL_SECONDS"])})

@@ -1,0 +1,43 @@
+"""The end user's notification preferences: channels, per-type overrides, quiet hours."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, g
+
+from .. import store
+from ..auth import user_required
+from ..db import get_db
+from ..schemas import EmptyQuerySchema, SettingsPatchSchema, format_timestamp
+from ..web import json_response, load_body, load_query
+
+log = logging.getLogger(__name__)
+bp = Blueprint("settings", __name__)
+
+patch_body = SettingsPatchSchema()
+no_query = EmptyQuerySchema()
+
+
+def _settings_dict(row: tuple) -> dict:
+    in_app, email, push, type_preferences, quiet_hours, updated_at = row
+    return {"in_app_enabled": in_app, "email_enabled": email, "push_enabled": push,
+            "type_preferences": type_preferences or {}, "quiet_hours": quiet_hours,
+            "updated_at": format_timestamp(updated_at)}
+
+
+@bp.get("/notifications/settings")
+@user_required
+def get_settings():
+    load_query(no_query)
+    return json_response(_settings_dict(store.get_settings(get_db(), g.user_id)))
+
+
+@bp.patch("/notifications/settings")
+@user_required
+def update_settings():
+    load_query(no_query)
+    patch = load_body(patch_body)
+    row = store.update_settings(get_db(), g.user_id, patch)
+    log.info("settings updated", extra={
+        "event": "settings_updated", "user_id": g.user_id, "fields": sorted(patch)})
+    return json_response(_settings_dict(row))

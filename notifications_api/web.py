@@ -1,0 +1,89 @@
+"""Request and response helpers shared by the views: body/query loading, JSON, ETags."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flask import Response, request
+from marshmallow import Schema, ValidationError
+
+from .errors import ApiError, validation_error
+from .schemas import flatten_errors
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_body(schema: Schema) -> dict[str, Any]:
+    """Content type (415), then JSON syntax (400), then the schema (422)."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "The request body must be application/json.")
+    raw = request.get_data(cache=True)  # 413 is raised here when over MAX_CONTENT_LENGTH
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+    return load(schema, data)
+
+
+def load(schema: Schema, data: Any) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise validation_error(flatten_errors(exc.messages)) from None
+
+
+def load_query(schema: Schema, multi: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Query parameters through a schema; a repeated parameter is an error unless listed in multi."""
+    data: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for key in request.args.keys():
+        values = request.args.getlist(key)
+        if key in multi:
+            data[key] = values
+        elif len(values) > 1:
+            errors[key] = ["Only one value is allowed."]
+        else:
+            data[key] = values[0]
+    if errors:
+        raise validation_error(errors)
+    return load(schema, data)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(obj), status=status, headers=headers, mimetype="application/json")
+
+
+def etag_for(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def _if_none_match_hits(etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+def conditional_json(obj: Any, headers: dict[str, str] | None = None) -> Response:
+    """200 with a strong ETag, or 304 with the same ETag (and headers) when If-None-Match matches."""
+    body = dumps(obj)
+    etag = etag_for(body)
+    all_headers = {"ETag": etag, **(headers or {})}
+    if _if_none_match_hits(etag):
+        return Response(status=304, headers=all_headers)
+    return Response(body, status=200, headers=all_headers, mimetype="application/json")
