@@ -1,0 +1,63 @@
+# Development entry points. `make run` and `make test` work on a fresh machine with
+# Python 3.11+, make and access to PyPI: no system PostgreSQL or Redis needed.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+BIN := $(VENV)/bin
+# The first python3.x >= 3.11 on PATH (override: make PYTHON=/path/to/python3.12 ...).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+PACKAGING := setup.cfg pyproject.toml
+
+.PHONY: help install install-test run test test-db lint migrate clean
+
+help:
+	@echo "make run      serve on :8003 (embedded PostgreSQL under .data/ unless DATABASE_URL/DB_HOST is set)"
+	@echo "make test     run the whole test suite (TEST_DATABASE_URL, else embedded PostgreSQL)"
+	@echo "make test-db  run only tests/db"
+	@echo "make lint     flake8"
+	@echo "make migrate  apply SQL migrations (MIGRATION_DATABASE_URL, else the configured database)"
+	@echo "make install  create $(VENV) and install the package with the dev extra"
+	@echo "make clean    remove $(VENV), .data (stopping embedded PostgreSQL) and caches"
+
+$(BIN)/python:
+	@if [ -z "$(PYTHON)" ] || ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		echo "error: Python 3.11 or newer is required (python3.11, python3.12, python3.13 or python3 on PATH," \
+		     "or make PYTHON=/path/to/python3.x)" >&2; \
+		exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps: reinstall only when the packaging metadata changes.
+$(VENV)/.installed-dev: $(PACKAGING) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(VENV)/.installed-test: $(PACKAGING) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,test]'
+	@touch $@ $(VENV)/.installed-dev
+
+install: $(VENV)/.installed-dev
+install-test: $(VENV)/.installed-test
+
+run: $(VENV)/.installed-dev
+	$(BIN)/notifications-api dev
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+test-db: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/db
+
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m flake8 notifications_api tests
+
+migrate: $(VENV)/.installed-dev
+	$(BIN)/notifications-api migrate
+
+clean:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m notifications_api.devdb stop .data/pg .data/test-pg || true; fi
+	rm -rf $(VENV) .data .pytest_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,302 @@
+"""The `notifications-api` command: one function per subcommand.
+
+Adding a command: write a function, decorate it with `@cli.command()`.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import click
+from dotenv import dotenv_values
+
+from .config import SECRETS, ConfigError, load_config
+
+DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
+DEMO_EMAIL = "demo@example.com"
+DEV_DATABASE = "activity_platform"
+DEV_APP_USER = "api_user"
+DEMO_NOTIFICATIONS = (  # (dedupe key, type, title, message); the key makes re-seeding a no-op
+    ("demo-welcome", "system", "Welcome to the Notifications API", "This is a demo notification."),
+    ("demo-comment-1", "comment", "Ana commented on your post", "Nice route!"),
+    ("demo-mention-1", "mention", "Ben mentioned you", "@demo have a look at this."),
+    ("demo-reaction-1", "reaction", "Chris liked your photo", None),
+)
+
+
+def _environment() -> dict[str, str]:
+    """os.environ over the `.env` file (ENV_FILE), as load_config sees them."""
+    merged = {k: v for k, v in dotenv_values(os.environ.get("ENV_FILE", ".env")).items() if v is not None}
+    merged.update(os.environ)
+    return merged
+
+
+def _config(env: dict[str, str] | None = None, *, need_secrets: bool = True) -> dict:
+    """load_config, turning ConfigError into a clean exit 1.
+
+    Database-only commands (migrate, create-user) sign nothing, so they do not
+    require JWT_SECRET/SERVICE_TOKEN: absent ones get a throwaway random value.
+    """
+    overrides = {}
+    if not need_secrets:
+        source = env if env is not None else _environment()
+        overrides = {name: secrets.token_urlsafe(48) for name in SECRETS if not source.get(name)}
+    try:
+        return load_config(overrides, env=env)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+def _admin_conninfo(database_url: str | None) -> str:
+    """--database-url, else MIGRATION_DATABASE_URL, else the configured DATABASE_CONNINFO."""
+    if database_url:
+        return database_url
+    env = _environment()
+    if env.get("MIGRATION_DATABASE_URL"):
+        return env["MIGRATION_DATABASE_URL"]
+    return _config(env, need_secrets=False)["DATABASE_CONNINFO"]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Notifications API: operations and development commands."""
+
+
+@cli.command("check-config")
+def check_config() -> None:
+    """Validate the configuration (environment and .env); exit 1 listing every problem."""
+    _config()
+    click.echo("configuration ok")
+
+
+database_url_option = click.option(
+    "--database-url", metavar="URL",
+    help="Admin/owner connection (default: $MIGRATION_DATABASE_URL, else the configured database).")
+
+
+@cli.command()
+@database_url_option
+@click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+def migrate(database_url: str | None, dry_run: bool) -> None:
+    """Apply pending SQL migrations (run as an admin/owner role, never as the app user)."""
+    import psycopg
+
+    from . import migrate as migrations
+
+    conninfo = _admin_conninfo(database_url)
+    try:
+        applied = migrations.migrate(conninfo, dry_run=dry_run, echo=click.echo)
+    except migrations.MigrationError as exc:
+        _fail(str(exc))
+    except psycopg.OperationalError as exc:
+        _fail(f"cannot connect to the database: {exc}")
+    verb = "would apply" if dry_run else "applied"
+    summary = ": " + ", ".join(applied) if applied else "; up to date"
+    click.echo(f"{verb} {len(applied)} migration(s){summary}")
+
+
+@cli.command("create-user")
+@database_url_option
+@click.option("--email", required=True)
+@click.option("--user-id", type=click.UUID, help="Default: a new random UUID.")
+@click.option("--display-name")
+@click.option("--inactive", is_flag=True, help="Create the user as inactive.")
+def create_user(database_url: str | None, email: str, user_id: uuid.UUID | None,
+                display_name: str | None, inactive: bool) -> None:
+    """Create a row in activity.users (the Auth API owns users in production)."""
+    import psycopg
+
+    from . import admin
+
+    try:
+        created = admin.create_user(_admin_conninfo(database_url), email=email,
+                                    user_id=str(user_id) if user_id else None,
+                                    display_name=display_name, active=not inactive)
+    except psycopg.Error as exc:
+        _fail(str(exc).strip())
+    click.echo(str(created))
+
+
+@cli.command("issue-token")
+@click.option("--user-id", type=click.UUID, required=True)
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24, show_default=True)
+def issue_token(user_id: uuid.UUID, hours: float) -> None:
+    """Print a user JWT signed with JWT_SECRET (development and testing only)."""
+    from .auth import issue_token as sign
+
+    config = _config()
+    if config["ENVIRONMENT"] == "production":
+        _fail("issue-token is refused with ENVIRONMENT=production; user tokens come from the Auth API", 2)
+    click.echo(sign(config, str(user_id), hours=hours))
+
+
+@cli.command()
+@click.option("--data-dir", default=".data", show_default=True, type=click.Path(file_okay=False),
+              help="Where the embedded PostgreSQL and generated development secrets live.")
+def dev(data_dir: str) -> None:
+    """Serve for development (`make run`): embedded PostgreSQL unless DATABASE_URL/DB_HOST is set."""
+    data = Path(data_dir).resolve()
+    env = _environment()
+    if env.get("ENVIRONMENT", "development") == "production":
+        _fail("`dev` is for development; run gunicorn directly in production", 2)
+    data.mkdir(parents=True, exist_ok=True)
+    env.update(_dev_secrets(env, data / "dev.env"))
+    config = _config(env)  # fail fast, before starting anything
+
+    embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
+    try:
+        if embedded:
+            env["DATABASE_URL"] = _prepare_embedded_database(data)
+        _print_demo_requests(config)
+        code = _serve(env)
+    finally:
+        if embedded:
+            from . import devdb
+            devdb.stop()
+            click.echo("embedded PostgreSQL stopped")
+    sys.exit(code)
+
+
+def _stored_secret(path: Path) -> str:
+    """A random secret generated on first use and kept in `path` (mode 0600)."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(48)
+    _write_private(path, value + "\n")
+    return value
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _dev_secrets(env: dict[str, str], path: Path) -> dict[str, str]:
+    """JWT_SECRET/SERVICE_TOKEN not set in env/.env: generated once into `path`, reused afterwards."""
+    stored = {k: v for k, v in dotenv_values(path).items() if v} if path.exists() else {}
+    missing = [name for name in SECRETS if not env.get(name)]
+    new = {name: secrets.token_urlsafe(48) for name in missing if name not in stored}
+    if new:
+        stored.update(new)
+        _write_private(path, "# generated by `notifications-api dev`; delete to rotate\n"
+                       + "".join(f"{k}={v}\n" for k, v in stored.items()))
+        click.echo(f"generated development secrets {', '.join(new)} into {path}")
+    return {name: stored[name] for name in missing}
+
+
+def _prepare_embedded_database(data: Path) -> str:
+    """Start the embedded server; create and migrate the database, app user and demo data.
+
+    Returns the app user's conninfo (Unix socket).
+    """
+    from psycopg.conninfo import make_conninfo
+
+    from . import admin, devdb
+    from . import migrate as migrations
+
+    server = devdb.start(data / "pg")
+    click.echo(f"embedded PostgreSQL running in {data / 'pg'} (Unix socket only)")
+    if admin.ensure_database(server, DEV_DATABASE):
+        click.echo(f"created database {DEV_DATABASE}")
+    owner = make_conninfo(server, dbname=DEV_DATABASE)
+    try:
+        migrations.migrate(owner, echo=click.echo)
+    except migrations.MigrationError as exc:
+        _fail(str(exc))
+    password = _stored_secret(data / f"{DEV_APP_USER}.password")
+    admin.provision_app_user(owner, DEV_APP_USER, password)
+    _ensure_demo_user(owner)
+    created = _seed_demo_notifications(owner)
+    click.echo(f"demo user {DEMO_USER_ID} <{DEMO_EMAIL}>; {created} demo notification(s) added")
+    return make_conninfo(owner, user=DEV_APP_USER, password=password)
+
+
+def _ensure_demo_user(owner: str) -> None:
+    import psycopg
+
+    from . import admin
+
+    try:
+        admin.create_user(owner, email=DEMO_EMAIL, user_id=DEMO_USER_ID, display_name="Demo User")
+    except psycopg.errors.UniqueViolation:
+        pass  # created by an earlier run
+
+
+def _seed_demo_notifications(owner: str) -> int:
+    """Create the demo notifications; their dedupe keys make reruns add nothing."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    created = 0
+    with psycopg.connect(owner, row_factory=dict_row) as conn:
+        for key, kind, title, message in DEMO_NOTIFICATIONS:
+            rows = conn.execute(
+                "SELECT * FROM activity.sp_create_notification(p_user_ids => %s::uuid[], "
+                "p_notification_type => %s, p_title => %s, p_message => %s, p_dedupe_key => %s)",
+                ([DEMO_USER_ID], kind, title, message, key)).fetchall()
+            created += sum(1 for row in rows if row.get("result") == "created")
+    return created
+
+
+def _print_demo_requests(config: dict) -> None:
+    from .auth import issue_token as sign
+
+    token = sign(config, DEMO_USER_ID, hours=24)
+    base = f"http://localhost:{config['PORT']}{config['API_V1_PREFIX']}/notifications"
+    click.echo("\nDemo requests (token valid 24 h):\n"
+               f"  export TOKEN='{token}'\n"
+               f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/unread/count\n"
+               f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}?limit=20'\n")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if `dev` dies without stopping us (Linux only)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _serve(env: dict[str, str]) -> int:
+    """Run gunicorn as a child until it exits; SIGINT/SIGTERM stop it gracefully."""
+    conf = Path("gunicorn.conf.py")
+    if not conf.exists():
+        conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+    command = [sys.executable, "-m", "gunicorn", "-c", str(conf), "notifications_api.wsgi:app"]
+    child = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+    signals = {"count": 0}
+
+    def forward(signum, frame):  # first signal: graceful stop; another: quick stop
+        signals["count"] += 1
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM if signals["count"] == 1 else signal.SIGQUIT)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return 0 if signals["count"] and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+
+
+def main() -> None:
+    cli(prog_name="notifications-api")
+
+
+if __name__ == "__main__":
+    main()

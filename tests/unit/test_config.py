@@ -1,0 +1,200 @@
+"""load_config: typed parsing, every problem at once, production guardrails, secrets never echoed."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from notifications_api.config import ConfigError, load_config
+
+STRONG_JWT = "j" * 40 + "-jwt-secret-for-tests"
+STRONG_TOKEN = "s" * 40 + "-service-token-for-tests"
+BASE = {"JWT_SECRET": STRONG_JWT, "SERVICE_TOKEN": STRONG_TOKEN}
+PRODUCTION = {**BASE, "ENVIRONMENT": "production", "DB_PASSWORD": "a-real-database-password"}
+
+
+def problems(env):
+    with pytest.raises(ConfigError) as caught:
+        load_config(env=env)
+    return caught.value.problems, str(caught.value)
+
+
+def test_defaults_are_typed():
+    config = load_config(env=BASE)
+    assert config["PORT"] == 8003
+    assert config["DEBUG"] is False
+    assert config["ENABLE_DOCS"] is False
+    assert config["CORS_ORIGINS"] == ()
+    assert config["DB_POOL_TIMEOUT"] == 5.0
+    assert config["DB_PREPARE_THRESHOLD"] == 5
+    assert config["ENVIRONMENT"] == "development"
+    assert config["API_V1_PREFIX"] == "/api/v1"
+    assert config["DATABASE_CONNINFO"].startswith("postgresql://api_user@localhost:5432/activity_platform")
+
+
+def test_values_are_parsed_to_their_types():
+    config = load_config(env={**BASE, "PORT": "9000", "DEBUG": "yes", "LOG_LEVEL": "debug",
+                              "CORS_ORIGINS": "https://a.example.com, http://localhost:3000",
+                              "DB_POOL_TIMEOUT": "2.5", "DB_PREPARE_THRESHOLD": "", "REDIS_SSL": "1",
+                              "JWT_ALGORITHM": "hs512", "TRUSTED_PROXY_HOPS": "1"})
+    assert config["PORT"] == 9000
+    assert config["DEBUG"] is True
+    assert config["LOG_LEVEL"] == "DEBUG"
+    assert config["CORS_ORIGINS"] == ("https://a.example.com", "http://localhost:3000")
+    assert config["DB_POOL_TIMEOUT"] == 2.5
+    assert config["DB_PREPARE_THRESHOLD"] is None  # empty: prepared statements off (PgBouncer)
+    assert config["REDIS_SSL"] is True
+    assert config["JWT_ALGORITHM"] == "HS512"
+    assert config["TRUSTED_PROXY_HOPS"] == 1
+
+
+def test_database_url_overrides_db_parts():
+    config = load_config(env={**BASE, "DATABASE_URL": "postgresql://u:p@db:6432/x", "DB_HOST": "ignored"})
+    assert config["DATABASE_CONNINFO"] == "postgresql://u:p@db:6432/x"
+
+
+def test_db_parts_are_quoted_into_a_url():
+    config = load_config(env={**BASE, "DB_HOST": "db.internal", "DB_USER": "api user",
+                              "DB_PASSWORD": "p@ss/word", "DB_SSLMODE": "require"})
+    assert config["DATABASE_CONNINFO"] == \
+        "postgresql://api%20user:p%40ss%2Fword@db.internal:5432/activity_platform?sslmode=require"
+
+
+def test_overrides_win_and_skip_parsing():
+    config = load_config({"PORT": 1234, "TESTING": True}, env=BASE)
+    assert config["PORT"] == 1234
+    assert config["TESTING"] is True
+
+
+def test_every_problem_is_reported_at_once():
+    found, message = problems({"PORT": "eighty", "DEBUG": "maybe", "DB_POOL_MIN_SIZE": "9",
+                               "DB_POOL_MAX_SIZE": "4", "ENVIRONMENT": "prod", "API_V1_PREFIX": "api"})
+    names = ("PORT", "DEBUG", "DB_POOL_MIN_SIZE", "ENVIRONMENT", "API_V1_PREFIX", "JWT_SECRET", "SERVICE_TOKEN")
+    for name in names:
+        assert any(problem.startswith(name) for problem in found), (name, found)
+        assert name in message
+    assert "'eighty'" in message  # non-secret values are shown to help fix them
+
+
+@pytest.mark.parametrize("name,value", [("PORT", "0"), ("PORT", "70000"), ("DB_POOL_TIMEOUT", "0"),
+                                        ("LOG_LEVEL", "LOUD"), ("JWT_ALGORITHM", "none"),
+                                        ("JWT_ALGORITHM", "RS256"), ("CORS_ORIGINS", "app.example.com"),
+                                        ("CORS_ORIGINS", "https://app.example.com/path"),
+                                        ("TRUSTED_PROXY_HOPS", "-1"), ("MAX_CONTENT_LENGTH", "12")])
+def test_out_of_range_and_malformed_values_are_refused(name, value):
+    found, _ = problems({**BASE, name: value})
+    assert [problem for problem in found if problem.startswith(name)]
+
+
+@pytest.mark.parametrize("value", ["300/minuet", "lots", "300 per fortnight", "-5/second"])
+def test_invalid_rate_limit_strings_are_refused(value):
+    found, message = problems({**BASE, "RATE_LIMIT_USER_READ": value})
+    assert any(problem.startswith("RATE_LIMIT_USER_READ") for problem in found)
+    assert "300/minute" in message  # says what a valid one looks like
+
+
+def test_valid_rate_limit_strings_are_accepted():
+    config = load_config(env={**BASE, "RATE_LIMIT_USER_READ": "10/second;600/minute",
+                              "RATE_LIMIT_SERVICE": "100 per minute"})
+    assert config["RATE_LIMIT_USER_READ"] == "10/second;600/minute"
+
+
+def test_secrets_are_required():
+    found, _ = problems({})
+    assert "JWT_SECRET is required" in found
+    assert "SERVICE_TOKEN is required" in found
+
+
+def test_a_valid_production_configuration_loads():
+    config = load_config(env={**PRODUCTION, "CORS_ORIGINS": "https://app.example.com"})
+    assert config["ENVIRONMENT"] == "production"
+
+
+@pytest.mark.parametrize("env,name", [
+    ({"JWT_SECRET": "short-secret"}, "JWT_SECRET"),
+    ({"SERVICE_TOKEN": "x" * 31}, "SERVICE_TOKEN"),
+    ({"JWT_SECRET": "dev-jwt-secret-change-me-0123456789abcdef"}, "JWT_SECRET"),  # placeholder, long enough
+    ({"SERVICE_TOKEN": "dev-service-token-change-me-0123456789abcd"}, "SERVICE_TOKEN"),
+    ({"METRICS_TOKEN": "metrics"}, "METRICS_TOKEN"),
+    ({"JWT_SECRET_PREVIOUS": "old"}, "JWT_SECRET_PREVIOUS"),
+    ({"DB_PASSWORD": ""}, "DB_PASSWORD"),
+    ({"CORS_ORIGINS": "https://app.example.com,*"}, "CORS_ORIGINS"),
+    ({"DEBUG": "true"}, "DEBUG"),
+    ({"ENABLE_DOCS": "true"}, "ENABLE_DOCS"),
+])
+def test_production_guardrails_name_the_setting(env, name):
+    found, _ = problems({**PRODUCTION, **env})
+    assert len(found) == 1 and found[0].startswith(name), found
+
+
+@pytest.mark.parametrize("env", [{"JWT_SECRET": "short"}, {"CORS_ORIGINS": "*"}, {"DEBUG": "true"},
+                                 {"ENABLE_DOCS": "true"}, {"DB_PASSWORD": ""}])
+def test_guardrails_apply_only_in_production(env):
+    load_config(env={**BASE, "ENVIRONMENT": "staging", **env})
+
+
+def test_secrets_are_never_echoed_in_problems():
+    weak = "weak-secret-value-1"
+    found, message = problems({**PRODUCTION, "JWT_SECRET": weak, "SERVICE_TOKEN": "changeme",
+                               "DB_PASSWORD": "not-a-number-but-fine", "REDIS_PASSWORD": "hunter2-redis",
+                               "EMAIL_API_KEY": "email-key-value", "DATABASE_URL": "postgresql://u:dbpass9@h/d",
+                               "PORT": "bad"})
+    assert any(problem.startswith("JWT_SECRET") for problem in found)
+    for value in (weak, "changeme", "hunter2-redis", "email-key-value", "dbpass9"):
+        assert value not in message
+
+
+def test_env_file_is_read(tmp_path, monkeypatch):
+    env_file = tmp_path / "custom.env"
+    env_file.write_text(f"JWT_SECRET={STRONG_JWT}\nSERVICE_TOKEN={STRONG_TOKEN}\nPORT=8111\n"
+                        "# a comment\nPOLL_INTERVAL_SECONDS=45\n")
+    for name in ("JWT_SECRET", "SERVICE_TOKEN", "PORT", "POLL_INTERVAL_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENV_FILE", str(env_file))
+    config = load_config()
+    assert config["PORT"] == 8111
+    assert config["POLL_INTERVAL_SECONDS"] == 45
+    assert config["JWT_SECRET"] == STRONG_JWT
+
+
+def test_environment_wins_over_env_file(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"JWT_SECRET={STRONG_JWT}\nSERVICE_TOKEN={STRONG_TOKEN}\nPORT=8111\n")
+    monkeypatch.setenv("ENV_FILE", str(env_file))
+    monkeypatch.setenv("PORT", "8222")
+    assert load_config()["PORT"] == 8222
+
+
+def _cli(*args, env):
+    clean = {k: v for k, v in os.environ.items() if k not in BASE and k not in ("ENVIRONMENT", "DATABASE_URL")}
+    return subprocess.run([sys.executable, "-m", "notifications_api.cli", *args],
+                          env={**clean, "ENV_FILE": os.devnull, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_refuses_an_unsafe_production_start_naming_every_problem():
+    weak = "short"
+    result = _cli("check-config", env={"ENVIRONMENT": "production", "JWT_SECRET": weak,
+                                       "SERVICE_TOKEN": STRONG_TOKEN, "DB_PASSWORD": "db-password-for-test",
+                                       "CORS_ORIGINS": "*", "ENABLE_DOCS": "true"})
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert output.count("invalid configuration") == 1  # one message, listing all three
+    for name in ("JWT_SECRET", "CORS_ORIGINS", "ENABLE_DOCS"):
+        assert name in output
+    assert "configuration ok" not in output
+    assert f"'{weak}'" not in output and STRONG_TOKEN not in output
+
+
+def test_check_config_accepts_a_good_configuration():
+    result = _cli("check-config", env=BASE)
+    assert result.returncode == 0, result.stderr
+    assert "configuration ok" in result.stdout
+
+
+def test_issue_token_is_refused_in_production():
+    result = _cli("issue-token", "--user-id", "00000000-0000-4000-8000-000000000001",
+                  env={**PRODUCTION, "CORS_ORIGINS": "https://app.example.com"})
+    assert result.returncode == 2
+    assert "production" in result.stderr
+    assert result.stdout == ""
