@@ -1,0 +1,110 @@
+"""Endpoint 7: creating notifications as an internal service."""
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from test_errors import assert_problem
+
+P = "/api/v1/notifications"
+
+
+def post(client, headers, body, **extra):
+    return client.post(P, json=body, headers={**headers, **extra})
+
+
+def base(user_id, **fields):
+    return {"user_id": user_id, "notification_type": "comment", "title": "Ana commented", **fields}
+
+
+def test_single_create(client, service_headers, user):
+    response = post(client, service_headers, base(user, priority="high"))
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["created_count"] == 1
+    result = body["results"][0]
+    assert result["user_id"] == user and result["result"] == "created"
+    assert result["notification"]["priority"] == "high"
+    assert response.headers["Location"] == f"{P}/{result['notification']['notification_id']}"
+    assert "Idempotent-Replayed" not in response.headers
+
+
+def test_fan_out_reports_each_user(client, service_headers, user_headers, make_user):
+    active, inactive, ghost = make_user(), make_user(active=False), str(uuid.uuid4())
+    muted = make_user()
+    patch = {"type_preferences": {"comment": {"in_app": False}}}
+    assert client.patch(f"{P}/settings", json=patch, headers=user_headers(muted)).status_code == 200
+    body = {"user_ids": [active, inactive, ghost, muted], "notification_type": "comment", "title": "t"}
+    response = post(client, service_headers, body)
+    assert response.status_code == 201
+    results = response.get_json()["results"]
+    assert [(r["user_id"], r["result"]) for r in results] == [
+        (active, "created"), (inactive, "user_inactive"), (ghost, "user_not_found"), (muted, "suppressed")]
+    assert [r["notification"] is None for r in results] == [False, True, True, True]
+    assert response.get_json()["created_count"] == 1
+    assert "Location" not in response.headers
+
+
+def test_nothing_created_is_200(client, service_headers):
+    response = post(client, service_headers, base(str(uuid.uuid4())))
+    assert response.status_code == 200
+    assert response.get_json()["created_count"] == 0
+
+
+def test_dedupe_key_replay(client, service_headers, user):
+    first = post(client, service_headers, base(user, dedupe_key="comment-9"))
+    again = post(client, service_headers, base(user, dedupe_key="comment-9", title="changed"))
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    original = first.get_json()["results"][0]["notification"]
+    assert again.get_json()["results"][0] == {"user_id": user, "result": "duplicate",
+                                              "notification": original}
+
+
+def test_idempotency_key_header(client, service_headers, user):
+    first = post(client, service_headers, base(user), **{"Idempotency-Key": "k-1"})
+    second = post(client, service_headers, base(user, dedupe_key="k-1"))
+    assert first.status_code == 201 and second.status_code == 200
+    assert second.get_json()["results"][0]["result"] == "duplicate"
+    mismatch = post(client, service_headers, base(user, dedupe_key="a"), **{"Idempotency-Key": "b"})
+    assert_problem(mismatch, 422, "validation_error")
+
+
+def in_past():
+    return (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+
+
+@pytest.mark.parametrize("change", [
+    {"notification_type": "Bad"}, {"notification_type": "a" * 65}, {"title": ""}, {"title": "x" * 201},
+    {"message": "x" * 2001}, {"action_url": "javascript:alert(1)"}, {"action_url": "ftp://x.example.com"},
+    {"payload": []}, {"payload": {"x": "y" * 17000}}, {"priority": "critical"},
+    {"expires_at": "2030-01-01T00:00:00"}, {"dedupe_key": "k" * 129}, {"unknown": 1},
+    {"title": "nul\u0000byte"}, {"title": "\ud800"}, {"payload": {"x": "\u0000"}},
+    {"actor_user_id": "nope"}, {"title": 5},
+])
+def test_create_validation(client, service_headers, user, change):
+    body = {**base(user), **change}
+    assert_problem(post(client, service_headers, body), 422, "validation_error")
+
+
+def test_expires_at_must_be_future(client, service_headers, user):
+    problem = assert_problem(post(client, service_headers, base(user, expires_at=in_past())),
+                             422, "validation_error")
+    assert "expires_at" in problem["errors"]
+
+
+def test_exactly_one_target(client, service_headers, user):
+    assert_problem(post(client, service_headers, {"notification_type": "comment", "title": "t"}),
+                   422, "validation_error")
+    both = {**base(user), "user_ids": [user]}
+    assert_problem(post(client, service_headers, both), 422, "validation_error")
+    assert_problem(post(client, service_headers, {"user_ids": [], "notification_type": "c", "title": "t"}),
+                   422, "validation_error")
+    too_many = {"user_ids": [str(uuid.uuid4()) for _ in range(1001)], "notification_type": "c", "title": "t"}
+    assert_problem(post(client, service_headers, too_many), 422, "validation_error")
+
+
+def test_bad_user_id_path(client, service_headers):
+    body = {"user_ids": [str(uuid.uuid4()), "x"], "notification_type": "c", "title": "t"}
+    problem = assert_problem(post(client, service_headers, body), 422, "validation_error")
+    assert "user_ids.1" in problem["errors"]

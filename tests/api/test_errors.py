@@ -1,0 +1,118 @@
+"""The problem-document envelope and the headers every response carries."""
+import json
+import uuid
+
+import pytest
+
+PREFIX = "/api/v1"
+
+
+def assert_problem(response, status, code):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json(force=True)
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == "about:blank"
+    assert body["title"]
+    assert body["detail"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+def test_unknown_route_is_not_found(client):
+    assert_problem(client.get("/nope"), 404, "not_found")
+
+
+def test_non_uuid_path_id_is_not_found(client, user, user_headers):
+    assert_problem(client.get(f"{PREFIX}/notifications/not-a-uuid", headers=user_headers(user)),
+                   404, "not_found")
+
+
+def test_wrong_method_keeps_allow(client):
+    response = client.put(f"{PREFIX}/notifications/unread/count")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_invalid_json(client, user, user_headers):
+    response = client.post(f"{PREFIX}/notifications/mark-read", data="{not json",
+                           content_type="application/json", headers=user_headers(user))
+    assert_problem(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize("raw", ["NaN", '{"all": Infinity}', "[" * 20000 + "]" * 20000,
+                                 b'{"all": "\xff"}'])
+def test_hostile_json_is_a_400(client, user, user_headers, raw):
+    response = client.post(f"{PREFIX}/notifications/mark-read", data=raw,
+                           content_type="application/json", headers=user_headers(user))
+    assert_problem(response, 400, "invalid_json")
+
+
+def test_wrong_content_type(client, user, user_headers):
+    response = client.post(f"{PREFIX}/notifications/mark-read", data="all=true",
+                           content_type="application/x-www-form-urlencoded", headers=user_headers(user))
+    assert_problem(response, 415, "unsupported_media_type")
+
+
+def test_body_too_large(client, user, user_headers):
+    body = json.dumps({"notification_ids": [str(uuid.uuid4())] * 3000})
+    assert len(body) > 64 * 1024
+    response = client.post(f"{PREFIX}/notifications/mark-read", data=body,
+                           content_type="application/json", headers=user_headers(user))
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_credentials_outrank_body_problems(client):
+    response = client.post(f"{PREFIX}/notifications/mark-read", data="{bad",
+                           content_type="application/json")
+    assert_problem(response, 401, "missing_token")
+
+
+def test_missing_user_outranks_validation(client, user_headers):
+    ghost = str(uuid.uuid4())
+    response = client.get(f"{PREFIX}/notifications?limit=0", headers=user_headers(ghost))
+    assert_problem(response, 401, "user_not_found")
+
+
+def test_validation_error_names_the_field(client, user, user_headers):
+    response = client.get(f"{PREFIX}/notifications?limit=0", headers=user_headers(user))
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"] == {"limit": ["Must be greater than or equal to 1 and less than or equal to 100."]}
+    assert body["detail"].startswith("limit: ")
+
+
+def test_unknown_query_parameter_is_rejected(client, user, user_headers):
+    response = client.get(f"{PREFIX}/notifications/unread/count?foo=1", headers=user_headers(user))
+    body = assert_problem(response, 422, "validation_error")
+    assert "foo" in body["errors"]
+
+
+def test_internal_error_hides_internals(make_app):
+    app = make_app()
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals SELECT * FROM activity.notifications")
+
+    response = app.test_client().get("/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "SELECT" not in response.get_data(as_text=True)
+    assert "RuntimeError" not in body["detail"]
+
+
+def test_request_id_is_echoed_when_valid(client):
+    response = client.get("/health/live", headers={"X-Request-ID": "abc.DEF_123-x"})
+    assert response.headers["X-Request-ID"] == "abc.DEF_123-x"
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 129, "semi;colon", ""])
+def test_request_id_is_replaced_when_invalid(client, bad):
+    response = client.get("/health/live", headers={"X-Request-ID": bad})
+    assert str(uuid.UUID(response.headers["X-Request-ID"])) == response.headers["X-Request-ID"]
+
+
+def test_security_headers_on_every_response(client):
+    for response in (client.get("/health/live"), client.get("/nope")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
