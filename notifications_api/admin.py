@@ -1,0 +1,69 @@
+"""Admin/owner operations: the database, the app login role, users (never run as the app)."""
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+import psycopg
+from psycopg import errors, sql
+
+APP_GROUP = "notifications_api"
+OWNER_ROLE = "notifications_owner"
+
+
+def ensure_database(server_conninfo: str, dbname: str) -> bool:
+    """Create the database if missing; True when this call created it."""
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            return False
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        except errors.DuplicateDatabase:
+            return False  # created concurrently
+        return True
+
+
+def provision_app_user(conninfo: str, username: str, password: str | None) -> None:
+    """Create (or re-password) the app's LOGIN role: a member of notifications_api with CONNECT, nothing else."""
+    role = sql.Identifier(username)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls,"
+            " to_regrole(%s) IS NOT NULL AND pg_has_role(oid, %s, 'MEMBER')"
+            " FROM pg_roles WHERE rolname = %s", (OWNER_ROLE, OWNER_ROLE, username)).fetchone()
+        if row and (row[0] or row[1]):
+            raise ValueError(f"{username!r} is a privileged or owner role; the app needs a plain login role")
+        # Send a SCRAM verifier, never the clear-text password, so it stays out of server logs.
+        secret = (sql.SQL(" PASSWORD {}").format(sql.Literal(_encrypt(conn, username, password)))
+                  if password is not None else sql.SQL(""))
+        created = False
+        if row is None:
+            try:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role) + secret)
+                created = True
+            except errors.DuplicateObject:
+                pass  # created concurrently: fall through to ALTER
+        if not created:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(role) + secret)
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_GROUP), role))
+        dbname = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role))
+
+
+def _encrypt(conn: psycopg.Connection, username: str, password: str) -> str:
+    return conn.pgconn.encrypt_password(password.encode(), username.encode(), b"scram-sha-256").decode()
+
+
+def create_user(conninfo: str, *, email: str | None, user_id: UUID | str | None = None,
+                display_name: str | None = None, active: bool = True) -> UUID:
+    """Insert or update a row of activity.users (normally the Auth API's job)."""
+    uid = UUID(str(user_id)) if user_id is not None else uuid.uuid4()
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(
+            """INSERT INTO activity.users (user_id, email, display_name, is_active)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (user_id) DO UPDATE
+                  SET email = EXCLUDED.email, display_name = EXCLUDED.display_name,
+                      is_active = EXCLUDED.is_active""",
+            (uid, email, display_name, active))
+    return uid

@@ -1,0 +1,174 @@
+"""Apply migrations_sql/: numbered files once each, repeatable/ files whenever they change."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+
+# Fixed pg_advisory_lock key ("NOTIFMIG"): replicas starting at once migrate one at a time.
+LOCK_KEY = 0x4E4F5449464D4947
+NUMBERED = re.compile(r"^\d{4}_[A-Za-z0-9_.-]+\.sql$")
+REPEATABLE_DIR = "repeatable"
+
+BOOTSTRAP_SQL = """
+CREATE SCHEMA IF NOT EXISTS activity;
+CREATE TABLE IF NOT EXISTS activity.schema_migrations (
+    filename   text PRIMARY KEY,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+class MigrationError(RuntimeError):
+    """A migration cannot be applied safely (changed file, failing SQL, wrong role)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str  # as recorded in schema_migrations: "0001_schema.sql" or "repeatable/0100_functions.sql"
+    sql: str
+    checksum: str
+    repeatable: bool
+
+
+def default_directory() -> Path:
+    env = os.environ.get("MIGRATIONS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "migrations_sql"
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    """Numbered files in order, then the repeatable ones in name order."""
+    directory = Path(directory) if directory else default_directory()
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory not found: {directory}")
+    found: list[Migration] = []
+    numbers: dict[str, str] = {}
+    for path in sorted(directory.glob("*.sql")):
+        if not NUMBERED.match(path.name):
+            raise MigrationError(f"{path.name}: migration files must be named NNNN_name.sql")
+        number = path.name[:4]
+        if number in numbers:
+            raise MigrationError(f"{path.name} and {numbers[number]} share the number {number}")
+        numbers[number] = path.name
+        found.append(_load(path, path.name, repeatable=False))
+    for path in sorted((directory / REPEATABLE_DIR).glob("*.sql")):
+        found.append(_load(path, f"{REPEATABLE_DIR}/{path.name}", repeatable=True))
+    return found
+
+
+def _load(path: Path, name: str, *, repeatable: bool) -> Migration:
+    raw = path.read_bytes()
+    return Migration(name, raw.decode("utf-8"), hashlib.sha256(raw).hexdigest(), repeatable)
+
+
+def _applied(conn: psycopg.Connection) -> dict[str, str]:
+    exists = conn.execute("SELECT to_regclass('activity.schema_migrations') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return {}
+    return dict(conn.execute("SELECT filename, checksum FROM activity.schema_migrations").fetchall())
+
+
+def _plan(migrations: list[Migration], applied: dict[str, str]) -> list[Migration]:
+    todo = []
+    for m in migrations:
+        recorded = applied.get(m.name)
+        if recorded is None or (m.repeatable and recorded != m.checksum):
+            todo.append(m)
+        elif recorded != m.checksum:
+            raise MigrationError(
+                f"{m.name} was already applied but its content changed (checksum {recorded[:12]}… on the "
+                f"database, {m.checksum[:12]}… on disk); restore it and put the change in a new numbered file")
+    return todo
+
+
+def _refuse_app_role(conn: psycopg.Connection) -> None:
+    """Never migrate as the app login: it is a member of notifications_api and owns nothing."""
+    user, is_app = conn.execute(
+        """SELECT current_user::text,
+                  NOT r.rolsuper
+                  AND to_regrole('notifications_api') IS NOT NULL
+                  AND pg_has_role(current_user, 'notifications_api', 'MEMBER')
+                  AND NOT (to_regrole('notifications_owner') IS NOT NULL
+                           AND pg_has_role(current_user, 'notifications_owner', 'MEMBER'))
+             FROM pg_roles r WHERE r.rolname = current_user""").fetchone()
+    if is_app:
+        raise MigrationError(
+            f"refusing to migrate as {user!r}: it is an application role (member of notifications_api); "
+            "run migrations with an admin/superuser connection")
+
+
+def pending(conninfo: str, directory: Path | None = None) -> list[str]:
+    """Names of the files a migrate() would apply now."""
+    migrations = discover(directory)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return [m.name for m in _plan(migrations, _applied(conn))]
+
+
+def migrate(conninfo: str, *, dry_run: bool = False, directory: Path | None = None,
+            echo: Callable[[str], object] = print) -> list[str]:
+    """Apply what is pending, each file in its own transaction; returns the names applied."""
+    migrations = discover(directory)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _refuse_app_role(conn)
+        if dry_run:
+            todo = _plan(migrations, _applied(conn))
+            for m in todo:
+                echo(f"would apply {m.name}")
+            if not todo:
+                echo("up to date")
+            return [m.name for m in todo]
+
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            conn.execute(BOOTSTRAP_SQL)
+            todo = _plan(migrations, _applied(conn))
+            for m in todo:
+                _apply(conn, m)
+                echo(f"applied {m.name}")
+            if not todo:
+                echo("up to date")
+            return [m.name for m in todo]
+        finally:
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+def _apply(conn: psycopg.Connection, m: Migration) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(m.sql)
+            conn.execute(
+                """INSERT INTO activity.schema_migrations (filename, checksum) VALUES (%s, %s)
+                   ON CONFLICT (filename) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()""",
+                (m.name, m.checksum))
+    except psycopg.Error as exc:
+        raise MigrationError(f"{m.name} failed: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("conninfo", nargs="?", default=os.environ.get("DATABASE_URL"),
+                        help="admin connection string (default: $DATABASE_URL)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be applied, change nothing")
+    parser.add_argument("--directory", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not args.conninfo:
+        parser.error("give a connection string or set DATABASE_URL")
+    try:
+        migrate(args.conninfo, dry_run=args.dry_run, directory=args.directory)
+    except MigrationError as exc:
+        print(f"migration failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
