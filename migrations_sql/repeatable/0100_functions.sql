@@ -68,10 +68,15 @@ BEGIN
            version = c.version + 1,
            next_expiry = CASE WHEN p_delta > 0 THEN LEAST(c.next_expiry, p_expires_at) ELSE c.next_expiry END
      WHERE c.user_id = p_user_id;
-    IF p_delta <> 0 THEN
+    -- (CHECK constraints apply to the proposed row of INSERT .. ON CONFLICT, so a
+    -- decrement is a plain UPDATE: the row exists whenever the count is positive)
+    IF p_delta > 0 THEN
         INSERT INTO notification_type_counters AS t (user_id, notification_type, unread_count)
         VALUES (p_user_id, p_type, p_delta)
         ON CONFLICT (user_id, notification_type) DO UPDATE SET unread_count = t.unread_count + p_delta;
+    ELSIF p_delta < 0 THEN
+        UPDATE notification_type_counters t SET unread_count = t.unread_count + p_delta
+         WHERE t.user_id = p_user_id AND t.notification_type = p_type;
     END IF;
 END
 $$;
@@ -628,7 +633,7 @@ BEGIN
         SELECT i.uid, i.ord, row_number() OVER (PARTITION BY i.uid ORDER BY i.ord) AS occurrence
           FROM unnest(p_user_ids) WITH ORDINALITY AS i(uid, ord)
     ), outcome AS (
-        SELECT o.uid, o.res, o.r FROM unnest(v_users, v_results, v_rows) AS o(uid, res, r)
+        SELECT v_users[k] AS uid, v_results[k] AS res, v_rows[k] AS r FROM generate_subscripts(v_users, 1) AS k
     )
     SELECT CASE WHEN i.occurrence > 1 AND o.res = 'created' THEN 'duplicate' ELSE o.res END,
            (o.r).notification_id, i.uid, (o.r).notification_type, (o.r).title, (o.r).message,
