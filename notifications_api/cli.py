@@ -95,15 +95,15 @@ def migrate(database_url: str | None, dry_run: bool) -> None:
     from . import migrate as migrations
 
     conninfo = _admin_conninfo(database_url)
+    applied = []
     try:
         applied = migrations.migrate(conninfo, dry_run=dry_run, echo=click.echo)
     except migrations.MigrationError as exc:
         _fail(str(exc))
     except psycopg.OperationalError as exc:
         _fail(f"cannot connect to the database: {exc}")
-    verb = "would apply" if dry_run else "applied"
-    summary = ": " + ", ".join(applied) if applied else "; up to date"
-    click.echo(f"{verb} {len(applied)} migration(s){summary}")
+    if applied:  # migrate() already echoed each file
+        click.echo(f"{'would apply' if dry_run else 'applied'} {len(applied)} migration(s)")
 
 
 @cli.command("create-user")
@@ -158,13 +158,18 @@ def dev(data_dir: str) -> None:
     try:
         if embedded:
             env["DATABASE_URL"] = _prepare_embedded_database(data)
-        _print_demo_requests(config)
+            _print_demo_requests(config)
+        else:
+            click.echo("serving against the configured database (DATABASE_URL/DB_HOST); "
+                       "`notifications-api issue-token --user-id UUID` prints a user JWT")
         code = _serve(env)
     finally:
         if embedded:
             from . import devdb
-            devdb.stop()
-            click.echo("embedded PostgreSQL stopped")
+            if devdb.stop():
+                click.echo("embedded PostgreSQL stopped")
+            else:
+                click.echo("embedded PostgreSQL left running: another process still uses it")
     sys.exit(code)
 
 
@@ -201,6 +206,7 @@ def _prepare_embedded_database(data: Path) -> str:
 
     Returns the app user's conninfo (Unix socket).
     """
+    import psycopg
     from psycopg.conninfo import make_conninfo
 
     from . import admin, devdb
@@ -217,21 +223,14 @@ def _prepare_embedded_database(data: Path) -> str:
         _fail(str(exc))
     password = _stored_secret(data / f"{DEV_APP_USER}.password")
     admin.provision_app_user(owner, DEV_APP_USER, password)
-    _ensure_demo_user(owner)
-    created = _seed_demo_notifications(owner)
-    click.echo(f"demo user {DEMO_USER_ID} <{DEMO_EMAIL}>; {created} demo notification(s) added")
-    return make_conninfo(owner, user=DEV_APP_USER, password=password)
-
-
-def _ensure_demo_user(owner: str) -> None:
-    import psycopg
-
-    from . import admin
-
+    admin.create_user(owner, email=DEMO_EMAIL, user_id=DEMO_USER_ID, display_name="Demo User")  # upsert
     try:
-        admin.create_user(owner, email=DEMO_EMAIL, user_id=DEMO_USER_ID, display_name="Demo User")
-    except psycopg.errors.UniqueViolation:
-        pass  # created by an earlier run
+        created = _seed_demo_notifications(owner)
+    except psycopg.Error as exc:  # demo data is a convenience: serve anyway, but say why it is missing
+        click.echo(f"warning: demo notifications not seeded: {str(exc).splitlines()[0]}", err=True)
+    else:
+        click.echo(f"demo user {DEMO_USER_ID} <{DEMO_EMAIL}>; {created} demo notification(s) added")
+    return make_conninfo(owner, user=DEV_APP_USER, password=password)
 
 
 def _seed_demo_notifications(owner: str) -> int:
@@ -282,7 +281,7 @@ def _serve(env: dict[str, str]) -> int:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM if signals["count"] == 1 else signal.SIGQUIT)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         code = child.wait()
     finally:

