@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from . import db, errors, logs
+from . import db, errors, logs, metrics
 from .config import load_config
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     logs.configure(config)
     errors.init_app(app)
     db.init_app(app)
+    metrics.init_app(app)
     _init_request_hooks(app)
     _register_blueprints(app, config["API_V1_PREFIX"])
     return app

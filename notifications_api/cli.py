@@ -293,6 +293,46 @@ def _serve(env: dict[str, str]) -> int:
     return 0 if signals["count"] and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
 
 
+@cli.command()
+def preflight() -> None:
+    """Run the production checklist against the live configuration; exit 1 if any item fails."""
+    from .preflight import run
+
+    checks = run(_environment())
+    for check in checks:
+        click.echo(check.line())
+    failed = sum(not check.ok for check in checks)
+    click.echo(f"{len(checks) - failed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--archived-days", type=click.IntRange(min=0), default=90, show_default=True,
+              help="Delete archived notifications older than this many days (expired ones always go).")
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True,
+              help="Rows per call (one short transaction each).")
+def purge(archived_days: int, batch_size: int) -> None:
+    """Retention: call sp_purge_notifications until nothing is left to delete; print the total."""
+    from . import store
+    from .db import Database
+    from .errors import ApiError
+
+    database = Database(_config(need_secrets=False))
+    total = 0
+    try:
+        while True:
+            deleted = store.purge(database, archived_days, batch_size)
+            total += deleted
+            if not deleted:
+                break
+    except ApiError as exc:
+        _fail(f"purge stopped after {total} deleted notification(s): {exc.code}: {exc.detail}")
+    finally:
+        database.close()
+    click.echo(f"purged {total} notification(s)")
+
+
 def main() -> None:
     cli(prog_name="notifications-api")
 

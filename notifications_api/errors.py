@@ -65,6 +65,7 @@ def problem(status: int, code: str, detail: str, errors: dict[str, list[str]] | 
     if errors:
         body["errors"] = errors
     body["request_id"] = g.get("request_id")
+    g.problem_code = code  # counted by metrics
     response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM_MIMETYPE)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"

@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request, url_for
 
-from .. import store
+from .. import metrics, store
 from ..auth import service_required
 from ..db import get_db
 from ..errors import validation_error
@@ -58,6 +58,7 @@ def create_notification():
         created += result == "created"
         duplicates += result == "duplicate"
         results.append({"user_id": str(row[2]), "result": result, "notification": notification})
+    metrics.record_notifications_created(body["notification_type"], created)
     headers = {}
     if duplicates == len(results):
         headers["Idempotent-Replayed"] = "true"

@@ -1,0 +1,286 @@
+"""Prometheus metrics: request and stored-function latency, pool state, errors, rate limits, creations.
+
+Under gunicorn every worker writes to PROMETHEUS_MULTIPROC_DIR and GET /metrics aggregates
+all of them; without that variable (tests, `flask run`) the default in-process registry is used.
+gunicorn.conf.py calls `gunicorn_on_starting` and `gunicorn_child_exit`.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "notifications_metrics"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PREFIX = "notifications_api"
+# Around the 200 ms p95 target, so the alert's histogram_quantile() has resolution there.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
+POOL_REFRESH_SECONDS = 5.0
+MAX_NOTIFICATION_TYPES = 200  # label values per process; more go to "other" (bounded cardinality)
+UNMATCHED_ROUTE = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Known label values, created at start-up so the series exist (as 0) before the first event.
+STORED_FUNCTIONS = (
+    "sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
+    "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
+    "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
+    "sp_purge_notifications",
+)
+PROBLEM_CODES = (
+    "invalid_json", "missing_token", "invalid_token", "token_expired", "user_not_found",
+    "invalid_service_token", "user_inactive", "service_token_required", "not_found",
+    "notification_not_found", "method_not_allowed", "payload_too_large", "unsupported_media_type",
+    "validation_error", "rate_limited", "database_unavailable", "internal_error",
+)
+
+bp = Blueprint("metrics", __name__)
+
+
+class _Metrics:
+    """The process's metric objects (built once, on first use: importing this module has no effects)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram, values
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        if self.multiprocess and values.ValueClass is values.MutexValue:
+            # prometheus_client was imported before the variable was set (e.g. by gunicorn.conf.py):
+            # switch to file-backed values now, before any metric of ours exists.
+            values.ValueClass = values.MultiProcessValue()
+        self.requests = Histogram(
+            f"{PREFIX}_http_request_duration_seconds", "HTTP request latency by route template.",
+            ("route", "method", "status"), buckets=LATENCY_BUCKETS)
+        self.functions = Histogram(
+            f"{PREFIX}_db_function_duration_seconds",
+            "Stored-function call latency, pool wait included.", ("function",), buckets=LATENCY_BUCKETS)
+        self.errors = Counter(f"{PREFIX}_errors_total", "Problem documents sent, by problem code.",
+                              ("code",))
+        self.rate_limited = Counter(f"{PREFIX}_rate_limited_total", "Requests rejected by a rate limit.")
+        self.created = Counter(f"{PREFIX}_notifications_created_total",
+                               "Notifications created, by notification type.", ("notification_type",))
+        # livesum: the sum over the workers that are alive (a dead worker's files are removed).
+        self.pool_size = Gauge(f"{PREFIX}_db_pool_size", "Open connections in the pools.",
+                               multiprocess_mode="livesum")
+        self.pool_max = Gauge(f"{PREFIX}_db_pool_max_size", "Maximum connections of the pools.",
+                              multiprocess_mode="livesum")
+        self.pool_in_use = Gauge(f"{PREFIX}_db_pool_in_use", "Connections checked out right now.",
+                                 multiprocess_mode="livesum")
+        self.pool_waiting = Gauge(f"{PREFIX}_db_pool_waiting", "Requests waiting for a connection.",
+                                  multiprocess_mode="livesum")
+        self.pool_timeouts = Counter(f"{PREFIX}_db_pool_timeouts_total",
+                                     "Connection requests that failed (timed out or queue full).")
+        # Label children cached here: a dict lookup per event instead of labels() validation.
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._functions = {name: self.functions.labels(name) for name in STORED_FUNCTIONS}
+        self._errors = {code: self.errors.labels(code) for code in PROBLEM_CODES}
+        self._created: dict[str, Any] = {}
+
+    def request_child(self, route: str, method: str, status: int):
+        key = (route, method, status)
+        child = self._requests.get(key)
+        if child is None:
+            with self._lock:
+                child = self._requests.setdefault(key, self.requests.labels(route, method, str(status)))
+        return child
+
+    def function_child(self, function: str):
+        child = self._functions.get(function)
+        if child is None:
+            with self._lock:
+                child = self._functions.setdefault(function, self.functions.labels(function))
+        return child
+
+    def error_child(self, code: str):
+        child = self._errors.get(code)
+        if child is None:
+            with self._lock:
+                child = self._errors.setdefault(code, self.errors.labels(code))
+        return child
+
+    def created_child(self, notification_type: str):
+        child = self._created.get(notification_type)
+        if child is None:
+            with self._lock:
+                label = notification_type if len(self._created) < MAX_NOTIFICATION_TYPES else "other"
+                child = self._created.setdefault(label, self.created.labels(label))
+        return child
+
+
+_metrics: _Metrics | None = None
+_metrics_lock = threading.Lock()
+
+
+def _get() -> _Metrics:
+    global _metrics
+    if _metrics is None:
+        with _metrics_lock:
+            if _metrics is None:
+                _metrics = _Metrics()
+    return _metrics
+
+
+# --- Called by other modules -------------------------------------------------------------------
+
+def record_rate_limited() -> None:
+    """Count one request rejected by a rate limit (called by the rate-limit handler)."""
+    _get().rate_limited.inc()
+
+
+def record_notifications_created(notification_type: str, count: int) -> None:
+    """Count `count` notifications created with this type (after sp_create_notification)."""
+    if count:
+        _get().created_child(notification_type).inc(count)
+
+
+def observe_function(function: str, seconds: float) -> None:
+    """Database.observers callback: one stored-function call took `seconds`."""
+    _get().function_child(function).observe(seconds)
+
+
+# --- Pool gauges ---------------------------------------------------------------------------------
+
+@dataclass
+class _PoolState:
+    database: Any
+    errors_seen: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    refresher_pid: int | None = None
+
+
+def refresh_pool(state: _PoolState) -> None:
+    """Copy this process's pool statistics into the gauges (and new failed requests into the counter)."""
+    metrics = _get()
+    pool = state.database.pool
+    stats = pool.get_stats()
+    if pool.closed:  # not opened yet in this process: nothing is connected or in use
+        size = available = waiting = 0
+    else:
+        size, available, waiting = stats["pool_size"], stats["pool_available"], stats["requests_waiting"]
+    metrics.pool_size.set(size)
+    metrics.pool_max.set(stats["pool_max"])
+    metrics.pool_in_use.set(max(size - available, 0))
+    metrics.pool_waiting.set(waiting)
+    errors = stats.get("requests_errors", 0)
+    with state.lock:
+        if errors > state.errors_seen:
+            metrics.pool_timeouts.inc(errors - state.errors_seen)
+        state.errors_seen = max(errors, state.errors_seen)
+
+
+def _refresh_forever(state: _PoolState) -> None:
+    while True:
+        try:
+            refresh_pool(state)
+        except Exception:  # never let a metrics problem kill the thread or the worker
+            log.exception("refreshing the pool metrics failed")
+        time.sleep(POOL_REFRESH_SECONDS)
+
+
+def _ensure_refresher(state: _PoolState) -> None:
+    """Multiprocess: each worker keeps its own gauges fresh, since a scrape is served by one worker."""
+    pid = os.getpid()
+    if state.refresher_pid != pid:
+        with state.lock:
+            if state.refresher_pid != pid:
+                state.refresher_pid = pid
+                threading.Thread(target=_refresh_forever, args=(state,), name="pool-metrics",
+                                 daemon=True).start()
+
+
+# --- The endpoint --------------------------------------------------------------------------------
+
+def _authorize(token: str) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiError(401, "missing_token", "An Authorization: Bearer <METRICS_TOKEN> header is required.")
+    if not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise ApiError(401, "invalid_token", "The metrics token is invalid.")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        _authorize(token)
+    state: _PoolState = current_app.extensions[EXTENSION]
+    refresh_pool(state)
+    if _get().multiprocess:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
+# --- Wiring --------------------------------------------------------------------------------------
+
+def init_app(app: Flask) -> None:
+    """Register /metrics, the request hooks and the stored-function observer."""
+    from .db import EXTENSION as DB_EXTENSION
+
+    metrics = _get()
+    database = app.extensions[DB_EXTENSION]
+    state = _PoolState(database)
+    app.extensions[EXTENSION] = state
+    database.observers.append(observe_function)
+    app.register_blueprint(bp)
+    multiprocess = metrics.multiprocess
+
+    def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+        if multiprocess:
+            _ensure_refresher(state)
+
+    def record_request(response: Response) -> Response:
+        started = g.get("metrics_started")
+        if started is not None:
+            rule = request.url_rule
+            method = request.method if request.method in METHODS else "OTHER"
+            metrics.request_child(rule.rule if rule is not None else UNMATCHED_ROUTE, method,
+                                  response.status_code).observe(time.perf_counter() - started)
+        code = g.get("problem_code")
+        if code is not None:
+            metrics.error_child(code).inc()
+        return response
+
+    # First of all before_request hooks, so a request another hook rejects (429, 401) is timed too.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
+    app.after_request(record_request)
+
+
+# --- gunicorn hooks (called from gunicorn.conf.py) -----------------------------------------------
+
+def gunicorn_on_starting(server) -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR, or empty it: stale files would resurrect old workers' counts."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            os.unlink(entry.path)
+
+
+def gunicorn_child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges (its counters and histograms stay in the totals)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,471 @@
+"""The production checklist's final list, run against the live configuration (`notifications-api preflight`).
+
+`run(env)` returns one Check per item, in the order of docs/PRODUCTION.md; nothing is changed anywhere.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import jwt
+import psycopg
+from psycopg import errors as pg_errors, sql
+from psycopg.conninfo import conninfo_to_dict
+
+from . import migrate
+from .config import MIN_SECRET_LENGTH, PLACEHOLDERS, SPEC, ConfigError, load_config
+
+CONNECT_TIMEOUT = 5
+REDIS_TIMEOUT = 2.0
+TLS_MODES = ("require", "verify-ca", "verify-full")
+GOOD_LOG_LEVELS = ("INFO", "WARNING")
+# The stored functions the app calls, and sp_schema_version() that this check itself uses.
+FUNCTIONS = (
+    "sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
+    "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
+    "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
+    "sp_purge_notifications", "sp_schema_version",
+)
+ALL_TABLE_PRIVILEGES = "SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER"
+READABLE_KINDS = ("r", "p", "v", "m", "f")  # tables, partitioned tables, views, materialized, foreign
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    item: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.item}: {self.reason}"
+
+    def __iter__(self):  # unpacks as (ok, item, reason)
+        return iter((self.ok, self.item, self.reason))
+
+
+def run(env: Mapping[str, str]) -> list[Check]:
+    """Every item of the final checklist, given the environment the service would start with."""
+    checks: list[Check] = []
+    try:
+        load_config(env=env)
+        checks.append(Check(True, "configuration valid", "every setting parses and passes the guardrails"))
+    except ConfigError as exc:
+        checks.append(Check(False, "configuration valid", "; ".join(exc.problems)))
+    try:
+        # The same values without the production refusals, so each item below reports on its own.
+        config = load_config({"ENVIRONMENT": "staging"}, env=env)
+    except ConfigError:
+        checks.append(Check(False, "remaining checks", "not run: fix the configuration first"))
+        return checks
+    config["ENVIRONMENT"] = _environment(env)
+
+    checks += [_environment_check(config), _debug_check(config), _log_level_check(config),
+               _secrets_check(config), _metrics_token_check(config), _db_password_check(config),
+               _cors_check(config), _docs_check(config), _rate_limit_check(config), _redis_check(config)]
+    checks += _database_checks(config, _migrations_directory(env))
+    checks += [_jwt_check(config), _service_token_check(config)]
+    return checks
+
+
+def _environment(env: Mapping[str, str]) -> str:
+    parse, default = SPEC["ENVIRONMENT"]
+    try:
+        return parse(env.get("ENVIRONMENT", default))
+    except ValueError:
+        return str(env.get("ENVIRONMENT"))
+
+
+def _migrations_directory(env: Mapping[str, str]) -> Path:
+    return Path(env["MIGRATIONS_DIR"]) if env.get("MIGRATIONS_DIR") else migrate.default_directory()
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+def _environment_check(config: dict) -> Check:
+    value = config["ENVIRONMENT"]
+    if value != "production":
+        return Check(False, "ENVIRONMENT", f"is {value!r}; production guardrails apply only to 'production'")
+    return Check(True, "ENVIRONMENT", "production")
+
+
+def _debug_check(config: dict) -> Check:
+    if config["DEBUG"]:
+        return Check(False, "DEBUG", "is true; it must be false in production")
+    return Check(True, "DEBUG", "false")
+
+
+def _log_level_check(config: dict) -> Check:
+    level = config["LOG_LEVEL"]
+    if level not in GOOD_LOG_LEVELS:
+        why = "logs too much (and more detail than production needs)" if level == "DEBUG" \
+            else "drops the per-request and event lines"
+        return Check(False, "LOG_LEVEL", f"is {level}, which {why}; use INFO or WARNING")
+    return Check(True, "LOG_LEVEL", level)
+
+
+def _weakness(value: str) -> str | None:
+    if value.lower() in PLACEHOLDERS:
+        return "is a documented placeholder"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
+def _secrets_check(config: dict) -> Check:
+    problems = []
+    names = ("JWT_SECRET", "SERVICE_TOKEN", "JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN")
+    for name in names:
+        value = config[name]
+        if not value:
+            if name in ("JWT_SECRET", "SERVICE_TOKEN"):
+                problems.append(f"{name} is empty")
+            continue
+        weakness = _weakness(value)
+        if weakness:
+            problems.append(f"{name} {weakness}")
+    seen: dict[str, str] = {}
+    for name in names:
+        value = config[name]
+        if value and value in seen:
+            problems.append(f"{name} equals {seen[value]}; every secret must be different")
+        elif value:
+            seen[value] = name
+    if problems:
+        return Check(False, "secrets strong", "; ".join(problems))
+    return Check(True, "secrets strong",
+                 f"at least {MIN_SECRET_LENGTH} characters, no placeholder, all different")
+
+
+def _metrics_token_check(config: dict) -> Check:
+    if not config["METRICS_TOKEN"]:
+        return Check(False, "/metrics protected", "METRICS_TOKEN is empty: anyone who reaches a pod reads it")
+    return Check(True, "/metrics protected", "METRICS_TOKEN is set")
+
+
+def _db_password_check(config: dict) -> Check:
+    params = conninfo_to_dict(config["DATABASE_CONNINFO"])
+    password = params.get("password") or ""
+    if not password:
+        if params.get("sslcert"):
+            return Check(True, "database password", "none: the app user authenticates by client certificate")
+        return Check(False, "database password", "no password in DB_PASSWORD/DATABASE_URL")
+    if password.lower() in PLACEHOLDERS:
+        return Check(False, "database password", "is a documented placeholder")
+    if len(password) < 16:
+        return Check(False, "database password", "is shorter than 16 characters")
+    return Check(True, "database password", "set, not a placeholder")
+
+
+def _cors_check(config: dict) -> Check:
+    origins = config["CORS_ORIGINS"]
+    if "*" in origins:
+        return Check(False, "CORS strict", "CORS_ORIGINS contains *; list the exact browser origins")
+    insecure = [origin for origin in origins if not origin.startswith("https://")]
+    if insecure:
+        return Check(False, "CORS strict", f"origins without https: {', '.join(insecure)}")
+    if not origins:
+        return Check(True, "CORS strict", "no browser origin is allowed (CORS_ORIGINS is empty)")
+    return Check(True, "CORS strict", f"exact https origins only: {', '.join(origins)}")
+
+
+def _docs_check(config: dict) -> Check:
+    if config["ENABLE_DOCS"]:
+        return Check(False, "docs off", "ENABLE_DOCS is true: /docs and /openapi.json are public")
+    return Check(True, "docs off", "ENABLE_DOCS is false")
+
+
+def _rate_limit_check(config: dict) -> Check:
+    if not config["RATE_LIMIT_ENABLED"]:
+        return Check(False, "rate limits", "RATE_LIMIT_ENABLED is false")
+    if not config["REDIS_HOST"]:
+        return Check(False, "rate limits", "REDIS_HOST is empty: each worker process would count on its own")
+    return Check(True, "rate limits", "enabled, shared through Redis")
+
+
+def _redis_check(config: dict) -> Check:
+    if not config["REDIS_HOST"]:
+        return Check(False, "Redis reachable", "REDIS_HOST is not set")
+    import redis
+
+    where = f"{config['REDIS_HOST']}:{config['REDIS_PORT']}/{config['REDIS_DB']}"
+    client = redis.Redis(host=config["REDIS_HOST"], port=config["REDIS_PORT"], db=config["REDIS_DB"],
+                         password=config["REDIS_PASSWORD"] or None, ssl=config["REDIS_SSL"],
+                         socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return Check(False, "Redis reachable", f"{where}: {type(exc).__name__}: {_scrub(str(exc), config)}")
+    finally:
+        client.close()
+    return Check(True, "Redis reachable", f"{where} answered PING")
+
+
+# --- database (connected as the configured app user) ---------------------------------------------
+
+DATABASE_ITEMS = ("database reachable", "database TLS", "migrations current", "stored functions executable",
+                  "app user cannot read tables", "app user cannot create objects")
+
+
+def _database_checks(config: dict, directory: Path) -> list[Check]:
+    conninfo = config["DATABASE_CONNINFO"]
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                               application_name="notifications-api-preflight")
+    except psycopg.Error as exc:
+        reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, config)
+        checks = [Check(False, "database reachable", reason)]
+        sslmode = _sslmode(conninfo)
+        if sslmode in TLS_MODES:
+            checks.append(Check(False, "database TLS",
+                                f"sslmode={sslmode} and no TLS connection could be made"))
+        else:
+            checks.append(Check(False, "database TLS", "not checked: the database is unreachable"))
+        return checks + [Check(False, item, "not checked: the database is unreachable")
+                         for item in DATABASE_ITEMS[2:]]
+    with conn:
+        user, database, version = conn.execute(
+            "SELECT current_user::text, current_database()::text, current_setting('server_version')"
+        ).fetchone()
+        checks = [Check(True, "database reachable",
+                        f"connected to {database} as {user} (PostgreSQL {version})"),
+                  _tls_check(conn, conninfo)]
+        queries = (("migrations current", lambda: _migrations_check(conn, directory)),
+                   ("stored functions executable", lambda: _functions_check(conn)),
+                   ("app user cannot read tables", lambda: _tables_check(conn)),
+                   ("app user cannot create objects", lambda: _create_check(conn)))
+        for item, check in queries:
+            try:
+                checks.append(check())
+            except psycopg.Error as exc:
+                checks.append(Check(False, item, f"query failed: {type(exc).__name__}: {exc}".strip()))
+    return checks
+
+
+def _sslmode(conninfo: str) -> str:
+    return conninfo_to_dict(conninfo).get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
+
+
+def _tls_check(conn: psycopg.Connection, conninfo: str) -> Check:
+    sslmode = _sslmode(conninfo)
+    in_use = conn.pgconn.ssl_in_use
+    protocol = conn.pgconn.ssl_attribute("protocol") if in_use else None
+    if sslmode in TLS_MODES:
+        if not in_use:  # libpq would not connect; kept for safety
+            return Check(False, "database TLS", f"sslmode={sslmode} but the connection is not encrypted")
+        return Check(True, "database TLS", f"sslmode={sslmode}, {protocol}")
+    state = f"in use ({protocol})" if in_use else "not in use"
+    return Check(True, "database TLS", f"not required (sslmode={sslmode}); TLS {state}")
+
+
+def _migrations_check(conn: psycopg.Connection, directory: Path) -> Check:
+    item = "migrations current"
+    try:
+        on_disk = migrate.discover(directory)
+    except migrate.MigrationError as exc:
+        return Check(False, item, str(exc))
+    try:
+        applied = dict(conn.execute("SELECT filename, checksum FROM activity.sp_schema_version()").fetchall())
+    except (pg_errors.UndefinedFunction, pg_errors.InvalidSchemaName, pg_errors.UndefinedTable):
+        return Check(False, item, "activity.sp_schema_version() is missing: run `notifications-api migrate`")
+    except pg_errors.InsufficientPrivilege:
+        return Check(False, item, "the app user cannot execute activity.sp_schema_version()")
+    pending = [m.name for m in on_disk if m.name not in applied]
+    changed = [m.name for m in on_disk if m.name in applied and applied[m.name] != m.checksum]
+    unknown = sorted(set(applied) - {m.name for m in on_disk})
+    problems = []
+    if pending:
+        problems.append(f"pending: {', '.join(pending)} (run `notifications-api migrate`)")
+    if changed:
+        problems.append(f"differ from the applied version: {', '.join(changed)}")
+    if unknown:
+        problems.append(f"applied but not in this release: {', '.join(unknown)} (a newer release migrated)")
+    if problems:
+        return Check(False, item, "; ".join(problems))
+    return Check(True, item, f"{len(on_disk)} file(s) applied, checksums match")
+
+
+def _functions_check(conn: psycopg.Connection) -> Check:
+    item = "stored functions executable"
+    rows = conn.execute(
+        """SELECT p.proname::text, p.prosecdef,
+                  coalesce(bool_or(c LIKE 'search_path=%%'), false),
+                  has_function_privilege(current_user, p.oid, 'EXECUTE')
+             FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             LEFT JOIN LATERAL unnest(p.proconfig) AS c ON true
+            WHERE n.nspname = 'activity' AND p.proname = ANY(%s)
+            GROUP BY p.oid, p.proname, p.prosecdef""", (list(FUNCTIONS),)).fetchall()
+    found = {name for name, *_ in rows}
+    missing = [name for name in FUNCTIONS if name not in found]
+    not_executable = sorted({name for name, _, _, can in rows if not can})
+    not_definer = sorted({name for name, definer, _, _ in rows if not definer})
+    no_path = sorted({name for name, _, path, _ in rows if not path})
+    problems = []
+    if missing:
+        problems.append(f"missing: {', '.join(missing)}")
+    if not_executable:
+        problems.append(f"not executable by the app user: {', '.join(not_executable)}")
+    if not_definer:
+        problems.append(f"not SECURITY DEFINER: {', '.join(not_definer)}")
+    if no_path:
+        problems.append(f"no fixed search_path: {', '.join(no_path)}")
+    if problems:
+        return Check(False, item, "; ".join(problems))
+    return Check(True, item, f"all {len(FUNCTIONS)} present, SECURITY DEFINER, executable by the app user")
+
+
+def _tables_check(conn: psycopg.Connection) -> Check:
+    item = "app user cannot read tables"
+    superuser, bypass_rls = conn.execute(
+        "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
+    if superuser:
+        return Check(False, item, "the app user is a superuser")
+    rows = conn.execute(
+        """SELECT c.relname::text, c.relkind::text,
+                  CASE WHEN c.relkind = 'S'
+                       THEN has_sequence_privilege(current_user, c.oid, 'USAGE,SELECT,UPDATE')
+                       ELSE has_table_privilege(current_user, c.oid, %s) END
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'activity' AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+            ORDER BY c.relname""", (ALL_TABLE_PRIVILEGES,)).fetchall()
+    tables = [name for name, kind, _ in rows if kind in READABLE_KINDS]
+    if not tables:
+        return Check(False, item, "schema activity has no tables here: wrong database?")
+    privileged = [name for name, _, has in rows if has]
+    readable = []
+    for name in tables:  # the proof: an actual SELECT must be refused
+        try:
+            conn.execute(sql.SQL("SELECT 1 FROM activity.{} LIMIT 1").format(sql.Identifier(name)))
+            readable.append(name)
+        except pg_errors.InsufficientPrivilege:
+            pass
+    problems = []
+    if readable:
+        problems.append(f"SELECT succeeded on {', '.join('activity.' + n for n in readable)}")
+    extra = sorted(set(privileged) - set(readable))
+    if extra:
+        problems.append(f"privileges granted on {', '.join('activity.' + n for n in extra)}")
+    if bypass_rls:
+        problems.append("the app user has BYPASSRLS")
+    if problems:
+        return Check(False, item, "; ".join(problems))
+    return Check(True, item, f"SELECT refused on all {len(tables)} tables of schema activity")
+
+
+def _create_check(conn: psycopg.Connection) -> Check:
+    item = "app user cannot create objects"
+    row = conn.execute(
+        """SELECT has_schema_privilege(current_user, 'activity', 'CREATE'),
+                  pg_has_role(current_user, n.nspowner, 'USAGE'),
+                  has_database_privilege(current_user, current_database(), 'CREATE')
+             FROM pg_namespace n WHERE n.nspname = 'activity'""").fetchone()
+    if row is None:
+        return Check(False, item, "schema activity does not exist")
+    can_create, owns_schema, can_create_schema = row
+    problems = []
+    if owns_schema:
+        problems.append("the app user is (a member of) the owner of schema activity")
+    elif can_create:
+        problems.append("the app user has CREATE on schema activity")
+    if can_create_schema:
+        problems.append("the app user may create schemas in this database")
+    if problems:
+        return Check(False, item, "; ".join(problems))
+    return Check(True, item, "no CREATE on schema activity or on the database")
+
+
+# --- credentials: a self-signed round trip through the real decorators ----------------------------
+
+def _round_trip_app(config: dict, decorator: Callable) -> Any:
+    from flask import Flask, g
+
+    from . import errors
+
+    app = Flask("notifications_api.preflight")
+    app.config.update(config)
+    errors.init_app(app)
+
+    @app.post("/check")
+    @decorator
+    def check():
+        return {"user_id": g.get("user_id"), "service": g.get("service")}
+
+    return app.test_client()
+
+
+def _jwt_check(config: dict) -> Check:
+    from .auth import issue_token, user_required
+
+    item = "JWT validation"
+    client = _round_trip_app(config, user_required)
+    user_id = str(uuid.uuid4())
+    now = int(time.time())
+    expired_at = now - config["JWT_LEEWAY_SECONDS"] - 3600
+    valid = issue_token(config, user_id, hours=0.25)
+    header, payload, signature = valid.split(".")
+    foreign = jwt.encode({"sub": user_id, "exp": now + 600}, "x" * 64, algorithm=config["JWT_ALGORITHM"])
+    unsigned = jwt.encode({"sub": user_id, "exp": now + 600}, None, algorithm="none")
+    expired = jwt.encode({"sub": user_id, "exp": expired_at, "iat": expired_at - 60},
+                         config["JWT_SECRET"], algorithm=config["JWT_ALGORITHM"])
+    cases = [
+        ("a token we signed", valid, 200, None),
+        ("a tampered signature", f"{header}.{payload}.{signature[::-1]}", 401, "invalid_token"),
+        ("a token signed with another key", foreign, 401, "invalid_token"),
+        ("an unsigned (alg none) token", unsigned, 401, "invalid_token"),
+        ("an expired token", expired, 401, "token_expired"),
+    ]
+    failures = []
+    for label, token, status, code in cases:
+        response = client.post("/check", headers={"Authorization": f"Bearer {token}"})
+        body = response.get_json(silent=True) or {}
+        if response.status_code != status or (code and body.get("code") != code) \
+                or (status == 200 and body.get("user_id") != user_id):
+            failures.append(f"{label}: got {response.status_code} {body.get('code', '')}".strip())
+    if failures:
+        return Check(False, item, "; ".join(failures))
+    return Check(True, item, f"{config['JWT_ALGORITHM']} round trip accepted; tampered, foreign-key, "
+                             "unsigned and expired tokens refused")
+
+
+def _service_token_check(config: dict) -> Check:
+    from .auth import service_required
+
+    item = "service-token validation"
+    client = _round_trip_app(config, service_required)
+    wrong = config["SERVICE_TOKEN"][::-1] + "x"
+    cases = [
+        ("X-Service-Token", {"X-Service-Token": config["SERVICE_TOKEN"]}, 200, None),
+        ("Authorization: Bearer", {"Authorization": f"Bearer {config['SERVICE_TOKEN']}"}, 200, None),
+        ("a wrong token", {"X-Service-Token": wrong}, 401, "invalid_service_token"),
+        ("no token", {}, 401, "missing_token"),
+    ]
+    if config["SERVICE_TOKEN_PREVIOUS"]:
+        previous = {"X-Service-Token": config["SERVICE_TOKEN_PREVIOUS"]}
+        cases.append(("SERVICE_TOKEN_PREVIOUS", previous, 200, None))
+    failures = []
+    for label, headers, status, code in cases:
+        response = client.post("/check", headers=headers)
+        body = response.get_json(silent=True) or {}
+        if response.status_code != status or (code and body.get("code") != code):
+            failures.append(f"{label}: got {response.status_code} {body.get('code', '')}".strip())
+    if failures:
+        return Check(False, item, "; ".join(failures))
+    return Check(True, item, "the configured token is accepted (both headers); "
+                             "a wrong or missing one is refused")
+
+
+def _scrub(text: str, config: Mapping[str, Any]) -> str:
+    """Error messages may quote a conninfo: keep every secret out of what we print."""
+    for name in ("DB_PASSWORD", "REDIS_PASSWORD", "DATABASE_URL", "JWT_SECRET", "SERVICE_TOKEN"):
+        value = config.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "[REDACTED]")
+    password = conninfo_to_dict(config["DATABASE_CONNINFO"]).get("password")
+    if password and len(password) >= 4:
+        text = text.replace(password, "[REDACTED]")
+    return text
