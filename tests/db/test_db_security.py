@@ -1,0 +1,91 @@
+"""The app role can execute the API functions and do nothing else; others cannot execute them."""
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from notifications_api import admin
+
+TABLES = ["users", "notifications", "notification_counters", "notification_type_counters",
+          "notification_settings", "email_outbox", "schema_migrations"]
+API_FUNCTIONS = ["sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
+                 "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
+                 "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
+                 "sp_purge_notifications", "sp_schema_version"]
+
+
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("statement", [
+    "SELECT * FROM activity.{}",
+    "INSERT INTO activity.{} DEFAULT VALUES",
+    "UPDATE activity.{} SET user_id = user_id",
+    "DELETE FROM activity.{}",
+])
+def test_app_role_cannot_touch_tables(db_app, table, statement):
+    if table == "schema_migrations":
+        statement = statement.replace("user_id = user_id", "filename = filename")
+    with pytest.raises(errors.InsufficientPrivilege):
+        db_app.execute(sql.SQL(statement).format(sql.Identifier(table)))
+
+
+def test_function_privileges(db_admin, db_env):
+    rows = db_admin.execute(
+        """SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner), p.proconfig,
+                  has_function_privilege(%s, p.oid, 'EXECUTE'),
+                  has_function_privilege('public', p.oid, 'EXECUTE')
+             FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace""", (db_env.app_role,)).fetchall()
+    by_name = {r[0]: r for r in rows}
+    assert set(API_FUNCTIONS) <= set(by_name)
+    for name, secdef, owner, config, app_can, public_can in rows:
+        assert secdef and owner == "notifications_owner", name
+        assert "search_path=activity, pg_temp" in config, name
+        assert not public_can, name
+        assert app_can == (name in API_FUNCTIONS), name
+
+
+def test_app_role_is_only_a_member_of_the_group(db_admin, db_env):
+    rows = db_admin.execute(
+        "SELECT b.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member"
+        " JOIN pg_roles b ON b.oid = m.roleid WHERE r.rolname = %s", (db_env.app_role,)).fetchall()
+    assert rows == [("notifications_api",)]
+    assert db_admin.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s",
+                            (db_env.app_role,)).fetchone() == (False, False, False)
+
+
+def test_a_login_outside_the_group_cannot_execute(db_env, db_user):
+    _, conninfo = db_env.login_role()
+    uid = db_user()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for query in ["SELECT * FROM activity.sp_get_unread_count(%s)",
+                      "SELECT * FROM activity.sp_get_user_notifications(%s)"]:
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(query, (uid,))
+
+
+def test_provision_is_idempotent_and_refuses_privileged_roles(db_env):
+    role, _ = db_env.login_role()
+    admin.provision_app_user(db_env.admin, role, "first")
+    admin.provision_app_user(db_env.admin, role, "second")
+    admin.provision_app_user(db_env.admin, role, None)
+    with psycopg.connect(db_env.admin, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_has_role(%s, 'notifications_api', 'MEMBER')", (role,)).fetchone()[0]
+    with pytest.raises(ValueError):
+        admin.provision_app_user(db_env.admin, "postgres", "x")
+
+
+def test_create_user_upserts(db_admin, db_env):
+    uid = admin.create_user(db_env.admin, email="a@example.test", display_name="A")
+    assert isinstance(uid, uuid.UUID)
+    assert admin.create_user(db_env.admin, email=None, user_id=str(uid), active=False) == uid
+    assert db_admin.execute("SELECT email, display_name, is_active FROM activity.users WHERE user_id = %s",
+                            (uid,)).fetchone() == (None, None, False)
+
+
+def test_ensure_database(db_env):
+    name = f"nt_db_{uuid.uuid4().hex[:12]}"
+    db_env.extra_databases.append(name)
+    assert admin.ensure_database(db_env.server, name) is True
+    assert admin.ensure_database(db_env.server, name) is False
