@@ -85,14 +85,8 @@ if _owned_metrics_dir:
 
 def on_starting(server):
     """Start with an empty metrics directory: stale files would resurrect dead workers' counters."""
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    os.makedirs(directory, exist_ok=True)
-    for entry in os.listdir(directory):
-        path = os.path.join(directory, entry)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
+    from notifications_api.metrics import gunicorn_on_starting
+    gunicorn_on_starting(server)
 
 
 def on_exit(server):
@@ -122,8 +116,5 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    try:
-        from prometheus_client import multiprocess
-    except ImportError:
-        return
-    multiprocess.mark_process_dead(worker.pid)
+    from notifications_api.metrics import gunicorn_child_exit
+    gunicorn_child_exit(server, worker)
