@@ -576,9 +576,12 @@ BEGIN
         ON CONFLICT (user_id) DO UPDATE
            SET unread_count = c.unread_count + 1, version = c.version + 1,
                next_expiry = LEAST(c.next_expiry, EXCLUDED.next_expiry)
+        RETURNING c.user_id
     ), type_counters AS (
+        -- reads `counters`, so each user's counters row is locked before its type row
+        -- (unreferenced data-modifying CTEs run in no useful order)
         INSERT INTO notification_type_counters AS t (user_id, notification_type, unread_count)
-        SELECT i.user_id, p_notification_type, 1 FROM ins i ORDER BY i.user_id
+        SELECT c.user_id, p_notification_type, 1 FROM counters c
         ON CONFLICT (user_id, notification_type) DO UPDATE SET unread_count = t.unread_count + 1
     ), mail AS (
         -- e-mail when the channel is on globally and not turned off for the type; quiet
