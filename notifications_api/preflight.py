@@ -407,14 +407,15 @@ def _jwt_check(config: dict) -> Check:
     now = int(time.time())
     expired_at = now - config["JWT_LEEWAY_SECONDS"] - 3600
     valid = issue_token(config, user_id, hours=0.25)
-    header, payload, signature = valid.split(".")
+    header, _, signature = valid.split(".")
+    other_payload = issue_token(config, str(uuid.uuid4()), hours=0.25).split(".")[1]
     foreign = jwt.encode({"sub": user_id, "exp": now + 600}, "x" * 64, algorithm=config["JWT_ALGORITHM"])
     unsigned = jwt.encode({"sub": user_id, "exp": now + 600}, None, algorithm="none")
     expired = jwt.encode({"sub": user_id, "exp": expired_at, "iat": expired_at - 60},
                          config["JWT_SECRET"], algorithm=config["JWT_ALGORITHM"])
     cases = [
         ("a token we signed", valid, 200, None),
-        ("a tampered signature", f"{header}.{payload}.{signature[::-1]}", 401, "invalid_token"),
+        ("a tampered payload", f"{header}.{other_payload}.{signature}", 401, "invalid_token"),
         ("a token signed with another key", foreign, 401, "invalid_token"),
         ("an unsigned (alg none) token", unsigned, 401, "invalid_token"),
         ("an expired token", expired, 401, "token_expired"),

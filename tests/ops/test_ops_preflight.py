@@ -1,0 +1,188 @@
+"""preflight: every item ✓ against the test deployment; each bad setting ✗ with the right reason."""
+from __future__ import annotations
+
+import shutil
+
+import jwt
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from notifications_api import auth, migrate, preflight
+from ops_helpers import free_port
+
+ITEMS = [
+    "configuration valid", "ENVIRONMENT", "DEBUG", "LOG_LEVEL", "secrets strong", "/metrics protected",
+    "database password", "CORS strict", "docs off", "rate limits", "Redis reachable", "database reachable",
+    "database TLS", "migrations current", "stored functions executable", "app user cannot read tables",
+    "app user cannot create objects", "JWT validation", "service-token validation",
+]
+
+
+def by_item(checks) -> dict:
+    return {check.item: check for check in checks}
+
+
+def assert_fails(checks, item: str, *fragments: str) -> None:
+    check = by_item(checks)[item]
+    assert not check.ok, check.line()
+    for fragment in fragments:
+        assert fragment in check.reason, check.line()
+
+
+def test_all_pass_against_the_test_deployment(production_env):
+    checks = preflight.run(production_env)
+    assert [c.item for c in checks] == ITEMS
+    assert [c.line() for c in checks if not c.ok] == []
+    assert all(c.line().startswith("✓ ") for c in checks)
+
+
+@pytest.mark.parametrize("changes, item, fragments", [
+    ({"JWT_SECRET": "change-me"}, "secrets strong", ["JWT_SECRET is a documented placeholder"]),
+    ({"SERVICE_TOKEN": "short-token"}, "secrets strong", ["SERVICE_TOKEN is shorter than 32 characters"]),
+    ({"METRICS_TOKEN": "secret"}, "secrets strong", ["METRICS_TOKEN is a documented placeholder"]),
+    ({"SERVICE_TOKEN": "@JWT_SECRET"}, "secrets strong", ["SERVICE_TOKEN equals JWT_SECRET"]),
+    ({"JWT_SECRET_PREVIOUS": "@JWT_SECRET"}, "secrets strong", ["JWT_SECRET_PREVIOUS equals JWT_SECRET"]),
+    ({"METRICS_TOKEN": ""}, "/metrics protected", ["METRICS_TOKEN is empty"]),
+    ({"CORS_ORIGINS": "*"}, "CORS strict", ["contains *"]),
+    ({"CORS_ORIGINS": "https://app.example.com,http://app.example.com"}, "CORS strict",
+     ["origins without https: http://app.example.com"]),
+    ({"ENABLE_DOCS": "true"}, "docs off", ["ENABLE_DOCS is true"]),
+    ({"ENVIRONMENT": "staging"}, "ENVIRONMENT", ["'staging'"]),
+    ({"DEBUG": "true"}, "DEBUG", ["must be false"]),
+    ({"LOG_LEVEL": "DEBUG"}, "LOG_LEVEL", ["is DEBUG"]),
+    ({"LOG_LEVEL": "ERROR"}, "LOG_LEVEL", ["is ERROR"]),
+    ({"RATE_LIMIT_ENABLED": "false"}, "rate limits", ["RATE_LIMIT_ENABLED is false"]),
+    ({"REDIS_HOST": ""}, "rate limits", ["REDIS_HOST is empty"]),
+    ({"REDIS_HOST": ""}, "Redis reachable", ["REDIS_HOST is not set"]),
+    ({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "@free"}, "Redis reachable", ["ConnectionError"]),
+])
+def test_bad_setting_fails_its_item(production_env, changes, item, fragments):
+    env = dict(production_env)
+    for name, value in changes.items():
+        if value == "@free":
+            value = str(free_port())
+        elif value.startswith("@"):
+            value = env[value[1:]]
+        env[name] = value
+    checks = preflight.run(env)
+    assert_fails(checks, item, *fragments)
+    # production guardrails of the config itself are reported too
+    if changes.get("JWT_SECRET") == "change-me" or "CORS_ORIGINS" in changes and "*" in changes["CORS_ORIGINS"]:
+        assert_fails(checks, "configuration valid")
+
+
+def test_missing_required_secret_stops_early(production_env):
+    checks = preflight.run({**production_env, "JWT_SECRET": ""})
+    assert [c.item for c in checks] == ["configuration valid", "remaining checks"]
+    assert_fails(checks, "configuration valid", "JWT_SECRET is required")
+
+
+def _with_conninfo(env, conninfo):
+    return {**env, "DATABASE_URL": conninfo}
+
+
+def test_database_unreachable(production_env, database):
+    checks = preflight.run(_with_conninfo(production_env, make_conninfo(database.app, host="127.0.0.1",
+                                                                        port=str(free_port()))))
+    assert_fails(checks, "database reachable", "127.0.0.1")
+    for item in ITEMS[ITEMS.index("migrations current"):ITEMS.index("JWT validation")]:
+        assert_fails(checks, item, "not checked")
+
+
+def test_wrong_database_password_is_not_printed(production_env, database):
+    wrong = "Wrong-password-0123456789-abcdefgh"
+    conninfo = make_conninfo(database.app, password=wrong)
+    try:
+        psycopg.connect(conninfo).close()
+        pytest.skip("this PostgreSQL does not check passwords (trust authentication)")
+    except psycopg.OperationalError:
+        pass
+    checks = preflight.run(_with_conninfo(production_env, conninfo))
+    assert_fails(checks, "database reachable", "password authentication failed")
+    assert all(wrong not in c.reason for c in checks)
+
+
+def test_placeholder_database_password(production_env, database):
+    checks = preflight.run(_with_conninfo(production_env, make_conninfo(database.app, password="api_password")))
+    assert_fails(checks, "database password", "placeholder")
+
+
+def test_tls_required_but_not_available(production_env, database):
+    with psycopg.connect(database.admin) as conn:
+        if conn.execute("SHOW ssl").fetchone()[0] == "on":
+            pytest.skip("this PostgreSQL offers TLS")
+    checks = preflight.run(_with_conninfo(production_env, make_conninfo(database.app, sslmode="require")))
+    assert_fails(checks, "database TLS", "sslmode=require")
+
+
+def test_app_user_is_a_superuser(production_env, database):
+    checks = preflight.run(_with_conninfo(production_env, database.admin))
+    assert_fails(checks, "app user cannot read tables", "superuser")
+
+
+def test_role_outside_the_app_group_cannot_execute(production_env, extra_role):
+    checks = preflight.run(_with_conninfo(production_env, extra_role()))
+    assert_fails(checks, "stored functions executable", "not executable by the app user", "sp_get_unread_count")
+    assert_fails(checks, "migrations current", "cannot execute activity.sp_schema_version()")
+
+
+def test_app_user_with_a_table_grant(production_env, extra_role):
+    conninfo = extra_role("GRANT notifications_api TO {role}",
+                          "GRANT SELECT ON activity.notification_settings TO {role}",
+                          "GRANT UPDATE ON activity.email_outbox TO {role}")
+    checks = preflight.run(_with_conninfo(production_env, conninfo))
+    assert_fails(checks, "app user cannot read tables", "SELECT succeeded on activity.notification_settings",
+                 "privileges granted on activity.email_outbox")
+    assert by_item(checks)["stored functions executable"].ok
+
+
+def test_app_user_may_create_objects(production_env, extra_role):
+    conninfo = extra_role("GRANT notifications_api TO {role}", "GRANT CREATE ON SCHEMA activity TO {role}")
+    checks = preflight.run(_with_conninfo(production_env, conninfo))
+    assert_fails(checks, "app user cannot create objects", "CREATE on schema activity")
+
+
+def test_missing_and_weakened_functions(production_env, scratch_database):
+    admin_conninfo, app_conninfo = scratch_database()
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION activity.sp_purge_notifications(integer, integer)")
+        conn.execute("ALTER FUNCTION activity.sp_get_unread_count(uuid, boolean) SECURITY INVOKER")
+        conn.execute("ALTER FUNCTION activity.sp_delete_notification(uuid, uuid, boolean) RESET search_path")
+    checks = preflight.run(_with_conninfo(production_env, app_conninfo))
+    assert_fails(checks, "stored functions executable", "missing: sp_purge_notifications",
+                 "not SECURITY DEFINER: sp_get_unread_count", "no fixed search_path: sp_delete_notification")
+
+
+def test_migrations_pending_or_changed(production_env, tmp_path):
+    directory = tmp_path / "migrations_sql"
+    shutil.copytree(migrate.default_directory(), directory)
+    (directory / "9999_ops_extra.sql").write_text("SELECT 1;\n")
+    checks = preflight.run({**production_env, "MIGRATIONS_DIR": str(directory)})
+    assert_fails(checks, "migrations current", "pending: 9999_ops_extra.sql", "notifications-api migrate")
+
+    (directory / "9999_ops_extra.sql").unlink()
+    repeatable = sorted((directory / "repeatable").glob("*.sql"))[0]
+    repeatable.write_text(repeatable.read_text() + "\n-- changed\n")
+    checks = preflight.run({**production_env, "MIGRATIONS_DIR": str(directory)})
+    assert_fails(checks, "migrations current", f"differ from the applied version: repeatable/{repeatable.name}")
+
+    first = sorted(directory.glob("*.sql"))[0]
+    first.unlink()
+    checks = preflight.run({**production_env, "MIGRATIONS_DIR": str(directory)})
+    assert_fails(checks, "migrations current", f"applied but not in this release: {first.name}")
+
+
+def test_broken_jwt_validation_is_caught(production_env, monkeypatch):
+    def ignores_signature(token, config):
+        return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+    monkeypatch.setattr(auth, "decode_user_token", ignores_signature)
+    checks = preflight.run(production_env)
+    assert_fails(checks, "JWT validation", "a tampered payload: got 200")
+
+
+def test_broken_service_token_validation_is_caught(production_env, monkeypatch):
+    monkeypatch.setattr(auth, "_matches", lambda candidate, secrets: 0)
+    checks = preflight.run(production_env)
+    assert_fails(checks, "service-token validation", "a wrong token: got 200")
