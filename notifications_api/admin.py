@@ -24,7 +24,7 @@ def ensure_database(server_conninfo: str, dbname: str) -> bool:
 
 
 def provision_app_user(conninfo: str, username: str, password: str | None) -> None:
-    """Create (or re-password) the app's LOGIN role: a member of notifications_api with CONNECT, nothing else."""
+    """Create (or re-password) the app's LOGIN role: member of notifications_api plus CONNECT, no more."""
     role = sql.Identifier(username)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         row = conn.execute(

@@ -85,7 +85,8 @@ def _plan(migrations: list[Migration], applied: dict[str, str]) -> list[Migratio
         elif recorded != m.checksum:
             raise MigrationError(
                 f"{m.name} was already applied but its content changed (checksum {recorded[:12]}… on the "
-                f"database, {m.checksum[:12]}… on disk); restore it and put the change in a new numbered file")
+                f"database, {m.checksum[:12]}… on disk); restore it and put the change in a new "
+                "numbered file")
     return todo
 
 

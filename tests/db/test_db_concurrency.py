@@ -64,8 +64,8 @@ def test_concurrent_mixed_operations_keep_counters_exact(db_env, db_admin, db_us
         rnd = random.Random(seed * 31 + i)
         with psycopg.connect(db_env.app, autocommit=True) as conn:
             for op in scripts[i]:
-                ids = [r["notification_id"] for r in call(conn, "sp_get_user_notifications", user_id=u,
-                                                           status="all", limit=101)]
+                listed = call(conn, "sp_get_user_notifications", user_id=u, status="all", limit=101)
+                ids = [r["notification_id"] for r in listed]
                 nid = rnd.choice(ids) if ids else uuid.uuid4()
                 try:
                     if op == "create":

@@ -1,0 +1,132 @@
+"""On a seeded table the list and unread-count calls are index range scans; a heavy user's count scans nothing."""
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from notifications_api.migrate import migrate
+
+LIGHT_USERS, PER_LIGHT_USER, HEAVY_UNREAD = 2000, 100, 100_000
+SEED = """
+INSERT INTO activity.users (user_id)
+SELECT md5('light' || g)::uuid FROM generate_series(1, {light}) g
+UNION ALL SELECT md5('heavy')::uuid;
+
+INSERT INTO activity.notifications (user_id, notification_type, title, status, read_at, archived_at, created_at)
+SELECT md5('light' || u)::uuid, (ARRAY['comment', 'mention', 'like'])[1 + g % 3], 't',
+       s.status,
+       CASE WHEN s.status <> 'unread' THEN now() END,
+       CASE WHEN s.status = 'archived' THEN now() END,
+       now() - (g * {light} + u) * interval '1 second'
+  FROM generate_series(1, {light}) u
+ CROSS JOIN generate_series(1, {per}) g
+ CROSS JOIN LATERAL (SELECT CASE WHEN g % 10 = 0 THEN 'archived' WHEN g % 10 < 6 THEN 'read'
+                                 ELSE 'unread' END AS status) s
+ ORDER BY 1, 7 DESC;
+
+INSERT INTO activity.notifications (user_id, notification_type, title, created_at)
+SELECT md5('heavy')::uuid, (ARRAY['comment', 'mention'])[1 + g % 2], 't', now() - g * interval '1 second'
+  FROM generate_series(1, {heavy}) g;
+
+INSERT INTO activity.notification_counters (user_id, unread_count, version)
+SELECT user_id, count(*) FILTER (WHERE status = 'unread'), 1 FROM activity.notifications GROUP BY user_id;
+INSERT INTO activity.notification_type_counters (user_id, notification_type, unread_count)
+SELECT user_id, notification_type, count(*) FROM activity.notifications WHERE status = 'unread' GROUP BY 1, 2;
+"""
+HEAVY = "md5('heavy')::uuid"
+LIGHT = "md5('light7')::uuid"
+
+
+@pytest.fixture(scope="module")
+def seeded(db_env):
+    conninfo = db_env.fresh_database()
+    migrate(conninfo, echo=lambda *_: None)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # a throwaway database: unlogged tables load faster and leave no dirty buffers for
+        # the checkpoint of DROP DATABASE; plans are the same
+        conn.execute("ALTER TABLE activity.notifications SET UNLOGGED")
+        for statement in SEED.format(light=LIGHT_USERS, per=PER_LIGHT_USER, heavy=HEAVY_UNREAD).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("ANALYZE activity.notifications, activity.notification_counters,"
+                     " activity.notification_type_counters, activity.users")
+    return conninfo
+
+
+@pytest.fixture
+def explained(seeded, db_env):
+    """A superuser session with auto_explain, acting as the app role; yields (conn, plans list)."""
+    plans: list[dict] = []
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: plans.append(json.loads(d.message_primary[d.message_primary.index("{"):]))
+                                if "plan:" in (d.message_primary or "") else None)
+        for stmt in ["LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                     "SET auto_explain.log_nested_statements = on", "SET auto_explain.log_level = notice",
+                     "SET auto_explain.log_format = json", "SET auto_explain.log_analyze = on"]:
+            conn.execute(stmt)
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(db_env.app_role)))
+        yield conn, plans
+
+
+def nodes(plan):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def scans_of_notifications(plans):
+    return [n for p in plans for n in nodes(p["Plan"]) if n.get("Relation Name") == "notifications"]
+
+
+@pytest.mark.parametrize("status", [None, "unread", "read", "archived", "all"])
+def test_list_is_an_index_range_scan_at_any_depth(explained, status):
+    conn, plans = explained
+    for user in (HEAVY, LIGHT):
+        uid = conn.execute(f"SELECT {user}").fetchone()[0]
+        middle = conn.execute("SELECT * FROM activity.sp_get_user_notifications(%s, %s, NULL, 101)",
+                              (uid, status)).fetchall()
+        cursor = (middle[-1][13], middle[-1][0]) if middle else (None, None)
+        for _ in range(7):  # past the plan cache's switch to a generic plan
+            plans.clear()
+            conn.execute("SELECT * FROM activity.sp_get_user_notifications(%s, %s, NULL, 21, %s, %s)",
+                         (uid, status, *cursor)).fetchall()
+            scans = scans_of_notifications(plans)
+            assert scans, plans
+            for scan in scans:
+                assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
+                assert "created_at" in scan["Index Cond"], scan  # the cursor bounds the range
+                assert scan["Actual Rows"] <= 21, scan
+
+
+def test_unread_count_reads_no_notification_rows(explained):
+    conn, plans = explained
+    for user, expected in ((HEAVY, HEAVY_UNREAD), (LIGHT, None)):
+        uid = conn.execute(f"SELECT {user}").fetchone()[0]
+        for by_type in (True, False):
+            for _ in range(7):
+                plans.clear()
+                count, by, _version = conn.execute("SELECT * FROM activity.sp_get_unread_count(%s, %s)",
+                                                   (uid, by_type)).fetchone()
+                assert plans and scans_of_notifications(plans) == []
+                assert all(n["Node Type"] != "Seq Scan" for p in plans for n in nodes(p["Plan"])), plans
+            if expected:
+                assert count == expected and (by is None or sum(by.values()) == expected)
+
+
+def test_heavy_users_count_is_as_fast_as_a_light_users(seeded, db_env):
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(db_env.app_role)))
+
+        def best(user):
+            uid = conn.execute(f"SELECT {user}").fetchone()[0]
+            timings = []
+            for _ in range(30):
+                start = time.perf_counter()
+                conn.execute("SELECT * FROM activity.sp_get_unread_count(%s)", (uid,)).fetchone()
+                timings.append(time.perf_counter() - start)
+            return min(timings)
+        assert best(HEAVY) < max(5 * best(LIGHT), 0.002)
