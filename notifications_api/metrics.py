@@ -259,6 +259,8 @@ def init_app(app: Flask) -> None:
             metrics.error_child(code).inc()
         return response
 
+    if multiprocess:  # this worker's pool gauges exist from the start, before its first request
+        _ensure_refresher(state)
     # First of all before_request hooks, so a request another hook rejects (429, 401) is timed too.
     app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
     app.after_request(record_request)

@@ -90,6 +90,11 @@ def test_metrics_are_summed_over_two_workers(gunicorn, ops_secrets):
     token = ops_secrets["METRICS_TOKEN"]
     assert not (metrics_dir / "stale_counter_1.db").exists()  # on_starting emptied the directory
     assert _get(port, "/metrics")[0] == 401
+    # Both workers publish their pool gauges from boot, before serving anything.
+    deadline = time.monotonic() + 15
+    while sample(_get(port, "/metrics", token)[1], "notifications_api_db_pool_max_size") != 2 * POOL_MAX:
+        assert time.monotonic() < deadline, "a worker never published its pool gauges"
+        time.sleep(0.2)
 
     # Send /health (a stored-function ping each) in concurrent batches until both workers served some.
     sent = 0
