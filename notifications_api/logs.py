@@ -40,13 +40,28 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at emit time (test capture swaps it)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure(config: dict) -> None:
     """Install one JSON handler on the root logger (idempotent across create_app calls)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == HANDLER_NAME:
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter(
         "{asctime}{levelname}{name}{message}", style="{",

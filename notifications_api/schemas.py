@@ -44,10 +44,12 @@ class Text(fields.String):
 
 
 class StrictBoolean(fields.Boolean):
-    """JSON true/false only: no "yes", 1 or "on"."""
+    """JSON true/false only: no "yes", 1 or "on" (1 == True in Python, so check the type)."""
 
-    def __init__(self, **kwargs):
-        super().__init__(truthy={True}, falsy={False}, **kwargs)
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class QueryBoolean(fields.Field):

@@ -67,3 +67,20 @@ def make_app(app_config):
     yield factory
     for built in made:
         built.extensions["notifications_db"].close()
+
+
+@pytest.fixture
+def notify(client, service_headers):
+    """Create one notification for a user through the API; returns the notification object."""
+    def create(user_id: str, **fields):
+        body = {"user_id": user_id, "notification_type": "comment", "title": "Ana commented", **fields}
+        response = client.post("/api/v1/notifications", json=body, headers=service_headers)
+        assert response.status_code in (200, 201), response.get_json()
+        return response.get_json()["results"][0]["notification"]
+    return create
+
+
+@pytest.fixture
+def user(make_user):
+    """A fresh active user id."""
+    return make_user()
