@@ -604,6 +604,8 @@ BEGIN
 
     -- 3. the originals behind taken dedupe keys: a new statement (READ COMMITTED) sees
     --    what a concurrent creator committed. A suppressed user's retry is `duplicate` too.
+    --    A key stays taken until its notification is deleted or purged, even once it has
+    --    expired (the expired original is then what a retry gets back).
     IF p_dedupe_key IS NOT NULL THEN
         SELECT v_rows || COALESCE(array_agg((n.notification_id, n.user_id, n.notification_type, n.title, n.message,
                        n.actor_user_id, n.target_type, n.target_id, n.action_url, n.payload, n.priority,
