@@ -1,7 +1,6 @@
-"""Database-level fixtures: a fresh migrated database on TEST_DATABASE_URL, an app login role."""
+"""Database-level fixtures: a fresh migrated database on the session's server, an app login role."""
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -13,8 +12,6 @@ from psycopg.conninfo import make_conninfo
 
 from notifications_api import admin
 from notifications_api.migrate import migrate
-
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @dataclass
@@ -47,8 +44,8 @@ class DbEnv:
 
 
 @pytest.fixture(scope="session")
-def db_env():
-    server = os.environ.get("TEST_DATABASE_URL", "").strip() or DEFAULT_SERVER
+def db_env(pg_server):
+    server = pg_server  # TEST_DATABASE_URL, else the embedded server (tests/conftest.py)
     name = f"nt_db_{secrets.token_hex(6)}"
     app_role, password = f"nt_app_{secrets.token_hex(6)}", secrets.token_urlsafe(16)
     admin.ensure_database(server, name)
