@@ -123,13 +123,13 @@ class CreateNotificationSchema(Schema):
     title = Text(required=True, validate=validate.Length(1, 200))
     message = Text(allow_none=True, validate=validate.Length(max=2000))
     actor_user_id = fields.UUID(allow_none=True)
-    target_type = Text(allow_none=True, validate=validate.Length(1, 64))
-    target_id = Text(allow_none=True, validate=validate.Length(1, 256))
+    target_type = Text(allow_none=True, validate=validate.Length(1, 100))
+    target_id = Text(allow_none=True, validate=validate.Length(1, 255))
     action_url = fields.Url(allow_none=True, schemes={"http", "https"}, require_tld=False,
                             validate=validate.Length(max=2048))
     payload = fields.Dict(keys=fields.String(), load_default=dict)
     priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="normal")
-    group_key = Text(allow_none=True, validate=validate.Length(1, 256))
+    group_key = Text(allow_none=True, validate=validate.Length(1, 255))
     expires_at = fields.AwareDateTime(allow_none=True, validate=_future)
     dedupe_key = Text(allow_none=True, validate=validate.Length(1, 128))
 
