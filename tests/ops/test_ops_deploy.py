@@ -38,7 +38,7 @@ def test_manifests_are_valid_kubernetes(version):
     assert set(found) >= {
         "ServiceAccount/notifications-api", "ConfigMap/notifications-api-config",
         "Secret/notifications-api-secrets", "Deployment/notifications-api", "Service/notifications-api",
-        "Job/notifications-api-migrate", "CronJob/notifications-api-retention",
+        "Job/notifications-api-migrate", "Job/notifications-api-preflight", "CronJob/notifications-api-retention",
         "HorizontalPodAutoscaler/notifications-api", "PodDisruptionBudget/notifications-api",
     }
     for name, doc in found.items():
@@ -111,6 +111,11 @@ def test_jobs_run_the_cli_as_non_root():
     migrate = found["Job/notifications-api-migrate"]
     cronjob = found["CronJob/notifications-api-retention"]
     assert _pod(migrate)["containers"][0]["command"] == ["notifications-api", "migrate"]
+    preflight = _pod(found["Job/notifications-api-preflight"])["containers"][0]
+    assert preflight["command"] == ["notifications-api", "preflight"]
+    deployment = _pod(found["Deployment/notifications-api"])["containers"][0]
+    assert preflight["env"] == [e for e in deployment["env"] if e["name"] != "PORT"]  # checks what runs
+    assert preflight["envFrom"] == deployment["envFrom"]
     command = _pod(cronjob)["containers"][0]["command"]
     assert command[:2] == ["notifications-api", "purge"] and "--archived-days" in command
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
@@ -126,11 +131,11 @@ def test_jobs_run_the_cli_as_non_root():
     assert len(images) == 1  # one image for the API, migrations and retention
 
 
-def test_kustomization_applies_everything_but_the_secret_and_the_job():
+def test_kustomization_applies_everything_but_the_secret_and_the_jobs():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == on_disk - {"secret.example.yaml", "migrate-job.yaml"}
+    assert listed == on_disk - {"secret.example.yaml", "migrate-job.yaml", "preflight-job.yaml"}
 
 
 def test_cli_has_the_commands_the_manifests_run():
@@ -321,3 +326,36 @@ def _exposed_metric_names() -> set[str]:
     suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
     return {family.name + suffix for family in REGISTRY.collect() if family.name.startswith(metrics.PREFIX)
             for suffix in suffixes[family.type]}
+
+
+# --- docs/PRODUCTION.md ---------------------------------------------------------------------------
+
+PRODUCTION = ROOT / "docs" / "PRODUCTION.md"
+
+
+def test_runbook_final_checklist_is_what_preflight_checks():
+    from test_ops_preflight import ITEMS
+
+    text = PRODUCTION.read_text()
+    final = text[text.index("## 10. Final checklist"):text.index("Not automated")]
+    assert re.findall(r"\*\*(.+?)\*\*", final) == ITEMS
+    from notifications_api.preflight import FUNCTIONS
+    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS)
+
+
+def test_runbook_commands_and_files_exist():
+    from click.testing import CliRunner
+
+    from notifications_api.cli import cli
+
+    text = PRODUCTION.read_text()
+    commands = set(re.findall(r"notifications-api (\w[\w-]*)", text))
+    assert {"migrate", "preflight", "purge"} <= commands
+    for command in commands:
+        assert CliRunner().invoke(cli, [command, "--help"]).exit_code == 0, command
+    for path in set(re.findall(r"((?:deploy|migrations_sql|docs)/[\w./-]+\.\w+)", text)) - {"deploy/.env"}:
+        assert (ROOT / path).exists(), path  # deploy/.env is the operator's copy of .env.example
+    for anchor in re.findall(r"\]\(#([\w-]+)\)", text):
+        headings = {re.sub(r"[^\w\s-]", "", h).strip().lower().replace(" ", "-")
+                    for h in re.findall(r"^#+ (.+)$", text, re.M)}
+        assert anchor in headings, anchor
