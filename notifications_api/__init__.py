@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from . import db, errors, logs, metrics
+from . import openapi
 from .config import load_config
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     _init_request_hooks(app)
     _register_blueprints(app, config["API_V1_PREFIX"])
+    openapi.init_app(app)
     return app
 
 

@@ -1,0 +1,723 @@
+"""The OpenAPI 3.1 document, built from the marshmallow schemas, and Swagger UI (only with ENABLE_DOCS)."""
+from __future__ import annotations
+
+import re
+import threading
+from importlib import metadata
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask, Response, current_app
+from flask_swagger_ui import get_swaggerui_blueprint
+from marshmallow import fields, validate
+
+from . import schemas
+from .web import dumps
+
+EXTENSION = "openapi"
+OPENAPI_VERSION = "3.1.0"
+SPEC_URL = "/openapi.json"
+DOCS_URL = "/docs"
+PROBLEM = "application/problem+json"
+JSON = "application/json"
+
+EXAMPLE_USER = "9b2c4d6e-8f10-4a2b-9c3d-5e6f7a8b9c0d"
+EXAMPLE_NOTIFICATION = {
+    "notification_id": "3f0e1a2b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    "user_id": EXAMPLE_USER,
+    "notification_type": "comment",
+    "title": "Ana commented on your post",
+    "message": "Nice route!",
+    "actor_user_id": "1d7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c",
+    "target_type": "post",
+    "target_id": "post-812",
+    "action_url": "https://app.example.com/posts/812#c-9",
+    "payload": {"comment_id": 9},
+    "priority": "normal",
+    "group_key": None,
+    "status": "unread",
+    "created_at": "2026-11-26T03:42:21.123456Z",
+    "read_at": None,
+    "archived_at": None,
+    "expires_at": None,
+}
+EXAMPLE_SETTINGS = {
+    "in_app_enabled": True, "email_enabled": True, "push_enabled": False,
+    "type_preferences": {"reaction": {"in_app": False, "email": False}, "comment": {"email": False}},
+    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"},
+    "updated_at": "2026-11-26T03:42:21.123456Z",
+}
+
+DESCRIPTION = """\
+In-app notifications for the activity platform: internal services post notifications, web clients
+list them, mark them read, archive them, poll the unread count and manage their preferences.
+
+**Authentication.** End-user endpoints take `Authorization: Bearer <JWT>` (scheme `bearerAuth`;
+`sub` is the user id). Creating notifications is for internal services only: `X-Service-Token:
+<SERVICE_TOKEN>` (scheme `serviceToken`) or, equivalently, `Authorization: Bearer <SERVICE_TOKEN>`.
+A user JWT on the internal endpoint is `403 service_token_required`.
+
+**Errors** are RFC 9457 problem documents (`application/problem+json`, schema `Problem`) with a
+stable `code`; field errors are under `errors`, keyed by the field's path (`limit`,
+`quiet_hours.timezone`, `user_ids.3`). When several apply, the first in this order wins:
+404/405 (routing), 401/403 (credentials), 429 (rate limit), 413/415/400 (the body as bytes),
+422 (its content). A method a path does not list is `405 method_not_allowed` with an `Allow` header.
+A `500 internal_error` never holds a stack trace or SQL; `503 database_unavailable` carries
+`Retry-After`.
+
+**Every response** carries `X-Request-ID` (the caller's when it is 1-128 characters of
+`[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),
+`X-Content-Type-Options: nosniff` and `Cache-Control: no-store`, except responses with an `ETag`,
+which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everything but `/health` and
+`/health/live`; users and services by identity, the rest by client address) send `RateLimit-Limit`,
+`RateLimit-Remaining` and `RateLimit-Reset`, and `429` with `Retry-After` when the limit is hit.
+
+**Timestamps** are RFC 3339 in UTC with a `Z` suffix; timestamps sent without an offset are
+rejected. **IDs** are UUIDs; a path id that is not a UUID is `404 not_found`.
+
+**Decisions where the contract is silent:**
+
+- Unknown query parameters are `422` on every endpoint under the API prefix, and so is a
+  single-valued query parameter given more than once. Only `type` may repeat.
+- `type` takes notification types repeated (`type=a&type=b`), comma-separated (`type=a,b`) or
+  both; duplicates collapse; at most {max_types} distinct types.
+- `limit` is plain decimal digits; `permanent` is spelled `true`, `false`, `1` or `0`.
+- Unknown body fields are `422`; `null` is accepted only where a schema says so; text fields reject
+  NUL characters and unpaired surrogates; `NaN`/`Infinity` in a body is `400 invalid_json`.
+- Create: a repeated user id in `user_ids` is `422`; `target_type` is 1-{target_type} characters,
+  `target_id` 1-{target_id}, `group_key` 1-{group_key}, `dedupe_key` and the `Idempotency-Key` header
+  1-{dedupe_key}; `payload` is at most {payload_kib} KiB as compact UTF-8 JSON; `expires_at` must be in
+  the future. A `201` for a single `user_id` carries `Location` (the new notification's URL).
+- Settings: quiet hours `start` must differ from `end`; both are `HH:MM` (24 h).
+- `If-None-Match` also matches a weak (`W/"..."`) form of the current ETag, and `*`.
+- `HEAD` is answered for every `GET`; `OPTIONS` serves CORS preflight for the allowed origins.
+"""
+
+
+# ---- marshmallow -> OpenAPI for this project's custom fields -------------------------------
+
+def _max_length(schema: type[schemas.Schema], name: str) -> int:
+    return next(v.max for v in schema._declared_fields[name].validators if isinstance(v, validate.Length))
+
+
+def _description() -> str:
+    """DESCRIPTION with the limits read from the schemas, so the prose cannot drift from them."""
+    create = schemas.CreateNotificationSchema
+    return DESCRIPTION.format(
+        max_types=schemas.MAX_TYPE_FILTERS, payload_kib=schemas.MAX_PAYLOAD_BYTES // 1024,
+        **{name: _max_length(create, name)
+           for name in ("target_type", "target_id", "group_key", "dedupe_key")})
+
+
+def _custom_field_properties(self, field: fields.Field, ret: dict, **kwargs: Any) -> dict:
+    """Attribute function for the converter: what the generic mapping cannot know."""
+    extra: dict[str, Any] = {}
+    if isinstance(field, schemas.TypeList):
+        extra["items"] = {"type": "string", "pattern": schemas.TYPE_PATTERN, "maxLength": 64}
+        extra["maxItems"] = schemas.MAX_TYPE_FILTERS
+    if isinstance(field, fields.Dict):
+        lengths = [v for v in field.validators if isinstance(v, validate.Length)]
+        for length in lengths:  # Length on a Dict counts properties, not characters
+            ret.pop("minLength", None)
+            ret.pop("maxLength", None)
+            if length.min is not None:
+                extra["minProperties"] = length.min
+            if length.max is not None:
+                extra["maxProperties"] = length.max
+        if isinstance(field.key_field, schemas.TypeName):
+            extra["propertyNames"] = {"pattern": schemas.TYPE_PATTERN}
+    return extra
+
+
+def _list_parameter_style(self, field: fields.Field, **kwargs: Any) -> dict:
+    if isinstance(field, schemas.TypeList):
+        return {"style": "form", "explode": True}
+    return {}
+
+
+def _plugin(spec: APISpec, plugin: MarshmallowPlugin) -> None:
+    plugin.map_to_openapi_type(schemas.QueryInteger, "integer", None)
+    plugin.map_to_openapi_type(schemas.QueryBoolean, "boolean", None)
+    plugin.map_to_openapi_type(schemas.TypeList, "array", None)
+    plugin.converter.add_attribute_function(_custom_field_properties)
+    plugin.converter.add_parameter_attribute_function(_list_parameter_style)
+
+
+# ---- building blocks ---------------------------------------------------------------------
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _headers(*names: str) -> dict[str, dict]:
+    return {name: _ref("headers", name) for name in ("X-Request-ID",) + names}
+
+
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+HEADERS: dict[str, dict] = {
+    "X-Request-ID": {
+        "description": "The caller's X-Request-ID when valid, else a new UUID; equals a problem's "
+                       "request_id.",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,128}$"},
+    },
+    "ETag": {
+        "description": "Strong entity tag of the representation; send it back in If-None-Match.",
+        "required": True,
+        "schema": {"type": "string", "pattern": r'^"[^"]*"$'},
+        "example": '"3b1f0c9a2d4e5f60718293a4"',
+    },
+    "X-Poll-Interval": {
+        "description": "Seconds a client should wait before polling again (POLL_INTERVAL_SECONDS).",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+        "example": 30,
+    },
+    "Link": {
+        "description": 'Present when there is a next page: `<absolute URL>; rel="next"`, keeping the '
+                       "filters and the limit.",
+        "schema": {"type": "string"},
+        "example": '<https://notifications.example.com/api/v1/notifications?cursor=MS4xNzY0&limit=20>; '
+                   'rel="next"',
+    },
+    "Location": {
+        "description": "The created notification's URL (only for a single `user_id` that got `created`).",
+        "schema": {"type": "string", "format": "uri-reference"},
+        "example": "/api/v1/notifications/3f0e1a2b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when every result is `duplicate`: nothing new was stored.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+        "example": 2,
+    },
+    "RateLimit-Limit": {
+        "description": "Requests allowed in the current window (sent when rate limiting is enabled).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left in the current window (sent when rate limiting is enabled).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the current window resets (sent when rate limiting is enabled).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "WWW-Authenticate": {
+        "description": "Always `Bearer` on a 401.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Allow": {
+        "description": "The methods the path accepts.",
+        "schema": {"type": "string"},
+    },
+}
+
+PARAMETERS: dict[str, dict] = {
+    "X-Request-ID": {
+        "in": "header", "name": "X-Request-ID", "required": False,
+        "description": "Correlation id, echoed in the response when it is 1-128 characters of "
+                       "`[A-Za-z0-9._-]`; any other value is replaced by a new UUID (never rejected).",
+        "schema": {"type": "string"},
+    },
+    "If-None-Match": {
+        "in": "header", "name": "If-None-Match", "required": False,
+        "description": "The ETag of a representation the client holds; a match answers 304 with no body.",
+        "schema": {"type": "string"},
+    },
+    "Idempotency-Key": {
+        "in": "header", "name": "Idempotency-Key", "required": False,
+        "description": "The same thing as the body's `dedupe_key`; when both are sent they must be "
+                       "equal, else 422.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},  # the view's limit
+    },
+    "NotificationId": {
+        "in": "path", "name": "notification_id", "required": True,
+        "description": "The notification's id. Not a UUID: 404 not_found.",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+}
+
+# status -> (component name, description, codes, example detail, extra headers)
+PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
+    400: ("BadRequest", "The body is not parseable JSON.", ("invalid_json",),
+          "The request body is not valid JSON.", ()),
+    401: ("Unauthorized", "No credential, or an invalid, expired or unknown one.",
+          ("missing_token", "invalid_token", "token_expired", "user_not_found", "invalid_service_token"),
+          "The token has expired.", ("WWW-Authenticate",)),
+    403: ("Forbidden", "The user is inactive, or a user JWT was sent to an internal endpoint.",
+          ("user_inactive", "service_token_required"), "The token's user is inactive.", ()),
+    404: ("NotFound", "No such notification (also another user's, an expired or a deleted one), or "
+                      "the path id is not a UUID.",
+          ("notification_not_found", "not_found"), "No such notification.", ()),
+    405: ("MethodNotAllowed", "The path does not accept this method.", ("method_not_allowed",),
+          "This method is not allowed on this resource.", ("Allow",)),
+    413: ("PayloadTooLarge", "The body is over MAX_CONTENT_LENGTH (default 64 KiB).",
+          ("payload_too_large",), "The request body is too large.", ()),
+    415: ("UnsupportedMediaType", "The body is not application/json.", ("unsupported_media_type",),
+          "The request body must be application/json.", ()),
+    422: ("ValidationFailed", "The body or the query fails the schema (unknown fields and unknown query "
+                              "parameters included); `errors` maps each field path to its messages.",
+          ("validation_error",), "limit: Must be between 1 and 100.", ()),
+    429: ("TooManyRequests", "Rate limit exceeded.", ("rate_limited",), "Too many requests; retry later.",
+          ("Retry-After",) + RATE_HEADERS),
+    500: ("InternalError", "A bug; it has been logged. The body holds no stack trace or SQL.",
+          ("internal_error",), "An unexpected error occurred; it has been logged.", ()),
+    503: ("ServiceUnavailable", "The database is down or no pooled connection was free within "
+                                "DB_POOL_TIMEOUT seconds.",
+          ("database_unavailable",), "The database is unavailable; retry shortly.", ("Retry-After",)),
+}
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+          405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
+          422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
+          503: "Service Unavailable"}
+
+
+def _problem_response(status: int) -> dict:
+    _, description, codes, detail, extra = PROBLEMS[status]
+    example: dict[str, Any] = {"type": "about:blank", "title": TITLES[status], "status": status,
+                               "code": codes[0], "detail": detail}
+    if status == 422:
+        example["errors"] = {"limit": ["Must be between 1 and 100."]}
+    example["request_id"] = "9f1c2b7e-5a4d-4e3f-9b8a-7c6d5e4f3a2b"
+    return {
+        "description": f"{description} Codes: {', '.join(f'`{c}`' for c in codes)}.",
+        "headers": _headers(*extra),
+        "content": {PROBLEM: {"schema": _ref("schemas", "Problem"), "example": example}},
+    }
+
+
+def _problems(*statuses: int) -> dict[str, dict]:
+    return {str(status): _ref("responses", PROBLEMS[status][0]) for status in statuses}
+
+
+def _ok(description: str, schema: Any, example: Any = None, headers: tuple[str, ...] = RATE_HEADERS,
+        links: dict | None = None) -> dict:
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    response = {"description": description, "headers": _headers(*headers), "content": {JSON: content}}
+    if links:
+        response["links"] = links
+    return response
+
+
+def _plain(description: str, media_type: str, json_type: str = "string") -> dict:
+    return {"description": description, "headers": _headers(*RATE_HEADERS),
+            "content": {media_type: {"schema": {"type": json_type}}}}
+
+
+def _not_modified(*headers: str) -> dict:
+    return {"description": "Not Modified: If-None-Match matched; no body, the same ETag"
+                           + (" and X-Poll-Interval" if "X-Poll-Interval" in headers else "") + ".",
+            "headers": _headers("ETag", *headers, *RATE_HEADERS)}
+
+
+def _body(schema: Any, description: str, example: dict) -> dict:
+    return {"required": True, "description": description,
+            "content": {JSON: {"schema": schema, "example": example}}}
+
+
+def _links_from(pointer: str) -> dict:
+    """OpenAPI links from a response holding a notification id to the per-notification operations."""
+    parameters = {"notification_id": f"$response.body#{pointer}"}
+    return {
+        name: {"operationId": operation_id, "parameters": parameters}
+        for name, operation_id in (("GetNotification", "getNotification"),
+                                   ("MarkRead", "markNotificationRead"),
+                                   ("MarkUnread", "markNotificationUnread"),
+                                   ("ArchiveOrDelete", "deleteNotification"))
+    }
+
+
+USER = [{"bearerAuth": []}]
+SERVICE = [{"serviceToken": []}]
+USER_READ_ERRORS = (401, 403, 422, 429, 500, 503)
+USER_BODY_ERRORS = (400, 401, 403, 413, 415, 422, 429, 500, 503)
+NO_QUERY = ("Any query parameter is `422`.")
+
+
+# ---- the operations ------------------------------------------------------------------------
+
+def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
+    """path -> method -> operation, for every endpoint of API.md."""
+    list_params = converter.schema2parameters(schemas.ListQuerySchema, location="query")
+    docs = {
+        "status": "`unread`, `read`, `archived` or `all`. Absent: the inbox (unread and read, not "
+                  "archived); `all` includes archived.",
+        "type": "Notification types: repeat the parameter and/or comma-separate; at most "
+                f"{schemas.MAX_TYPE_FILTERS}.",
+        "limit": "Page size, 1-100.",
+        "cursor": "Opaque `next_cursor` of the previous page; bound to the user and to `status`/`type` "
+                  "(not to `limit`). Tampered with or out of scope: 422.",
+    }
+    for param in list_params:
+        param["description"] = docs[param["name"]]
+    delete_params = converter.schema2parameters(schemas.DeleteQuerySchema, location="query")
+    delete_params[0]["description"] = ("`false` (default) archives; `true` deletes for good. Also `1`/`0`; "
+                                       "anything else is 422.")
+    id_param = "NotificationId"
+    rid = "X-Request-ID"
+    notification = schemas.NotificationSchema
+    one = {"200": _ok("The notification.", notification, EXAMPLE_NOTIFICATION,
+                      links=_links_from("/notification_id")),
+           **_problems(401, 403, 404, 422, 429, 500, 503)}
+    n = f"{prefix}/notifications"
+    return {
+        n: {
+            "get": {
+                "operationId": "listNotifications", "tags": ["notifications"], "security": USER,
+                "summary": "List the caller's notifications, newest first",
+                "description": "Keyset-paginated, ordered by `(created_at, notification_id)` descending. "
+                               "Expired notifications are never returned.",
+                "parameters": [*list_params, "If-None-Match", rid],
+                "responses": {
+                    "200": _ok("A page of notifications.", schemas.NotificationListSchema,
+                               {"items": [EXAMPLE_NOTIFICATION], "next_cursor": None},
+                               headers=("ETag", "Link") + RATE_HEADERS,
+                               links=_links_from("/items/0/notification_id")),
+                    "304": _not_modified(),
+                    **_problems(*USER_READ_ERRORS),
+                },
+            },
+            "post": {
+                "operationId": "createNotifications", "tags": ["internal"], "security": SERVICE,
+                "summary": "Create a notification for one user or fan out to many (internal services)",
+                "description": "Exactly one of `user_id` / `user_ids`. Each target user gets one result: "
+                               "`created`, `duplicate` (same `dedupe_key` already stored: the original "
+                               "is returned), `suppressed` (in-app off for this type), `user_not_found` "
+                               "or `user_inactive`. " + NO_QUERY,
+                "parameters": ["Idempotency-Key", rid],
+                "requestBody": _body(schemas.CreateNotificationSchema, "The notification and its targets.", {
+                    "user_id": EXAMPLE_USER, "notification_type": "comment",
+                    "title": "Ana commented on your post", "message": "Nice route!",
+                    "actor_user_id": EXAMPLE_NOTIFICATION["actor_user_id"], "target_type": "post",
+                    "target_id": "post-812", "action_url": "https://app.example.com/posts/812#c-9",
+                    "payload": {"comment_id": 9}, "priority": "normal",
+                    "group_key": "post-812-comments", "dedupe_key": "comment-9"}),
+                "responses": {
+                    "201": _ok("At least one notification was created.", schemas.CreateResponseSchema,
+                               {"created_count": 1,
+                                "results": [{"user_id": EXAMPLE_USER, "result": "created",
+                                             "notification": EXAMPLE_NOTIFICATION}]},
+                               headers=("Location",) + RATE_HEADERS,
+                               links=_links_from("/results/0/notification/notification_id")),
+                    "200": _ok("Nothing was created (duplicates, suppressed, unknown or inactive users).",
+                               schemas.CreateResponseSchema, {
+                                   "created_count": 0,
+                                   "results": [{"user_id": EXAMPLE_USER, "result": "duplicate",
+                                                "notification": EXAMPLE_NOTIFICATION}]},
+                               headers=("Idempotent-Replayed",) + RATE_HEADERS),
+                    **_problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
+                },
+            },
+        },
+        f"{n}/{{notification_id}}": {
+            "get": {
+                "operationId": "getNotification", "tags": ["notifications"], "security": USER,
+                "summary": "One notification", "description": NO_QUERY,
+                "parameters": [id_param, rid], "responses": one,
+            },
+            "delete": {
+                "operationId": "deleteNotification", "tags": ["notifications"], "security": USER,
+                "summary": "Archive a notification, or delete it for good",
+                "description": "Archiving sets `status: archived` and `archived_at`; it leaves the inbox and "
+                               "the unread count. Archiving an archived notification is 204 again.",
+                "parameters": [id_param, *delete_params, rid],
+                "responses": {
+                    "204": {"description": "Archived or deleted; no body.",
+                            "headers": _headers(*RATE_HEADERS)},
+                    **_problems(401, 403, 404, 422, 429, 500, 503),
+                },
+            },
+        },
+        f"{n}/{{notification_id}}/read": {
+            method: {
+                "operationId": operation_id, "tags": ["notifications"], "security": USER,
+                "summary": summary,
+                "description": description + " " + NO_QUERY,
+                "parameters": [id_param, rid], "responses": one,
+            }
+            for method, operation_id, summary, description in (
+                ("put", "markNotificationRead", "Mark read",
+                 "Idempotent: a read notification keeps its first `read_at`."),
+                ("patch", "markNotificationReadPatch", "Mark read (PATCH spelling)", "Same as PUT."),
+                ("delete", "markNotificationUnread", "Mark unread", "Clears the read state."),
+            )
+        },
+        f"{n}/mark-read": {
+            "post": {
+                "operationId": "markNotificationsReadBulk", "tags": ["notifications"], "security": USER,
+                "summary": "Mark many notifications read in one statement",
+                "description": "At least one of `notification_ids`, `notification_type`, `all: true`; they "
+                               "combine as AND. `before` narrows any of them (created at or before it) but "
+                               "is not a selector alone; `all: false` is the same as leaving `all` out. "
+                               "Ids that are not the caller's or do not exist are skipped. " + NO_QUERY,
+                "parameters": [rid],
+                "requestBody": _body(schemas.MarkReadSchema, "What to mark read.",
+                                     {"all": True, "before": "2026-11-26T03:40:00Z"}),
+                "responses": {
+                    "200": _ok("`updated_count` counts unread -> read transitions; `unread_count` is the "
+                               "caller's total after it.", schemas.MarkReadResultSchema,
+                               {"updated_count": 12, "unread_count": 3}),
+                    **_problems(*USER_BODY_ERRORS),
+                },
+            },
+        },
+        f"{n}/unread/count": {
+            "get": {
+                "operationId": "getUnreadCount", "tags": ["notifications"], "security": USER,
+                "summary": "Unread counts (the polled endpoint)",
+                "description": "Archived and expired notifications do not count; types without unread "
+                               "notifications are left out of `by_type`. Poll with If-None-Match and "
+                               "honour X-Poll-Interval. " + NO_QUERY,
+                "parameters": ["If-None-Match", rid],
+                "responses": {
+                    "200": _ok("The counts.", schemas.UnreadCountSchema,
+                               {"unread_count": 7, "by_type": {"comment": 4, "mention": 3}},
+                               headers=("ETag", "X-Poll-Interval") + RATE_HEADERS),
+                    "304": _not_modified("X-Poll-Interval"),
+                    **_problems(*USER_READ_ERRORS),
+                },
+            },
+        },
+        f"{n}/settings": {
+            "get": {
+                "operationId": "getSettings", "tags": ["settings"], "security": USER,
+                "summary": "The caller's notification settings",
+                "description": "A user who never saved settings gets the defaults: every channel on, no "
+                               "type preferences, `quiet_hours` and `updated_at` null. Only the type "
+                               "overrides that are set are returned. " + NO_QUERY,
+                "parameters": [rid],
+                "responses": {"200": _ok("The settings.", schemas.SettingsSchema, EXAMPLE_SETTINGS),
+                              **_problems(*USER_READ_ERRORS)},
+            },
+            "patch": {
+                "operationId": "updateSettings", "tags": ["settings"], "security": USER,
+                "summary": "Change some settings (merge)",
+                "description": "Only the fields sent change. `quiet_hours: null` turns quiet hours off; in "
+                               "`type_preferences` a type set to `null` removes its override and a channel "
+                               "map is merged channel by channel. Channels: `in_app`, `email`, `push`. "
+                               "Quiet hours `start` must differ from `end`; time zones are IANA names; at "
+                               f"most {schemas.MAX_TYPE_PREFERENCES} type entries. " + NO_QUERY,
+                "parameters": [rid],
+                "requestBody": _body(schemas.SettingsPatchSchema, "The fields to change.", {
+                    "push_enabled": False, "type_preferences": {"reaction": {"in_app": False},
+                                                                "mention": None},
+                    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"}}),
+                "responses": {"200": _ok("The full settings after the change.", schemas.SettingsSchema,
+                                         EXAMPLE_SETTINGS),
+                              **_problems(*USER_BODY_ERRORS)},
+            },
+        },
+        "/health": {
+            "get": {
+                "operationId": "getHealth", "tags": ["operations"], "security": [],
+                "summary": "Readiness: the API and its database",
+                "description": "The database check waits at most 2 s. Where Redis is configured, "
+                               "`checks.rate_limit_storage` is `ok` or `degraded` (degraded does not fail "
+                               "the check: limits fall back to memory).",
+                "parameters": [rid],
+                "responses": {
+                    "200": _ok("Healthy.", schemas.HealthSchema,
+                               {"status": "ok", "checks": {"api": "ok", "database": "ok"}}, headers=()),
+                    "503": _ok("The database check failed (same shape, still application/json).",
+                               schemas.HealthSchema,
+                               {"status": "error", "checks": {"api": "ok", "database": "error"}}, headers=()),
+                },
+            },
+        },
+        "/health/live": {
+            "get": {
+                "operationId": "getLiveness", "tags": ["operations"], "security": [],
+                "summary": "Liveness: answers without touching the database",
+                "parameters": [rid],
+                "responses": {"200": _ok("Alive.", schemas.HealthSchema, {"status": "ok"}, headers=())},
+            },
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics", "tags": ["operations"],
+                "security": [{}, {"metricsToken": []}],
+                "summary": "Prometheus metrics, aggregated over all workers",
+                "description": "Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.",
+                "parameters": [rid],
+                "responses": {
+                    "200": _plain("Prometheus text exposition format.", "text/plain"),
+                    "401": {"$ref": "#/components/responses/MetricsUnauthorized"},
+                    **_problems(429),
+                },
+            },
+        },
+        SPEC_URL: {
+            "get": {
+                "operationId": "getOpenAPI", "tags": ["operations"], "security": [],
+                "summary": "This document (only with ENABLE_DOCS)",
+                "parameters": [rid],
+                "responses": {"200": _plain("The OpenAPI document.", JSON, "object"), **_problems(429)},
+            },
+        },
+        DOCS_URL: {
+            "get": {
+                "operationId": "getDocs", "tags": ["operations"], "security": [],
+                "summary": "Swagger UI, served from local assets (only with ENABLE_DOCS)",
+                "parameters": [rid],
+                "responses": {"200": _plain("The Swagger UI page.", "text/html"), **_problems(429)},
+            },
+        },
+    }
+
+
+# Constraints a marshmallow field cannot state (validates_schema rules), added to the generated schemas.
+REFINEMENTS: dict[str, dict[str, Any]] = {
+    "CreateNotification": {
+        "oneOf": [{"required": ["user_id"]}, {"required": ["user_ids"]}],
+        "properties": {
+            "user_ids": {"uniqueItems": True},
+            "action_url": {"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+            "payload": {"description": "A JSON object, at most "
+                                       f"{schemas.MAX_PAYLOAD_BYTES // 1024} KiB serialized."},
+            "expires_at": {"description": "Must be in the future."},
+            "priority": {"description": "Defaults to `normal`."},
+        },
+    },
+    "MarkRead": {
+        "anyOf": [{"required": ["notification_ids"]}, {"required": ["notification_type"]},
+                  {"required": ["all"], "properties": {"all": {"const": True}}}],
+    },
+    "QuietHours": {"description": "`start` and `end` are HH:MM (24 h) and must differ; `timezone` is an "
+                                  "IANA name such as Europe/Amsterdam."},
+    "Problem": {"description": "RFC 9457 problem document."},
+}
+
+
+def _refine(components: dict[str, dict]) -> None:
+    for name, rules in REFINEMENTS.items():
+        schema = components[name]
+        for key, value in rules.items():
+            if key == "properties":
+                for prop, extra in value.items():
+                    schema["properties"][prop].update(extra)
+            else:
+                schema[key] = value
+
+
+_RULE_ARG = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+
+
+def _served(app: Flask) -> set[tuple[str, str]]:
+    """(OpenAPI path, method) of every rule the app routes, ignoring HEAD/OPTIONS."""
+    served = set()
+    for rule in app.url_map.iter_rules():
+        path = _RULE_ARG.sub(r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((path, method.lower()))
+    return served
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    """The OpenAPI document for this app: the operations of API.md that the app routes."""
+    config = app.config
+    plugin = MarshmallowPlugin()
+    try:
+        version = metadata.version("notifications-api")
+    except metadata.PackageNotFoundError:
+        version = "0.0.0"
+    spec = APISpec(
+        title=config["PROJECT_NAME"], version=version, openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={"description": _description()},
+        tags=[{"name": "notifications", "description": "The end user's notifications (JWT)."},
+              {"name": "settings", "description": "The end user's notification preferences (JWT)."},
+              {"name": "internal", "description": "For internal services (service token)."},
+              {"name": "operations",
+               "description": "Health, metrics and these docs (not under the prefix)."}],
+    )
+    _plugin(spec, plugin)
+    for name, schema in (
+        ("Notification", schemas.NotificationSchema), ("NotificationList", schemas.NotificationListSchema),
+        ("UnreadCount", schemas.UnreadCountSchema), ("MarkReadResult", schemas.MarkReadResultSchema),
+        ("CreateResult", schemas.CreateResultSchema), ("CreateResponse", schemas.CreateResponseSchema),
+        ("ChannelPreferences", schemas.ChannelPreferencesSchema), ("QuietHours", schemas.QuietHoursSchema),
+        ("Settings", schemas.SettingsSchema), ("Problem", schemas.ProblemSchema),
+        ("Health", schemas.HealthSchema), ("CreateNotification", schemas.CreateNotificationSchema),
+        ("MarkRead", schemas.MarkReadSchema), ("SettingsPatch", schemas.SettingsPatchSchema),
+    ):
+        spec.components.schema(name, schema=schema)
+    spec.components.security_scheme("bearerAuth", {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A user JWT from the Auth API (HS256 by default; `exp` required, `sub` is the user's "
+                       "UUID). An unknown user is 401 user_not_found, an inactive one 403 user_inactive."})
+    spec.components.security_scheme("serviceToken", {
+        "type": "apiKey", "in": "header", "name": "X-Service-Token",
+        "description": "The internal SERVICE_TOKEN. `Authorization: Bearer <SERVICE_TOKEN>` is accepted "
+                       "too. During rotation SERVICE_TOKEN_PREVIOUS also works."})
+    spec.components.security_scheme("metricsToken", {
+        "type": "http", "scheme": "bearer",
+        "description": "METRICS_TOKEN; required by /metrics only when it is configured."})
+    for name, header in HEADERS.items():
+        spec.components.header(name, header)
+    for name, parameter in PARAMETERS.items():
+        spec.components.parameter(name, parameter["in"], {k: v for k, v in parameter.items() if k != "in"})
+    for status in PROBLEMS:
+        spec.components.response(PROBLEMS[status][0], _problem_response(status))
+    metrics_401 = _problem_response(401)
+    metrics_401["description"] = "METRICS_TOKEN is set and the bearer token is missing or wrong. " \
+                                 "Codes: `missing_token`, `invalid_token`."
+    spec.components.response("MetricsUnauthorized", metrics_401)
+
+    served = _served(app)
+    for path, methods in _operations(config["API_V1_PREFIX"], plugin.converter).items():
+        operations = {m: op for m, op in methods.items() if (path, m) in served}
+        if operations:
+            spec.path(path=path, operations=operations)
+    document = spec.to_dict()
+    _refine(document["components"]["schemas"])
+    return document
+
+
+class _Document:
+    """The spec of one app, built on first use (after every blueprint is registered), then reused."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._body: bytes | None = None
+        self._spec: dict[str, Any] | None = None
+
+    def get(self, app: Flask) -> tuple[dict[str, Any], bytes]:
+        with self._lock:
+            if self._spec is None:
+                self._spec = build_spec(app)
+                self._body = dumps(self._spec)
+            return self._spec, self._body
+
+
+def spec_for(app: Flask) -> dict[str, Any]:
+    """The cached document of an app with docs enabled."""
+    return app.extensions[EXTENSION].get(app)[0]
+
+
+def openapi_json() -> Response:
+    app = current_app._get_current_object()
+    return Response(app.extensions[EXTENSION].get(app)[1], mimetype=JSON)
+
+
+def init_app(app: Flask) -> None:
+    """Serve /openapi.json and /docs only when ENABLE_DOCS; otherwise they stay unrouted (404 problem)."""
+    if not app.config["ENABLE_DOCS"]:
+        return
+    app.extensions[EXTENSION] = _Document()
+    app.add_url_rule(SPEC_URL, "openapi_json", openapi_json, methods=["GET"])
+    app.register_blueprint(get_swaggerui_blueprint(
+        DOCS_URL, SPEC_URL, blueprint_name="docs",
+        config={"app_name": f"{app.config['PROJECT_NAME']} - API docs", "validatorUrl": None,
+                "oauth2RedirectUrl": f"{DOCS_URL}/oauth2-redirect.html", "displayRequestDuration": True}))
+    # The blueprint's page is /docs/; serve it at /docs too instead of a redirect.
+    app.add_url_rule(DOCS_URL, "docs.show", methods=["GET"])
