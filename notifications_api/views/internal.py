@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request, url_for
 
-from .. import metrics, store
+from .. import metrics, ratelimit, store
 from ..auth import service_required
 from ..db import get_db
 from ..errors import validation_error
@@ -42,6 +42,7 @@ def _dedupe_key(body: dict) -> str | None:
 
 @bp.post("/notifications")
 @service_required
+@ratelimit.service
 def create_notification():
     load_query(no_query)
     body = load_body(create_body)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .. import cursors, store
+from .. import cursors, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
 from ..schemas import DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema, MarkReadSchema, notification_dict
@@ -28,6 +28,7 @@ def _cursor_secrets() -> list[str]:
 
 @bp.get("/notifications")
 @user_required
+@ratelimit.user_read
 def list_notifications():
     query = load_query(list_query, multi=("type",))
     status, types, limit = query.get("status"), query.get("type"), query["limit"]
@@ -53,6 +54,7 @@ def list_notifications():
 
 @bp.get("/notifications/<uuid:notification_id>")
 @user_required
+@ratelimit.user_read
 def get_notification(notification_id: UUID):
     load_query(no_query)
     return json_response(notification_dict(store.get_notification(get_db(), g.user_id, notification_id)))
@@ -60,6 +62,7 @@ def get_notification(notification_id: UUID):
 
 @bp.route("/notifications/<uuid:notification_id>/read", methods=["PUT", "PATCH"])
 @user_required
+@ratelimit.user_write
 def mark_read(notification_id: UUID):
     load_query(no_query)
     row = store.mark_read(get_db(), g.user_id, notification_id, True)
@@ -70,6 +73,7 @@ def mark_read(notification_id: UUID):
 
 @bp.delete("/notifications/<uuid:notification_id>/read")
 @user_required
+@ratelimit.user_write
 def mark_unread(notification_id: UUID):
     load_query(no_query)
     return json_response(notification_dict(store.mark_read(get_db(), g.user_id, notification_id, False)))
@@ -77,6 +81,7 @@ def mark_unread(notification_id: UUID):
 
 @bp.post("/notifications/mark-read")
 @user_required
+@ratelimit.user_write
 def mark_read_bulk():
     load_query(no_query)
     body = load_body(mark_read_body)
@@ -90,6 +95,7 @@ def mark_read_bulk():
 
 @bp.delete("/notifications/<uuid:notification_id>")
 @user_required
+@ratelimit.user_write
 def delete_notification(notification_id: UUID):
     permanent = load_query(delete_query)["permanent"]
     store.delete_notification(get_db(), g.user_id, notification_id, permanent)
@@ -98,6 +104,7 @@ def delete_notification(notification_id: UUID):
 
 @bp.get("/notifications/unread/count")
 @user_required
+@ratelimit.user_read
 def unread_count():
     load_query(no_query)
     count, by_type, _version = store.unread_counts(get_db(), g.user_id, True)

@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, g
 
-from .. import store
+from .. import ratelimit, store
 from ..auth import user_required
 from ..db import get_db
 from ..schemas import EmptyQuerySchema, SettingsPatchSchema, format_timestamp
@@ -27,6 +27,7 @@ def _settings_dict(row: tuple) -> dict:
 
 @bp.get("/notifications/settings")
 @user_required
+@ratelimit.user_read
 def get_settings():
     load_query(no_query)
     return json_response(_settings_dict(store.get_settings(get_db(), g.user_id)))
@@ -34,6 +35,7 @@ def get_settings():
 
 @bp.patch("/notifications/settings")
 @user_required
+@ratelimit.user_write
 def update_settings():
     load_query(no_query)
     patch = load_body(patch_body)

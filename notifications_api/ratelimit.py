@@ -1,0 +1,339 @@
+"""Rate limits: Flask-Limiter over Redis (memory when none), keyed by user, service or client IP.
+
+One Redis round trip per limited request: a Lua script counts the hit and returns its window,
+so the RateLimit-* headers need no second query. While Redis fails the limits fail over to this
+process's memory and /health reports `rate_limit_storage: degraded`; the next hit after
+RETRY_SECONDS tries Redis again, so recovery needs no restart.
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import math
+import threading
+import time
+from typing import Any, Callable, TypeVar
+
+from flask import Flask, Response, current_app, g, has_app_context, request
+from flask_limiter import Limit, Limiter, RequestLimit
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from limits.util import WindowStats
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from . import metrics
+from .config import redis_uri
+from .errors import problem
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "rate_limit"
+STORAGE_CHECK = "rate_limit_storage_check"  # read by views/health.py
+REDIS_TIMEOUT_SECONDS = 0.2  # connect and per-reply: a hung Redis costs a request at most this
+RETRY_SECONDS = 1.0  # while Redis is down, one hit per process per interval tries it again
+CHECK_CACHE_SECONDS = 1.0  # /health reuses an outcome this fresh instead of pinging
+KEY_PREFIX = "notifications-api"  # Redis keys: notifications-api:LIMITER/<key>/<scope>/<limit>
+
+# Scopes: one budget per key across all the routes of a class.
+USER_READ, USER_WRITE, SERVICE, ANONYMOUS = "user-read", "user-write", "service", "anonymous"
+# Responses that spend the client IP's anonymous budget when the request carried no accepted
+# credential: failed authentication (credential stuffing) and routing misses (scanning).
+ANONYMOUS_FAILURES = frozenset({401, 403, 404, 405})
+HEALTH = "health"  # the blueprint of /health and /health/live: never counted, never limited
+# Outside the IP budget too: Prometheus scrapes must not be refused (a gap hides an incident).
+# A wrong METRICS_TOKEN still spends the anonymous budget, as any failed authentication does.
+UNMETERED = frozenset({HEALTH, "metrics"})
+
+# Count the hit and return it with the window's remaining life, in one round trip. A counter
+# without a TTL (first hit, or an EXPIRE lost to a crash) gets the window length.
+INCR_SCRIPT = """
+local count = redis.call("INCRBY", KEYS[1], ARGV[2])
+local ttl = redis.call("PTTL", KEYS[1])
+if ttl < 0 then
+  redis.call("EXPIRE", KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1]) * 1000
+end
+return {count, ttl}
+"""
+STORAGE_ERRORS = (RedisError, OSError)
+
+
+class StorageHealth:
+    """Whether the limiter's Redis is usable; every hit reports its outcome, /health reads it."""
+
+    def __init__(self, ping: Callable[[], Any]):
+        self._ping = ping
+        self.up = True
+        self._outcome_at = -math.inf  # monotonic time of the last success or failure
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def use_redis(self) -> bool:
+        """Up: always. Down: one caller per RETRY_SECONDS tries Redis (its own hit is the probe)."""
+        if self.up:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + RETRY_SECONDS
+            return True
+
+    def succeeded(self) -> None:
+        self._outcome_at = time.monotonic()
+        if not self.up:
+            self.up = True
+            log.info("rate-limit storage recovered; limits are shared again",
+                     extra={"event": "rate_limit_storage_recovered"})
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._outcome_at = now
+        self._retry_at = now + RETRY_SECONDS
+        if self.up:
+            self.up = False
+            log.warning("rate-limit storage unreachable; limits are kept in this process's memory",
+                        extra={"event": "rate_limit_storage_degraded", "error": type(exc).__name__})
+
+    def check(self) -> bool:
+        """For /health: a recent outcome, else one PING (bounded by REDIS_TIMEOUT_SECONDS)."""
+        if time.monotonic() - self._outcome_at >= CHECK_CACHE_SECONDS:
+            try:
+                self._ping()
+            except STORAGE_ERRORS as exc:
+                self.failed(exc)
+            else:
+                self.succeeded()
+        return self.up
+
+
+class FailoverFixedWindow(FixedWindowRateLimiter):
+    """Fixed windows on Redis, in memory while Redis fails; each hit remembers its window (on g)."""
+
+    def __init__(self, redis: RedisStorage | None):
+        self.memory = MemoryStorage()
+        super().__init__(self.memory)
+        self.redis = redis
+        self.health = StorageHealth(redis.get_connection().ping) if redis else None
+        self._incr_script = redis.get_connection().register_script(INCR_SCRIPT) if redis else None
+
+    @property
+    def primary(self) -> Storage:
+        return self.redis or self.memory
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        key = item.key_for(*identifiers)
+        count, reset_at = self._incr(key, item.get_expiry(), cost)
+        if has_app_context():
+            g.setdefault("rate_limit_windows", {})[key] = WindowStats(reset_at, max(0, item.amount - count))
+        return count <= item.amount
+
+    def _incr(self, key: str, expiry: int, cost: int) -> tuple[int, float]:
+        if self.redis is not None and self.health.use_redis():
+            try:
+                count, ttl_ms = self._incr_script(keys=[self.redis.prefixed_key(key)], args=[expiry, cost])
+            except STORAGE_ERRORS as exc:
+                self.health.failed(exc)
+            else:
+                self.health.succeeded()
+                return int(count), time.time() + int(ttl_ms) / 1000
+        return self.memory.incr(key, expiry, cost), self.memory.get_expiry(key)
+
+    def _read(self, read: Callable[[Storage], Any]) -> Any:
+        if self.redis is not None and self.health.use_redis():
+            try:
+                result = read(self.redis)
+            except STORAGE_ERRORS as exc:
+                self.health.failed(exc)
+            else:
+                self.health.succeeded()
+                return result
+        return read(self.memory)
+
+    def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        key = item.key_for(*identifiers)
+        return self._read(lambda storage: storage.get(key)) < item.amount - cost + 1
+
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        key = item.key_for(*identifiers)
+        remembered = g.get("rate_limit_windows", {}).get(key) if has_app_context() else None
+        if remembered is not None:
+            return remembered
+        count, reset_at = self._read(lambda storage: (storage.get(key), storage.get_expiry(key)))
+        return WindowStats(reset_at, max(0, item.amount - count))
+
+    def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+        key = item.key_for(*identifiers)
+        self.memory.clear(key)
+        if self.redis is not None:
+            self._read(lambda storage: storage.clear(key))
+
+
+class _AppLimiter(Limiter):
+    """Flask-Limiter whose storage lives in each app's extensions (a process may build several apps)."""
+
+    @property
+    def limiter(self) -> FailoverFixedWindow:
+        return current_app.extensions[EXTENSION].strategy
+
+    @property
+    def storage(self) -> Storage:
+        return self.limiter.primary
+
+
+class RateLimitState:
+    """Per-app state: the strategy (storages + failover) and the parsed anonymous limits."""
+
+    def __init__(self, strategy: FailoverFixedWindow, anonymous: list[RateLimitItem]):
+        self.strategy = strategy
+        self.anonymous = sorted(anonymous)
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def client_ip() -> str:
+    """The client's address (ProxyFix has applied TRUSTED_PROXY_HOPS); IPv6 counts per /64."""
+    address = request.remote_addr or "unknown"
+    if ":" in address:
+        try:
+            network = ipaddress.ip_network(f"{address}/64", strict=False)
+        except ValueError:
+            return address
+        return f"{network.network_address}/64"
+    return address
+
+
+def _user_key() -> str:
+    return g.user_id
+
+
+def _service_key() -> str:
+    return g.service
+
+
+def _setting(name: str) -> Callable[[], str]:
+    """The limit string of the current app (validated at start-up by config.py)."""
+    return lambda: current_app.config[name]
+
+
+def _unmetered() -> bool:
+    return request.blueprint in UNMETERED
+
+
+def _rejected(limit: RequestLimit) -> None:
+    """A request was refused 429: log and count it (the key is a user id, service name or IP)."""
+    key, scope = limit.request_args[-2:]
+    log.info("rate limited", extra={
+        "event": "rate_limited", "scope": scope, "limit": str(limit.limit),
+        "rate_limit_key": key, "method": request.method,
+        "route": request.url_rule.rule if request.url_rule else None})
+    metrics.record_rate_limited()
+
+
+limiter = _AppLimiter(
+    client_ip,
+    # Endpoints that are neither a user's nor the internal one (/docs, /openapi.json) by IP.
+    default_limits=[Limit(_setting("RATE_LIMIT_ANONYMOUS"), key_function=client_ip, scope=ANONYMOUS,
+                          shared=True, exempt_when=_unmetered)],
+    storage_uri="memory://",  # unused: each app's storages are in its FailoverFixedWindow
+    strategy="fixed-window",
+    headers_enabled=False,  # ours: the IETF names, delta seconds, Retry-After only on a 429
+    in_memory_fallback_enabled=False,  # ours: per app, with recovery and a health report
+    on_breach=_rejected,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _route_limit(limit_string: str, scope: str, key_func: Callable[[], str]) -> Callable[[F], F]:
+    """A decorator for views, placed under the auth decorator that sets the key it reads."""
+    shared = limiter.shared_limit(_setting(limit_string), scope=scope, key_func=key_func)
+
+    def decorate(view: F) -> F:
+        checked = shared(view)
+
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if EXTENSION not in current_app.extensions:  # RATE_LIMIT_ENABLED=false: no work at all
+                return view(*args, **kwargs)
+            return checked(*args, **kwargs)
+        return wrapper  # type: ignore[return-value]
+    return decorate
+
+
+user_read = _route_limit("RATE_LIMIT_USER_READ", USER_READ, _user_key)
+user_write = _route_limit("RATE_LIMIT_USER_WRITE", USER_WRITE, _user_key)
+service = _route_limit("RATE_LIMIT_SERVICE", SERVICE, _service_key)
+
+
+# --- app wiring -------------------------------------------------------------------------------
+
+def _redis_storage(config: dict[str, Any]) -> RedisStorage | None:
+    uri = redis_uri(config)
+    if uri is None:
+        return None
+    return storage_from_string(
+        uri, key_prefix=KEY_PREFIX,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),  # fail over now; never wait out retries on a request
+        client_name="notifications-api")
+
+
+def _anonymous_failure() -> RequestLimit | None:
+    """Spend the client IP's anonymous budget on this failed request; the limit to report."""
+    state = current_app.extensions[EXTENSION]
+    args = [client_ip(), ANONYMOUS]
+    reported = None
+    for item in state.anonymous:
+        allowed = state.strategy.hit(item, *args)
+        reported = RequestLimit(limiter, item, args, breached=not allowed, shared=True)
+        if not allowed:
+            break
+    return reported
+
+
+def _seconds_until(timestamp: float) -> int:
+    return max(0, math.ceil(timestamp - time.time()))
+
+
+def _finish(response: Response) -> Response:
+    """RateLimit-* on every response a limit was checked for; anonymous failures spend the IP budget."""
+    current = limiter.current_limit
+    if (current is None and response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
+            and g.get("user_id") is None and g.get("service") is None):
+        current = _anonymous_failure()
+        if current is not None and current.breached:
+            _rejected(current)
+            response = problem(429, "rate_limited", "Too many failed requests; retry later.")
+    if current is None:
+        return response
+    reset_at, remaining = current.window
+    headers = response.headers
+    headers["RateLimit-Limit"] = str(current.limit.amount)
+    headers["RateLimit-Remaining"] = str(remaining)
+    headers["RateLimit-Reset"] = str(_seconds_until(reset_at))
+    if response.status_code == 429:
+        headers["Retry-After"] = str(max(1, _seconds_until(reset_at)))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Bind the limiter when RATE_LIMIT_ENABLED; register /health's storage check when on Redis."""
+    config = app.config
+    if not config["RATE_LIMIT_ENABLED"]:
+        return
+    redis = _redis_storage(config)
+    if redis is None and config["ENVIRONMENT"] == "production":
+        log.warning("no REDIS_HOST: rate limits are per process (each worker allows the full limit)",
+                    extra={"event": "rate_limit_storage_memory"})
+    state = RateLimitState(FailoverFixedWindow(redis), parse_many(config["RATE_LIMIT_ANONYMOUS"]))
+    app.extensions[EXTENSION] = state
+    if redis is not None:
+        app.extensions[STORAGE_CHECK] = state.strategy.health.check
+    config["RATELIMIT_ENABLED"] = True
+    limiter.init_app(app)
+    app.after_request(_finish)

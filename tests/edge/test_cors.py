@@ -1,0 +1,90 @@
+"""CORS from CORS_ORIGINS: listed origins get preflights and Access-Control-Allow-Origin, others nothing."""
+from __future__ import annotations
+
+import pytest
+
+LISTED = "https://app.example.com"
+COUNT = "/api/v1/notifications/unread/count"
+
+
+def preflight(client, origin: str, method: str = "GET",
+              headers: str = "authorization, if-none-match, x-request-id"):
+    return client.options(COUNT, headers={"Origin": origin, "Access-Control-Request-Method": method,
+                                          "Access-Control-Request-Headers": headers})
+
+
+def header_set(response, name: str) -> set[str]:
+    return {part.strip().lower() for part in response.headers.get(name, "").split(",") if part.strip()}
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app(CORS_ORIGINS=(LISTED, "http://localhost:3000"), RATE_LIMIT_USER_READ="2/minute").test_client()
+
+
+def test_a_listed_origin_gets_its_preflight(client):
+    response = preflight(client, LISTED)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == LISTED
+    assert {"get", "post", "put", "patch", "delete"} <= header_set(response, "Access-Control-Allow-Methods")
+    assert header_set(response, "Access-Control-Allow-Headers") == {"authorization", "if-none-match", "x-request-id"}
+    assert response.headers["Access-Control-Max-Age"] == "600"
+    assert "Origin" in response.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    assert "RateLimit-Limit" not in response.headers  # preflights spend no budget
+
+
+def test_every_request_header_of_the_api_is_allowed(client):
+    asked = "authorization, content-type, if-none-match, idempotency-key, x-request-id, x-service-token"
+    response = preflight(client, LISTED, "POST", asked)
+    assert header_set(response, "Access-Control-Allow-Headers") == set(asked.split(", "))
+
+
+def test_an_unlisted_origin_gets_nothing(client, make_user, bearer):
+    for origin in ("https://evil.example.com", "https://app.example.com.evil.com", "http://app.example.com"):
+        response = preflight(client, origin)
+        assert "Access-Control-Allow-Origin" not in response.headers
+        assert "Access-Control-Allow-Methods" not in response.headers
+        actual = client.get(COUNT, headers=bearer(make_user(), Origin=origin))
+        assert actual.status_code == 200 and "Access-Control-Allow-Origin" not in actual.headers
+
+
+def test_actual_responses_expose_the_api_headers(client, make_user, bearer):
+    headers = bearer(make_user(), Origin=LISTED)
+    response = client.get(COUNT, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == LISTED
+    assert header_set(response, "Access-Control-Expose-Headers") == {
+        "etag", "link", "retry-after", "x-request-id", "x-poll-interval",
+        "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
+    assert "Origin" in response.headers["Vary"]
+    client.get(COUNT, headers=headers)
+    # A 429 (and any error) can be read by the page too: it needs Retry-After.
+    limited = client.get(COUNT, headers=headers)
+    assert limited.status_code == 429 and limited.headers["Access-Control-Allow-Origin"] == LISTED
+    unauthorized = client.get(COUNT, headers={"Origin": LISTED})
+    assert unauthorized.status_code == 401 and unauthorized.headers["Access-Control-Allow-Origin"] == LISTED
+
+
+def test_no_origin_header_no_cors_headers(client):
+    response = client.get("/api/v1/nope")
+    assert not [name for name in response.headers.keys() if name.startswith("Access-Control-")]
+
+
+def test_operations_endpoints_are_not_cross_origin(client):
+    assert "Access-Control-Allow-Origin" not in client.get("/health/live", headers={"Origin": LISTED}).headers
+
+
+def test_empty_cors_origins_allows_no_origin(make_app):
+    client = make_app(CORS_ORIGINS=()).test_client()
+    response = preflight(client, LISTED)
+    assert not [name for name in response.headers.keys() if name.startswith("Access-Control-")]
+    assert "Access-Control-Allow-Origin" not in client.get(COUNT, headers={"Origin": LISTED}).headers
+
+
+def test_an_anonymous_429_is_readable_by_a_listed_origin(make_app):
+    client = make_app(CORS_ORIGINS=(LISTED,), RATE_LIMIT_ANONYMOUS="1/minute").test_client()
+    assert client.get(COUNT, headers={"Origin": LISTED}).status_code == 401
+    limited = client.get(COUNT, headers={"Origin": LISTED})
+    assert limited.status_code == 429 and limited.headers["Access-Control-Allow-Origin"] == LISTED
+    assert "retry-after" in header_set(limited, "Access-Control-Expose-Headers")

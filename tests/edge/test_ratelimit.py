@@ -1,0 +1,210 @@
+"""Rate limits in one process: budgets, keys, headers, the 429 document, anonymous traffic, precedence."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from notifications_api import ratelimit
+
+COUNT = "/api/v1/notifications/unread/count"
+SETTINGS = "/api/v1/notifications/settings"
+CREATE = "/api/v1/notifications"
+
+
+def remaining(response) -> int:
+    return int(response.headers["RateLimit-Remaining"])
+
+
+def assert_rate_limited(response, limit: int):
+    assert response.status_code == 429
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["code"] == "rate_limited" and body["status"] == 429 and body["title"] == "Too Many Requests"
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["RateLimit-Limit"] == str(limit)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert 0 <= int(response.headers["RateLimit-Reset"]) <= 60
+
+
+def rate_limited_events(caplog):
+    return [record for record in caplog.records if getattr(record, "event", None) == "rate_limited"]
+
+
+def test_user_reads_reach_the_limit(make_app, make_user, bearer, caplog):
+    client = make_app(RATE_LIMIT_USER_READ="3/minute").test_client()
+    headers = bearer(make_user())
+    for expected in (2, 1, 0):
+        response = client.get(COUNT, headers=headers)
+        assert response.status_code == 200
+        assert response.headers["RateLimit-Limit"] == "3"
+        assert remaining(response) == expected
+        assert 1 <= int(response.headers["RateLimit-Reset"]) <= 60
+        assert "Retry-After" not in response.headers
+    with caplog.at_level(logging.INFO, logger="notifications_api"):
+        response = client.get(COUNT, headers=headers)
+    assert_rate_limited(response, 3)
+    [event] = rate_limited_events(caplog)
+    assert event.scope == "user-read" and event.rate_limit_key and event.route.endswith("/unread/count")
+    token = headers["Authorization"].split()[1]
+    assert all(token not in json.dumps(record.__dict__, default=str) for record in caplog.records)
+
+
+def test_a_304_is_counted_and_carries_the_headers(make_app, make_user, bearer):
+    client = make_app(RATE_LIMIT_USER_READ="5/minute").test_client()
+    headers = bearer(make_user())
+    etag = client.get(COUNT, headers=headers).headers["ETag"]
+    response = client.get(COUNT, headers={**headers, "If-None-Match": etag})
+    assert response.status_code == 304 and remaining(response) == 3
+
+
+def test_read_budget_is_per_user_and_shared_by_the_read_endpoints(make_app, make_user, bearer):
+    client = make_app(RATE_LIMIT_USER_READ="2/minute", RATE_LIMIT_USER_WRITE="2/minute").test_client()
+    alice, bob = bearer(make_user()), bearer(make_user())
+    assert client.get(COUNT, headers=alice).status_code == 200
+    assert client.get(SETTINGS, headers=alice).status_code == 200
+    assert_rate_limited(client.get("/api/v1/notifications", headers=alice), 2)
+    # Writes have their own budget, and other users are untouched.
+    response = client.patch(SETTINGS, json={"email_enabled": False}, headers=alice)
+    assert response.status_code == 200 and response.headers["RateLimit-Limit"] == "2" and remaining(response) == 1
+    assert remaining(client.get(COUNT, headers=bob)) == 1
+
+
+def test_user_writes_reach_their_limit(make_app, make_user, bearer):
+    client = make_app(RATE_LIMIT_USER_WRITE="2/minute").test_client()
+    headers = bearer(make_user())
+    for _ in range(2):
+        assert client.post("/api/v1/notifications/mark-read", json={"all": True}, headers=headers).status_code == 200
+    assert_rate_limited(client.post("/api/v1/notifications/mark-read", json={"all": True}, headers=headers), 2)
+
+
+def test_service_limit_is_keyed_by_the_service(make_app, make_user, secrets_config):
+    client = make_app(RATE_LIMIT_SERVICE="2/minute").test_client()
+    service = {"X-Service-Token": secrets_config["SERVICE_TOKEN"]}
+    body = {"user_id": make_user(), "notification_type": "comment", "title": "Hi"}
+    for _ in range(2):
+        response = client.post(CREATE, json=body, headers=service)
+        assert response.status_code == 201 and response.headers["RateLimit-Limit"] == "2"
+    # Over the limit, 429 comes before anything about the body (413/415/400/422).
+    assert_rate_limited(client.post(CREATE, data="{", content_type="text/plain", headers=service), 2)
+
+
+def test_precedence_routing_and_credentials_before_429_before_the_body(make_app, make_user, bearer):
+    client = make_app(RATE_LIMIT_USER_WRITE="1/minute", RATE_LIMIT_ANONYMOUS="100/minute").test_client()
+    headers = bearer(make_user())
+    assert client.patch(SETTINGS, json={}, headers=headers).status_code in (200, 422)
+    # Over budget: a bad body is still 429 ...
+    assert_rate_limited(client.patch(SETTINGS, data="{", content_type="application/json", headers=headers), 1)
+    assert_rate_limited(client.patch(SETTINGS, data="x", content_type="text/plain", headers=headers), 1)
+    # ... but routing errors and bad credentials come first.
+    assert client.delete("/api/v1/notifications/not-a-uuid", headers=headers).status_code == 404
+    assert client.post(SETTINGS, json={}, headers=headers).status_code == 405
+    assert client.patch(SETTINGS, json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_failed_authentication_spends_the_anonymous_ip_budget(make_app, make_user, bearer, caplog):
+    client = make_app(RATE_LIMIT_ANONYMOUS="3/minute").test_client()
+    stuffing = {"Authorization": "Bearer not.a.token"}
+    for expected in (2, 1):
+        response = client.get(COUNT, headers=stuffing)
+        assert response.status_code == 401 and remaining(response) == expected
+    assert client.post(CREATE, json={}, headers={"X-Service-Token": "guess"}).status_code == 401
+    with caplog.at_level(logging.INFO, logger="notifications_api"):
+        response = client.get(COUNT, headers=stuffing)
+    assert_rate_limited(response, 3)
+    assert response.headers["RateLimit-Limit"] == "3"
+    [event] = rate_limited_events(caplog)
+    assert event.scope == "anonymous" and event.rate_limit_key == "127.0.0.1"
+    assert "not.a.token" not in caplog.text
+    # Unknown routes share the IP's budget ...
+    assert_rate_limited(client.get("/wp-login.php"), 3)
+    # ... /health never counts nor is limited ...
+    for _ in range(5):
+        for path in ("/health", "/health/live"):
+            response = client.get(path)
+            assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
+    # ... a valid credential from the same address is judged by its own budget ...
+    assert client.get(COUNT, headers=bearer(make_user())).status_code == 200
+    # ... and another address has its own budget.
+    other = client.get(COUNT, headers=stuffing, environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 401 and remaining(other) == 2
+
+
+def test_scrapes_are_never_limited_but_a_wrong_metrics_token_counts(make_app):
+    token = "m" * 40
+    client = make_app(RATE_LIMIT_ANONYMOUS="2/minute", METRICS_TOKEN=token).test_client()
+    for _ in range(4):
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
+    assert remaining(client.get("/metrics")) == 1
+    assert remaining(client.get("/nope")) == 0
+    assert_rate_limited(client.get("/metrics", headers={"Authorization": "Bearer guess"}), 2)
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_other_endpoints_are_limited_by_ip(make_app):
+    app = make_app(RATE_LIMIT_ANONYMOUS="2/minute")
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})  # e.g. /docs, /openapi.json
+    client = app.test_client()
+    assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_ipv6_clients_are_counted_per_64(make_app):
+    client = make_app(RATE_LIMIT_ANONYMOUS="2/minute").test_client()
+    assert client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:2::1"}).status_code == 404
+    assert client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:2::ffff"}).status_code == 404
+    assert_rate_limited(client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:2:abcd::9"}), 2)
+    assert client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"}).status_code == 404
+
+
+def test_disabled_means_no_limits_no_headers_no_state(make_app, make_user, bearer):
+    app = make_app(RATE_LIMIT_ENABLED=False, RATE_LIMIT_USER_READ="1/minute", RATE_LIMIT_ANONYMOUS="1/minute")
+    client = app.test_client()
+    headers = bearer(make_user())
+    for _ in range(3):
+        response = client.get(COUNT, headers=headers)
+        assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
+        assert client.get("/nope").status_code == 404
+    assert ratelimit.EXTENSION not in app.extensions and ratelimit.STORAGE_CHECK not in app.extensions
+    assert "limiter" not in app.extensions
+
+
+def test_apps_in_one_process_keep_their_own_budgets(make_app, make_user, bearer):
+    headers = bearer(make_user())
+    first = make_app(RATE_LIMIT_USER_READ="1/minute").test_client()
+    second = make_app(RATE_LIMIT_USER_READ="5/minute").test_client()
+    assert first.get(COUNT, headers=headers).status_code == 200
+    assert remaining(second.get(COUNT, headers=headers)) == 4
+    assert first.get(COUNT, headers=headers).status_code == 429
+
+
+def test_health_reports_the_storage_only_when_redis_is_configured(make_app, redis_server):
+    memory = make_app()
+    assert ratelimit.STORAGE_CHECK not in memory.extensions
+    assert "rate_limit_storage" not in memory.test_client().get("/health").get_json()["checks"]
+    on_redis = make_app(REDIS_HOST="127.0.0.1", REDIS_PORT=redis_server.port)
+    body = on_redis.test_client().get("/health").get_json()
+    assert body["status"] == "ok" and body["checks"]["rate_limit_storage"] == "ok"
+
+
+@pytest.mark.redis
+def test_one_redis_round_trip_per_limited_request(make_app, make_user, bearer, redis_server):
+    client = make_app(REDIS_HOST="127.0.0.1", REDIS_PORT=redis_server.port,
+                      RATE_LIMIT_USER_READ="2/minute").test_client()
+    headers = bearer(make_user())
+    assert client.get(COUNT, headers=headers).status_code == 200  # connects and loads the script
+    redis = redis_server.client()
+    for expected_status in (200, 429):
+        redis.config_resetstat()
+        response = client.get(COUNT, headers=headers)
+        assert response.status_code == expected_status and "RateLimit-Reset" in response.headers
+        stats = {name: value["calls"] for name, value in redis.info("commandstats").items()
+                 if name not in ("cmdstat_config|resetstat", "cmdstat_info")}
+        # One EVALSHA from the app; the rest ran inside that script.
+        assert stats.pop("cmdstat_evalsha") == 1
+        assert set(stats) <= {"cmdstat_incrby", "cmdstat_pttl", "cmdstat_expire"}
+    # The counter is in Redis, under the service's prefix.
+    assert any(key.startswith(b"notifications-api:LIMITER/") for key in redis.keys("*"))
+    redis.close()
