@@ -70,3 +70,5 @@ def configure(config: dict) -> None:
     handler.addFilter(RedactSecrets(str(config[key]) for key in SENSITIVE if config.get(key)))
     root.addHandler(handler)
     root.setLevel(config["LOG_LEVEL"])
+    # Flask-Limiter logs each breach itself; our `rate_limited` event already says it once.
+    logging.getLogger("flask-limiter").setLevel(max(logging.WARNING, root.level))
