@@ -22,7 +22,7 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """The one wiring point. `overrides` are typed config values (tests)."""
     config = load_config(overrides)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(config)
     logs.configure(config)
     errors.init_app(app)

@@ -34,6 +34,10 @@ DETAILS = {
 }
 
 
+# RFC 9110 names where Python 3.11's HTTPStatus still has the RFC 7231 ones.
+TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
 class ApiError(Exception):
     """An error the API reports to its caller as a problem document."""
 
@@ -57,7 +61,7 @@ def problem(status: int, code: str, detail: str, errors: dict[str, list[str]] | 
             headers: dict[str, str] | None = None) -> Response:
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "code": code,
         "detail": detail,
@@ -66,7 +70,11 @@ def problem(status: int, code: str, detail: str, errors: dict[str, list[str]] | 
         body["errors"] = errors
     body["request_id"] = g.get("request_id")
     g.problem_code = code  # counted by metrics
-    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM_MIMETYPE)
+    try:
+        text = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from hostile input (a field name): \ud800 escapes
+        text = json.dumps(body).encode("ascii")
+    response = Response(text, status=status, mimetype=PROBLEM_MIMETYPE)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     for name, value in (headers or {}).items():

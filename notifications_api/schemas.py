@@ -43,6 +43,15 @@ class Text(fields.String):
         return text
 
 
+class FullMatch(validate.Regexp):
+    """Regexp that must match the whole value (`$` alone also matches before a final newline)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 class StrictBoolean(fields.Boolean):
     """JSON true/false only: no "yes", 1 or "on" (1 == True in Python, so check the type)."""
 
@@ -83,7 +92,7 @@ class TypeList(fields.Field):
                 raise ValidationError("Must be a notification type.")
             for part in item.split(","):
                 part = part.strip()
-                if not TYPE_RE.match(part):
+                if not TYPE_RE.fullmatch(part):
                     raise ValidationError(f"Not a valid notification type: {part[:64]!r}.")
                 if part not in types:
                     types.append(part)
@@ -119,7 +128,7 @@ class EmptyQuerySchema(Schema):
 class CreateNotificationSchema(Schema):
     user_id = fields.UUID()
     user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
-    notification_type = Text(required=True, validate=validate.Regexp(TYPE_PATTERN))
+    notification_type = Text(required=True, validate=FullMatch(TYPE_PATTERN))
     title = Text(required=True, validate=validate.Length(1, 200))
     message = Text(allow_none=True, validate=validate.Length(max=2000))
     actor_user_id = fields.UUID(allow_none=True)
@@ -136,7 +145,9 @@ class CreateNotificationSchema(Schema):
     @validates("payload")
     def _payload_size(self, value: dict, data_key: str) -> None:
         try:
-            encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            # allow_nan=False: 1e400 parses as inf, which jsonb cannot store (a 500 otherwise)
+            encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                                 allow_nan=False).encode("utf-8")
         except (UnicodeEncodeError, ValueError):
             raise ValidationError("Must be valid JSON text.") from None
         if b"\\u0000" in encoded:
@@ -154,7 +165,7 @@ class CreateNotificationSchema(Schema):
 
 class MarkReadSchema(Schema):
     notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
-    notification_type = Text(validate=validate.Regexp(TYPE_PATTERN))
+    notification_type = Text(validate=FullMatch(TYPE_PATTERN))
     all = StrictBoolean()
     before = fields.AwareDateTime()
 
@@ -172,8 +183,8 @@ class ChannelPreferencesSchema(Schema):
 
 
 class QuietHoursSchema(Schema):
-    start = fields.String(required=True, validate=validate.Regexp(TIME_RE, error="Must be HH:MM."))
-    end = fields.String(required=True, validate=validate.Regexp(TIME_RE, error="Must be HH:MM."))
+    start = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
+    end = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
     timezone = fields.String(required=True)
 
     @validates("timezone")
@@ -190,7 +201,7 @@ class QuietHoursSchema(Schema):
 class TypeName(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not TYPE_RE.match(text):
+        if not TYPE_RE.fullmatch(text):
             raise ValidationError("Not a valid notification type.")
         return text
 

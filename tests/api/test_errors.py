@@ -5,6 +5,10 @@ import uuid
 import pytest
 
 PREFIX = "/api/v1"
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+          405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
+          422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
+          503: "Service Unavailable"}
 
 
 def assert_problem(response, status, code):
@@ -14,7 +18,7 @@ def assert_problem(response, status, code):
     assert body["status"] == status
     assert body["code"] == code
     assert body["type"] == "about:blank"
-    assert body["title"]
+    assert body["title"] == TITLES[status]
     assert body["detail"]
     assert body["request_id"] == response.headers["X-Request-ID"]
     return body

@@ -246,3 +246,8 @@ def test_expired_notifications_are_invisible(client, user, user_headers, notify)
     assert_problem(client.put(f"{P}/{nid}/read", headers=h), 404, "notification_not_found")
     assert client.post(f"{P}/mark-read", json={"all": True}, headers=h).get_json() == {
         "updated_count": 1, "unread_count": 0}
+
+
+def test_bulk_type_rejects_trailing_newline(client, user, user_headers):
+    assert_problem(client.post(f"{P}/mark-read", json={"notification_type": "comment\n"},
+                               headers=user_headers(user)), 422, "validation_error")
