@@ -30,8 +30,12 @@ SELECT format('CREATE ROLE %I LOGIN', :'migrator') WHERE to_regrole(:'migrator')
 SELECT format('CREATE ROLE %I LOGIN', :'app_user') WHERE to_regrole(:'app_user') IS NULL
 \gexec
 
--- The app user is a plain login: no attribute that would let it around the grants.
-ALTER ROLE :"app_user" NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+-- The app user is a plain login: no attribute that would let it around the grants. (Only issued
+-- when needed: a CREATEROLE admin that is not a superuser may not name these attributes at all.)
+SELECT format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', rolname)
+  FROM pg_roles
+ WHERE rolname = :'app_user' AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)
+\gexec
 GRANT notifications_owner TO :"migrator";
 GRANT notifications_api TO :"app_user";
 
