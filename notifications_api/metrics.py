@@ -54,6 +54,8 @@ class _Metrics:
         from prometheus_client import Counter, Gauge, Histogram, values
 
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        if self.multiprocess:  # outside gunicorn (flask run, a CLI command) nobody created it
+            os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
         if self.multiprocess and values.ValueClass is values.MutexValue:
             # prometheus_client was imported before the variable was set (e.g. by gunicorn.conf.py):
             # switch to file-backed values now, before any metric of ours exists.
