@@ -11,13 +11,14 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	&& { command -v $$p; break; }; done)
 PACKAGING := setup.cfg pyproject.toml
 
-.PHONY: help install install-test run test test-db lint migrate clean
+.PHONY: help install install-test run test test-db lint migrate clean soak
 
 help:
 	@echo "make run      serve on :8003 (embedded PostgreSQL under .data/ unless DATABASE_URL/DB_HOST is set)"
 	@echo "make test     run the whole test suite (TEST_DATABASE_URL, else embedded PostgreSQL)"
 	@echo "make test-db  run only tests/db"
 	@echo "make lint     flake8"
+	@echo "make soak     100 000 requests against gunicorn on its own PostgreSQL/Redis; worker RSS (docs/RELIABILITY.md)"
 	@echo "make migrate  apply SQL migrations (MIGRATION_DATABASE_URL, else the configured database)"
 	@echo "make install  create $(VENV) and install the package with the dev extra"
 	@echo "make clean    remove $(VENV), .data (stopping embedded PostgreSQL) and caches"
@@ -50,6 +51,10 @@ test: $(VENV)/.installed-test
 
 test-db: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/db
+
+# Not part of `make test`: a few minutes. SOAK_ARGS="--requests 200000 --threads 16" to vary it.
+soak: $(VENV)/.installed-test
+	$(BIN)/python tests/soak/soak.py $(SOAK_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m flake8 notifications_api tests
