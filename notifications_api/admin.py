@@ -9,6 +9,7 @@ from psycopg import errors, sql
 
 APP_GROUP = "notifications_api"
 OWNER_ROLE = "notifications_owner"
+WORKER_GROUP = "notifications_worker"
 
 
 def ensure_database(server_conninfo: str, dbname: str) -> bool:
@@ -46,6 +47,39 @@ def provision_app_user(conninfo: str, username: str, password: str | None) -> No
         if not created:
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(role) + secret)
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_GROUP), role))
+        dbname = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role))
+
+
+def provision_worker_user(conninfo: str, username: str, password: str | None) -> None:
+    """Create (or re-password) the e-mail worker's LOGIN role: member of notifications_worker plus CONNECT.
+
+    Run after migrating (the migration creates the group). The worker login is kept apart from the
+    app login: it may not be privileged, an owner, or a member of notifications_api.
+    """
+    role = sql.Identifier(username)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regrole(%s) IS NULL", (WORKER_GROUP,)).fetchone()[0]:
+            raise ValueError(f"role {WORKER_GROUP} does not exist yet: run the migrations first")
+        row = conn.execute(
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls,"
+            " pg_has_role(oid, %s, 'MEMBER') OR pg_has_role(oid, %s, 'MEMBER')"
+            " FROM pg_roles WHERE rolname = %s", (OWNER_ROLE, APP_GROUP, username)).fetchone()
+        if row and (row[0] or row[1]):
+            raise ValueError(f"{username!r} is a privileged, owner or app role; the e-mail worker needs "
+                             "its own plain login role")
+        secret = (sql.SQL(" PASSWORD {}").format(sql.Literal(_encrypt(conn, username, password)))
+                  if password is not None else sql.SQL(""))
+        created = False
+        if row is None:
+            try:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role) + secret)
+                created = True
+            except errors.DuplicateObject:
+                pass  # created concurrently: fall through to ALTER
+        if not created:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(role) + secret)
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(WORKER_GROUP), role))
         dbname = conn.execute("SELECT current_database()").fetchone()[0]
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role))
 

@@ -21,6 +21,7 @@ DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
 DEMO_EMAIL = "demo@example.com"
 DEV_DATABASE = "activity_platform"
 DEV_APP_USER = "api_user"
+DEV_WORKER_USER = "email_worker"
 DEMO_NOTIFICATIONS = (  # (dedupe key, type, title, message); the key makes re-seeding a no-op
     ("demo-welcome", "system", "Welcome to the Notifications API", "This is a demo notification."),
     ("demo-comment-1", "comment", "Ana commented on your post", "Nice route!"),
@@ -155,15 +156,20 @@ def dev(data_dir: str) -> None:
     config = _config(env)  # fail fast, before starting anything
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
+    worker = None
     try:
         if embedded:
             env["DATABASE_URL"] = _prepare_embedded_database(data)
+            if env.get("EMAIL_API_URL"):
+                env["WORKER_DATABASE_URL"] = _provision_dev_email_worker(data)
             _print_demo_requests(config)
         else:
             click.echo("serving against the configured database (DATABASE_URL/DB_HOST); "
                        "`notifications-api issue-token --user-id UUID` prints a user JWT")
+        worker = _start_email_worker(env)
         code = _serve(env)
     finally:
+        _stop_email_worker(worker)  # before the database it uses
         if embedded:
             from . import devdb
             if devdb.stop():
@@ -231,6 +237,44 @@ def _prepare_embedded_database(data: Path) -> str:
     else:
         click.echo(f"demo user {DEMO_USER_ID} <{DEMO_EMAIL}>; {created} demo notification(s) added")
     return make_conninfo(owner, user=DEV_APP_USER, password=password)
+
+
+def _provision_dev_email_worker(data: Path) -> str:
+    """The e-mail worker's login (member of notifications_worker) in the embedded database; its conninfo."""
+    from psycopg.conninfo import make_conninfo
+
+    from . import admin, devdb
+
+    owner = make_conninfo(devdb.start(data / "pg"), dbname=DEV_DATABASE)  # already running: joins it
+    password = _stored_secret(data / f"{DEV_WORKER_USER}.password")
+    admin.provision_worker_user(owner, DEV_WORKER_USER, password)
+    return make_conninfo(owner, user=DEV_WORKER_USER, password=password)
+
+
+def _start_email_worker(env: dict[str, str]) -> subprocess.Popen | None:
+    """With EMAIL_API_URL set, one `deliver-emails` process beside gunicorn (own session, like gunicorn)."""
+    if not env.get("EMAIL_API_URL"):
+        return None
+    if not env.get("WORKER_DATABASE_URL"):
+        click.echo("EMAIL_API_URL is set but WORKER_DATABASE_URL is not: no e-mail worker started "
+                   "(it connects as a member of notifications_worker; see docs/EMAIL.md)", err=True)
+        return None
+    command = [sys.executable, "-m", "notifications_api.cli", "deliver-emails"]
+    child = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent, start_new_session=True)
+    click.echo(f"e-mail worker started (pid {child.pid}), delivering to EMAIL_API_URL")
+    return child
+
+
+def _stop_email_worker(child: subprocess.Popen | None) -> None:
+    """SIGTERM: it finishes the request in flight and hands back the rest; killed after 15 s."""
+    if child is None or child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=15)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        child.kill()
+        child.wait()
 
 
 def _seed_demo_notifications(owner: str) -> int:
@@ -335,6 +379,50 @@ def purge(archived_days: int, batch_size: int) -> None:
     finally:
         database.close()
     click.echo(f"purged {total} notification(s)")
+
+
+@cli.command("deliver-emails")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (default: until SIGTERM).")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Deliveries leased per claim.")
+@click.option("--lease-seconds", type=click.IntRange(1, 3600), default=60, show_default=True,
+              help="How long a claimed batch is ours; a dead worker's rows go to another worker after it.")
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds between polls when nothing is due.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds to connect to the Email API (TCP and TLS).")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait on each read of its answer.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address for --metrics-port.")
+def deliver_emails(once: bool, batch_size: int, lease_seconds: int, poll_interval: float,
+                   connect_timeout: float, read_timeout: float, metrics_port: int, metrics_addr: str) -> None:
+    """E-mail worker: send queued e-mail deliveries to EMAIL_API_URL (docs/EMAIL.md).
+
+    Connects as WORKER_DATABASE_URL (a member of notifications_worker), else the configured database.
+    """
+    import psycopg
+
+    from . import logs
+    from .email_worker import WorkerSettings, WorkerSetupError, serve
+
+    env = _environment()
+    config = _config(env, need_secrets=False)
+    logs.configure(config)
+    settings = WorkerSettings(
+        email_api_url=config["EMAIL_API_URL"], email_api_key=config["EMAIL_API_KEY"],
+        max_attempts=config["EMAIL_MAX_ATTEMPTS"], batch_size=batch_size, lease_seconds=lease_seconds,
+        poll_interval=poll_interval, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        statement_timeout_ms=config["DB_STATEMENT_TIMEOUT_MS"])
+    try:
+        code = serve(env.get("WORKER_DATABASE_URL") or config["DATABASE_CONNINFO"], settings, once=once,
+                     metrics_port=metrics_port, metrics_addr=metrics_addr)
+    except WorkerSetupError as exc:
+        _fail(str(exc), 2)
+    except psycopg.Error as exc:
+        _fail(f"database error: {str(exc).strip()}")
+    sys.exit(code)
 
 
 def main() -> None:
