@@ -66,3 +66,11 @@ clean:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m notifications_api.devdb stop .data/pg .data/test-pg || true; fi
 	rm -rf $(VENV) .data .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Load benchmark (docs/PERFORMANCE.md): seeds 1.1M notifications, serves them with gunicorn like
+# production, drives wrk (not installed by this target: apt-get install wrk / brew install wrk).
+# BENCH_ARGS="--matrix" adds the worker-model sweep; "--target URL --jwt-secret S --service-token T"
+# benchmarks another server. BENCH_DATABASE_URL (a superuser URL), else the embedded PostgreSQL.
+.PHONY: bench
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -35,6 +35,32 @@ def _reject(reason: str, code: str = "invalid_token", detail: str = "The token i
 
 def decode_user_token(token: str, config: dict[str, Any]) -> str:
     """Return the token's user id (canonical UUID string) or raise ApiError(401)."""
+    return _verify(token, config)
+
+
+# Tokens that passed every check, so a client polling with the same token is not verified
+# again on each request (PyJWT's decode with its HMAC key checks is ~100 us, the largest
+# per-request cost of the unread count). Keyed by the whole token, signature included; a hit
+# is only valid until exp + leeway, after which the full decode runs (and rejects it, logged
+# as usual). nbf/iat, once passed, stay passed; iss/aud/secrets are fixed per app.
+TOKEN_CACHE = "verified_user_tokens"
+TOKEN_CACHE_MAX = 10_000
+
+
+def cached_user_id(token: str, config: dict[str, Any], cache: dict[str, tuple[str, float]]) -> str:
+    """decode_user_token through `cache` (token -> (user id, valid until))."""
+    hit = cache.get(token)
+    if hit is not None and time.time() < hit[1]:
+        return hit[0]
+    user_id = decode_user_token(token, config)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]  # verified just above
+    if len(cache) >= TOKEN_CACHE_MAX:
+        cache.clear()  # bounded; a full cache is rebuilt by the next requests
+    cache[token] = (user_id, float(exp) + config["JWT_LEEWAY_SECONDS"])
+    return user_id
+
+
+def _verify(token: str, config: dict[str, Any]) -> str:
     options = {"require": ["exp", "sub"], "verify_aud": bool(config["JWT_AUDIENCE"]),
                "verify_iss": bool(config["JWT_ISSUER"])}
     keys = [k for k in (config["JWT_SECRET"], config["JWT_SECRET_PREVIOUS"]) if k]
@@ -75,7 +101,11 @@ def user_required(view: Callable) -> Callable:
         token = _bearer()
         if token is None:
             raise _unauthorized("missing_token", "An Authorization: Bearer token is required.")
-        g.user_id = decode_user_token(token, current_app.config)
+        app = current_app._get_current_object()
+        cache = app.extensions.get(TOKEN_CACHE)
+        if cache is None:
+            cache = app.extensions.setdefault(TOKEN_CACHE, {})
+        g.user_id = cached_user_id(token, app.config, cache)
         try:
             return view(*args, **kwargs)
         except ApiError as exc:
