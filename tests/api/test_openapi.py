@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 import zlib
 
 import hypothesis
@@ -301,7 +300,6 @@ def test_stateful_sequences_conform(app, fuzz_user, fuzz_headers, seeded_ids):
                 failures.append(f"{case.as_curl_command()}\n-> {response.status_code} {response.text[:500]}\n{exc}")
                 raise
 
-    started = time.monotonic()
     try:
         Machine.run(settings=hypothesis.settings(
             max_examples=60, stateful_step_count=8, deadline=None, derandomize=True, database=None,
@@ -312,4 +310,3 @@ def test_stateful_sequences_conform(app, fuzz_user, fuzz_headers, seeded_ids):
         # own runner decides).
         pass
     assert not failures, "\n\n".join(failures[:3])
-    assert time.monotonic() - started < 60

@@ -112,15 +112,13 @@ def test_create_rejects_invalid_arguments(db_app, db_user, kwargs, field):
         call(db_app, "sp_create_notification", **args)
 
 
-def test_create_fan_out_of_1000_users_is_fast(db_app, db_admin, db_user):
+def test_create_fan_out_of_1000_users(db_app, db_admin, db_user):
+    """One call for 1000 users (its speed is measured by `make bench`, not asserted here)."""
     users = [uuid.uuid4() for _ in range(1000)]
     db_admin.execute("INSERT INTO activity.users (user_id, email) SELECT u, u || '@x.test' FROM unnest(%s::uuid[]) u",
                      (users,))
-    start = time.perf_counter()
     rows = create(db_app, users, queue_email=True)
-    elapsed = time.perf_counter() - start
     assert [r["user_id"] for r in rows] == users and {r["result"] for r in rows} == {"created"}
-    assert elapsed < 0.5, elapsed  # target well under 250 ms; slack for loaded CI machines
     assert db_admin.execute("SELECT count(*) FROM activity.email_outbox WHERE user_id = ANY(%s)",
                             (users,)).fetchone()[0] == 1000
 
