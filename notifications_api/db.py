@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import psycopg
 from flask import Flask, current_app
+from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .errors import ApiError
@@ -46,6 +47,17 @@ def _mark_returned(conn: psycopg.Connection) -> None:
     conn.nt_returned_at = time.monotonic()
 
 
+class _UuidAsText(Loader):
+    """uuid columns arrive as their canonical text: every one of them ends up in JSON anyway."""
+
+    def load(self, data) -> str:
+        return bytes(data).decode()
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    conn.adapters.register_loader("uuid", _UuidAsText)
+
+
 class Database:
     """One pool per process, opened after fork (gunicorn post_worker_init) or on first use."""
 
@@ -60,6 +72,7 @@ class Database:
             timeout=self.timeout,
             check=_idle_check,
             reset=_mark_returned,
+            configure=_configure,
             name="notifications",
             kwargs={
                 "autocommit": True,  # one function call = one transaction = one round trip

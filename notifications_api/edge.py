@@ -47,8 +47,9 @@ def _security_headers(response: Response) -> Response:
     headers = response.headers
     if config["CORS_ORIGINS"] and request.path.startswith(config["API_V1_PREFIX"] + "/"):
         response.vary.add("Origin")
-    if config["ENVIRONMENT"] == "production":
-        headers.setdefault("Strict-Transport-Security", HSTS)
-    if response.mimetype in JSON_MIMETYPES:
-        headers.setdefault("Content-Security-Policy", JSON_CSP)
+    # (membership tests: Headers.setdefault raises and catches KeyError on every miss)
+    if config["ENVIRONMENT"] == "production" and "Strict-Transport-Security" not in headers:
+        headers["Strict-Transport-Security"] = HSTS
+    if response.mimetype in JSON_MIMETYPES and "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = JSON_CSP
     return response

@@ -37,6 +37,8 @@ def load(schema: Schema, data: Any) -> dict[str, Any]:
 
 def load_query(schema: Schema, multi: tuple[str, ...] = ()) -> dict[str, Any]:
     """Query parameters through a schema; a repeated parameter is an error unless listed in multi."""
+    if not request.args:  # the common case: the schema's defaults, computed once per schema
+        return dict(_defaults(schema))
     data: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for key in request.args.keys():
@@ -50,6 +52,16 @@ def load_query(schema: Schema, multi: tuple[str, ...] = ()) -> dict[str, Any]:
     if errors:
         raise validation_error(errors)
     return load(schema, data)
+
+
+_DEFAULTS: dict[int, dict[str, Any]] = {}
+
+
+def _defaults(schema: Schema) -> dict[str, Any]:
+    defaults = _DEFAULTS.get(id(schema))
+    if defaults is None:
+        defaults = _DEFAULTS[id(schema)] = schema.load({})
+    return defaults
 
 
 def dumps(obj: Any) -> bytes:
