@@ -58,6 +58,8 @@ def _init_request_hooks(app: Flask) -> None:
         headers["X-Request-ID"] = g.get("request_id") or str(uuid.uuid4())
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Cache-Control"] = "private, no-cache" if "ETag" in headers else "no-store"
+        if response.status_code in (204, 304) or (request.method == "OPTIONS" and not response.data):
+            headers.pop("Content-Type", None)  # no body, no media type
         duration_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
         log.info("request", extra={
             "method": request.method,

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import jwt
 from flask import current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from .errors import ApiError
 
@@ -56,7 +57,11 @@ def cached_user_id(token: str, config: dict[str, Any], cache: dict[str, tuple[st
     exp = jwt.decode(token, options={"verify_signature": False})["exp"]  # verified just above
     if len(cache) >= TOKEN_CACHE_MAX:
         cache.clear()  # bounded; a full cache is rebuilt by the next requests
-    cache[token] = (user_id, float(exp) + config["JWT_LEEWAY_SECONDS"])
+    try:
+        valid_until = float(exp) + config["JWT_LEEWAY_SECONDS"]
+    except (OverflowError, TypeError, ValueError):
+        return user_id  # an absurd (yet signed) exp: correct, just not cached
+    cache[token] = (user_id, valid_until)
     return user_id
 
 
@@ -108,15 +113,17 @@ def user_required(view: Callable) -> Callable:
         g.user_id = cached_user_id(token, app.config, cache)
         try:
             return view(*args, **kwargs)
-        except ApiError as exc:
-            if exc.status in REQUEST_ERRORS:
-                _check_user(g.user_id)  # a missing/inactive user (401/403) outranks a bad request
+        except (ApiError, HTTPException) as exc:
+            status = exc.status if isinstance(exc, ApiError) else exc.code
+            if status in BELOW_CREDENTIALS:
+                _check_user(g.user_id)  # a missing/inactive user (401/403) outranks these
             raise
     return wrapper
 
 
-# Request problems that API.md ranks below the credential checks.
-REQUEST_ERRORS = frozenset({400, 413, 415, 422})
+# Problems that API.md ranks below the credential checks: the rate limit, then the body.
+# Only on these error paths does the user's existence cost a separate (indexed) lookup.
+BELOW_CREDENTIALS = frozenset({400, 413, 415, 422, 429})
 
 
 def _check_user(user_id: str) -> None:

@@ -69,8 +69,9 @@ A `500 internal_error` never holds a stack trace or SQL; `503 database_unavailab
 **Every response** carries `X-Request-ID` (the caller's when it is 1-128 characters of
 `[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),
 `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`, except responses with an `ETag`,
-which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everything but `/health` and
-`/health/live`; users and services by identity, the rest by client address) send `RateLimit-Limit`,
+which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everything but `/health`,
+`/health/live` and authorised `/metrics` scrapes; users and services by identity, the rest by client
+address) send `RateLimit-Limit`,
 `RateLimit-Remaining` and `RateLimit-Reset`, and `429` with `Retry-After` when the limit is hit.
 
 **Timestamps** are RFC 3339 in UTC with a `Z` suffix; timestamps sent without an offset are
@@ -83,13 +84,16 @@ rejected. **IDs** are UUIDs; a path id that is not a UUID is `404 not_found`.
 - `type` takes notification types repeated (`type=a&type=b`), comma-separated (`type=a,b`) or
   both; duplicates collapse; at most {max_types} distinct types.
 - `limit` is plain decimal digits; `permanent` is spelled `true`, `false`, `1` or `0`.
-- Unknown body fields are `422`; `null` is accepted only where a schema says so; text fields reject
+- Endpoints that take a body take no query parameter; a body sent to one that takes none is
+  ignored. Unknown body fields are `422`; `null` is accepted only where a schema says so; text fields reject
   NUL characters and unpaired surrogates; `NaN`/`Infinity` in a body is `400 invalid_json`.
 - Create: a repeated user id in `user_ids` is `422`; `target_type` is 1-{target_type} characters,
   `target_id` 1-{target_id}, `group_key` 1-{group_key}, `dedupe_key` and the `Idempotency-Key` header
   1-{dedupe_key}; `payload` is at most {payload_kib} KiB as compact UTF-8 JSON; `expires_at` must be in
-  the future. A `201` for a single `user_id` carries `Location` (the new notification's URL).
-- Settings: quiet hours `start` must differ from `end`; both are `HH:MM` (24 h).
+  the future and before the year 10000. A `201` for a single `user_id` carries `Location` (the new
+  notification's absolute URL, readable with the user's JWT).
+- Settings: quiet hours `start` must differ from `end`; both are `HH:MM` (24 h); `timezone` is an
+  IANA zone name (`localtime`, `posixrules` and `Factory` are not).
 - `If-None-Match` also matches a weak (`W/"..."`) form of the current ETag, and `*`.
 - `HEAD` is answered for every `GET`; `OPTIONS` serves CORS preflight for the allowed origins.
 """

@@ -21,9 +21,13 @@ MAX_TYPE_FILTERS = 20
 MAX_TYPE_PREFERENCES = 200
 
 
+# In tzdata's file list but not IANA zone names a user could mean ("localtime" is the host's zone).
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @lru_cache(maxsize=1)
 def iana_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
 
 
 def check_text(value: str) -> None:
@@ -101,8 +105,17 @@ class TypeList(fields.Field):
         return types
 
 
+LATEST_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
+
 def _future(value: datetime) -> None:
-    if value <= datetime.now(timezone.utc):
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or utc > LATEST_TIMESTAMP:  # PostgreSQL would store year 10000, unreadable
+        raise ValidationError("Must be before 9999-12-31T23:59:59Z.")
+    if utc <= datetime.now(timezone.utc):
         raise ValidationError("Must be in the future.")
 
 
@@ -111,7 +124,8 @@ def _future(value: datetime) -> None:
 class ListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     type = TypeList()
-    limit = QueryInteger(validate=validate.Range(1, 100), load_default=20)
+    limit = QueryInteger(validate=validate.Range(1, 100, error="Must be between {min} and {max}."),
+                         load_default=20)
     cursor = fields.String(validate=validate.Length(1, 512))
 
 
@@ -173,7 +187,7 @@ class MarkReadSchema(Schema):
     def _selector(self, data: dict, **kwargs) -> None:
         if not (data.get("notification_ids") or data.get("notification_type") or data.get("all")):
             raise ValidationError(
-                "Give at least one of notification_ids, notification_type or all: true.", "_schema")
+                "Give at least one of notification_ids, notification_type or all: true.", "all")
 
 
 class ChannelPreferencesSchema(Schema):
@@ -300,7 +314,7 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
             if key == "value" and isinstance(value, dict) and prefix:
                 flat.update(flatten_errors(value, prefix))  # Dict field value errors
                 continue
-            if key == "key" and prefix:
+            if key in ("key", "_schema") and prefix:  # errors of the object itself: its own path
                 flat.update(flatten_errors(value, prefix))
                 continue
             path = f"{prefix}.{key}" if prefix else str(key)

@@ -9,15 +9,15 @@ from flask import Response, request
 from marshmallow import Schema, ValidationError
 
 from .errors import ApiError, validation_error
-from .schemas import flatten_errors
+from .schemas import EmptyQuerySchema, flatten_errors
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def load_body(schema: Schema) -> dict[str, Any]:
-    """Content type (415), then JSON syntax (400), then the schema (422)."""
+def read_json() -> Any:
+    """The body as JSON: content type (415), size (413), syntax (400) — before any 422."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "The request body must be application/json.")
     raw = request.get_data(cache=True)  # 413 is raised here when over MAX_CONTENT_LENGTH
@@ -25,6 +25,14 @@ def load_body(schema: Schema) -> dict[str, Any]:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+    return data
+
+
+def load_body(schema: Schema) -> dict[str, Any]:
+    """For the endpoints that take a body and no query: the body's bytes (415/413/400) first,
+    then any query parameter (unknown: 422), then the body's content (422)."""
+    data = read_json()
+    load_query(_NO_QUERY)
     return load(schema, data)
 
 
@@ -55,6 +63,7 @@ def load_query(schema: Schema, multi: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 _DEFAULTS: dict[int, dict[str, Any]] = {}
+_NO_QUERY = EmptyQuerySchema()
 
 
 def _defaults(schema: Schema) -> dict[str, Any]:

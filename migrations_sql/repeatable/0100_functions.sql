@@ -540,6 +540,10 @@ BEGIN
     IF p_expires_at <= now() THEN
         PERFORM _invalid('expires_at', 'expires_at must be in the future');
     END IF;
+    -- year 10000 and later are storable but not readable by clients (RFC 3339 has 4-digit years)
+    IF p_expires_at >= '10000-01-01 00:00:00+00'::timestamptz THEN
+        PERFORM _invalid('expires_at', 'expires_at must be before 10000-01-01T00:00:00Z');
+    END IF;
     IF char_length(p_dedupe_key) NOT BETWEEN 1 AND 128 THEN
         PERFORM _invalid('dedupe_key', 'dedupe_key must be 1 to 128 characters');
     END IF;

@@ -9,14 +9,13 @@ from .. import metrics, ratelimit, store
 from ..auth import service_required
 from ..db import get_db
 from ..errors import validation_error
-from ..schemas import CreateNotificationSchema, EmptyQuerySchema, check_text, notification_dict
-from ..web import json_response, load_body, load_query
+from ..schemas import CreateNotificationSchema, check_text, notification_dict
+from ..web import json_response, load_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("internal", __name__)
 
 create_body = CreateNotificationSchema()
-no_query = EmptyQuerySchema()
 
 
 def _dedupe_key(body: dict) -> str | None:
@@ -44,7 +43,6 @@ def _dedupe_key(body: dict) -> str | None:
 @service_required
 @ratelimit.service
 def create_notification():
-    load_query(no_query)
     body = load_body(create_body)
     body["dedupe_key"] = _dedupe_key(body)
     single = "user_id" in body
@@ -64,7 +62,7 @@ def create_notification():
     if duplicates == len(results):
         headers["Idempotent-Replayed"] = "true"
     if single and results[0]["notification"] is not None and created:
-        headers["Location"] = url_for("notifications.get_notification",
+        headers["Location"] = url_for("notifications.get_notification", _external=True,
                                       notification_id=results[0]["notification"]["notification_id"])
     if created:
         log.info("notifications created", extra={

@@ -83,7 +83,6 @@ def mark_unread(notification_id: UUID):
 @user_required
 @ratelimit.user_write
 def mark_read_bulk():
-    load_query(no_query)
     body = load_body(mark_read_body)
     updated, unread = store.mark_read_bulk(
         get_db(), g.user_id, body.get("notification_ids"), body.get("notification_type"),

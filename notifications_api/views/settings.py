@@ -37,7 +37,6 @@ def get_settings():
 @user_required
 @ratelimit.user_write
 def update_settings():
-    load_query(no_query)
     patch = load_body(patch_body)
     row = store.update_settings(get_db(), g.user_id, patch)
     log.info("settings updated", extra={

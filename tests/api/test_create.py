@@ -25,7 +25,7 @@ def test_single_create(client, service_headers, user):
     result = body["results"][0]
     assert result["user_id"] == user and result["result"] == "created"
     assert result["notification"]["priority"] == "high"
-    assert response.headers["Location"] == f"{P}/{result['notification']['notification_id']}"
+    assert response.headers["Location"] == f"http://localhost{P}/{result['notification']['notification_id']}"
     assert "Idempotent-Replayed" not in response.headers
 
 
@@ -108,3 +108,16 @@ def test_bad_user_id_path(client, service_headers):
     body = {"user_ids": [str(uuid.uuid4()), "x"], "notification_type": "c", "title": "t"}
     problem = assert_problem(post(client, service_headers, body), 422, "validation_error")
     assert "user_ids.1" in problem["errors"]
+
+
+@pytest.mark.parametrize("expires_at", ["9999-12-31T23:30:00-02:00", "9999-12-31T23:59:59.5+00:00"])
+def test_expires_at_beyond_year_9999_is_refused(client, service_headers, user, user_headers, expires_at):
+    problem = assert_problem(post(client, service_headers, base(user, expires_at=expires_at)),
+                             422, "validation_error")
+    assert "expires_at" in problem["errors"]
+    assert client.get(P, headers=user_headers(user)).status_code == 200
+
+
+def test_location_is_absolute(client, service_headers, user):
+    response = post(client, service_headers, base(user))
+    assert response.headers["Location"].startswith("http://localhost/api/v1/notifications/")

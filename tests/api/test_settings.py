@@ -45,6 +45,8 @@ def test_patch_merges(client, user, user_headers):
     {"quiet_hours": {"start": "7:00", "end": "08:00", "timezone": "UTC"}},
     {"quiet_hours": {"start": "07:00", "end": "07:00", "timezone": "UTC"}},
     {"quiet_hours": {"start": "07:00", "timezone": "UTC"}},
+    {"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "localtime"}},
+    {"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Factory"}},
 ])
 def test_patch_validation(client, user, user_headers, patch):
     assert_problem(client.patch(P, json=patch, headers=user_headers(user)), 422, "validation_error")
@@ -54,3 +56,9 @@ def test_timezone_error_path(client, user, user_headers):
     patch = {"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Nowhere/Land"}}
     problem = assert_problem(client.patch(P, json=patch, headers=user_headers(user)), 422, "validation_error")
     assert "quiet_hours.timezone" in problem["errors"]
+
+
+def test_object_level_error_keeps_its_path(client, user, user_headers):
+    problem = assert_problem(client.patch(P, json={"type_preferences": {"comment": True}},
+                                          headers=user_headers(user)), 422, "validation_error")
+    assert list(problem["errors"]) == ["type_preferences.comment"]

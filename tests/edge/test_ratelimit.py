@@ -104,6 +104,17 @@ def test_precedence_routing_and_credentials_before_429_before_the_body(make_app,
     assert client.patch(SETTINGS, json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
+def test_a_missing_or_inactive_user_outranks_the_limit(make_app, make_user, bearer):
+    """401 user_not_found / 403 user_inactive come before 429 (API.md): clients log out, not back off."""
+    import uuid
+    client = make_app(RATE_LIMIT_USER_READ="1/minute").test_client()
+    for headers, status, code in ((bearer(str(uuid.uuid4())), 401, "user_not_found"),
+                                  (bearer(make_user(active=False)), 403, "user_inactive")):
+        for _ in range(3):
+            response = client.get(COUNT, headers=headers)
+            assert response.status_code == status and response.get_json()["code"] == code
+
+
 def test_failed_authentication_spends_the_anonymous_ip_budget(make_app, make_user, bearer, caplog):
     client = make_app(RATE_LIMIT_ANONYMOUS="3/minute").test_client()
     stuffing = {"Authorization": "Bearer not.a.token"}
