@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 EXTENSION = "notifications_db"
 IDLE_CHECK_SECONDS = 30.0
 RETRY_AFTER = "2"
+# After the database failed a call, later calls wait at most FAST_FAIL_SECONDS for a connection
+# (instead of DB_POOL_TIMEOUT) until one succeeds or OUTAGE_MEMORY_SECONDS pass: during an outage
+# threads are not parked on the pool, so requests queued behind them do not wait twice.
+FAST_FAIL_SECONDS = 0.25
+OUTAGE_MEMORY_SECONDS = 1.0
 
 # SQLSTATEs raised by the stored functions (migrations_sql) -> (status, code).
 FUNCTION_ERRORS = {
@@ -83,6 +88,8 @@ class Database:
             },
         )
         self._opened = False
+        self._failing_until = 0.0
+        self._connect_errors_seen = 0
         self._lock = threading.Lock()
         self.observers: list[Callable[[str, float], None]] = []
 
@@ -104,15 +111,35 @@ class Database:
         if not self._opened:
             self.open()
         started = time.perf_counter()
+        wait = timeout or self.timeout
+        if self._failing_until and time.monotonic() < self._failing_until:
+            wait = min(wait, FAST_FAIL_SECONDS)
         try:
-            with self.pool.connection(timeout=timeout or self.timeout) as conn:
-                return conn.execute(query, params).fetchall()
+            with self.pool.connection(timeout=wait) as conn:
+                rows = conn.execute(query, params).fetchall()
+            self._failing_until = 0.0
+            return rows
         except (psycopg.Error, PoolTimeout) as exc:
-            raise _map_error(function, exc) from exc
+            error = _map_error(function, exc)
+            if error.status == 503 and self._is_outage(exc):
+                self._failing_until = time.monotonic() + OUTAGE_MEMORY_SECONDS
+            raise error from exc
         finally:
             elapsed = time.perf_counter() - started
             for observe in self.observers:
                 observe(function, elapsed)
+
+    def _is_outage(self, exc: Exception) -> bool:
+        """The database is unreachable (not merely slow or busy): connections fail."""
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return False  # a statement timeout: the database answers
+        if isinstance(exc, PoolTimeout):
+            # A full pool of healthy connections (saturation) is not an outage; failed
+            # connection attempts since the last look are.
+            errors = self.pool.get_stats().get("connections_errors", 0)
+            outage, self._connect_errors_seen = errors > self._connect_errors_seen, errors
+            return outage
+        return True
 
     def ping(self, timeout: float = 2.0) -> bool:
         try:
