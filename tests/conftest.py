@@ -76,6 +76,24 @@ def make_user(database):
     return make
 
 
+@pytest.fixture
+def app_factory():
+    """Factory: app_factory(config) -> a test app (create_app with typed overrides); pools closed at teardown."""
+    from notifications_api import create_app
+
+    made = []
+
+    def build(config: dict):
+        app = create_app(config)
+        app.config["TESTING"] = True
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        app.extensions["notifications_db"].close()
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """TEST_REDIS_URL (default redis://127.0.0.1:6379/15); skip when unreachable, fail when CI=true."""

@@ -55,18 +55,9 @@ def service_headers(app):
 
 
 @pytest.fixture
-def make_app(app_config):
+def make_app(app_config, app_factory):
     """A separate app with extra overrides (closed at teardown)."""
-    made = []
-
-    def factory(**overrides):
-        built = create_app({**app_config, **overrides})
-        built.config["TESTING"] = True
-        made.append(built)
-        return built
-    yield factory
-    for built in made:
-        built.extensions["notifications_db"].close()
+    return lambda **overrides: app_factory({**app_config, **overrides})
 
 
 @pytest.fixture

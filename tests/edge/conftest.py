@@ -9,7 +9,6 @@ import shutil
 import pytest
 from edge_helpers import ROOT, ApiServer, RedisServer
 
-from notifications_api import create_app
 from notifications_api.auth import issue_token
 
 
@@ -46,18 +45,9 @@ def edge_config(database, secrets_config):
 
 
 @pytest.fixture
-def make_app(edge_config):
+def make_app(edge_config, app_factory):
     """make_app(**overrides): an app with rate limits on; its pool is closed at teardown."""
-    made = []
-
-    def factory(**overrides):
-        app = create_app({**edge_config, **overrides})
-        app.config["TESTING"] = True
-        made.append(app)
-        return app
-    yield factory
-    for app in made:
-        app.extensions["notifications_db"].close()
+    return lambda **overrides: app_factory({**edge_config, **overrides})
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from notifications_api import create_app
-
 
 @pytest.fixture(scope="session")
 def ops_secrets():
@@ -15,27 +13,19 @@ def ops_secrets():
 
 
 @pytest.fixture
-def ops_app(database, ops_secrets):
+def ops_app(database, ops_secrets, app_factory):
     """Factory: ops_app(**overrides) -> a test app run as the app login role (closed at teardown)."""
-    made = []
-
     def factory(**overrides):
-        config = {
+        return app_factory({
             "DATABASE_URL": database.app, "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING",
             "JWT_SECRET": ops_secrets["JWT_SECRET"], "JWT_SECRET_PREVIOUS": "",
             "SERVICE_TOKEN": ops_secrets["SERVICE_TOKEN"], "SERVICE_TOKEN_PREVIOUS": "",
             "METRICS_TOKEN": "", "RATE_LIMIT_ENABLED": False, "REDIS_HOST": "", "EMAIL_API_URL": "",
             "ENABLE_DOCS": False, "CORS_ORIGINS": (), "TRUSTED_PROXY_HOPS": 0,
             **overrides,
-        }
-        app = create_app(config)
-        app.config["TESTING"] = True
-        made.append(app)
-        return app
+        })
 
-    yield factory
-    for app in made:
-        app.extensions["notifications_db"].close()
+    return factory
 
 
 @pytest.fixture
