@@ -239,6 +239,34 @@ def plan_check(db: Database) -> list[tuple[str, bool, str]]:
     return results
 
 
+def count_call_timing(db: Database, calls: int = 500) -> dict[str, float]:
+    """Median time of the unread-count call (by type) for the 100 000-unread user and one with 10."""
+    import statistics
+    import uuid as uuid_
+
+    import psycopg
+    from psycopg import sql
+
+    ten = str(uuid_.uuid4())
+    with psycopg.connect(db.admin, autocommit=True) as conn:
+        conn.execute("INSERT INTO activity.users (user_id, email) VALUES (%s, %s)", (ten, f"{ten}@bench.test"))
+        for n in range(10):
+            conn.execute("SELECT 1 FROM activity.sp_create_notification(ARRAY[%s]::uuid[], 'comment', %s)",
+                         (ten, f"n{n}"))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(db.role)))
+        query = "SELECT * FROM activity.sp_get_unread_count(%s, true)"
+        assert conn.execute(query, (ten,)).fetchone()[0] == 10
+        medians = {}
+        for label, uid in (("100000_unread", HEAVY_USER), ("10_unread", ten)):
+            timings = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                conn.execute(query, (uid,)).fetchall()
+                timings.append(time.perf_counter() - started)
+            medians[label] = round(statistics.median(timings) * 1e6, 1)
+    return medians
+
+
 # ---- servers -----------------------------------------------------------------------------------
 
 @dataclass
@@ -595,6 +623,10 @@ def main(argv=None) -> int:
             for what, ok, detail in plan_check(db):
                 say(f"  {'✓' if ok else '✗'} {what}: {detail}")
                 report["plans"].append({"call": what, "index_only": ok, "scans": detail})
+            report["count_call_us"] = count_call_timing(db)
+            say("\nunread-count call (median of 500, client round trip included): "
+                f"user with 100 000 unread {report['count_call_us']['100000_unread']} µs, "
+                f"user with 10 unread {report['count_call_us']['10_unread']} µs")
             typical = [user_id(n) for n in range(1, args.users + 1)]
             heavy = HEAVY_USER
             jwt_secret, service_token = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
