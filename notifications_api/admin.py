@@ -26,14 +26,35 @@ def ensure_database(server_conninfo: str, dbname: str) -> bool:
 
 def provision_app_user(conninfo: str, username: str, password: str | None) -> None:
     """Create (or re-password) the app's LOGIN role: member of notifications_api plus CONNECT, no more."""
+    _provision_login(conninfo, username, password, APP_GROUP, forbidden=(OWNER_ROLE,),
+                     what="the app needs a plain login role")
+
+
+def provision_worker_user(conninfo: str, username: str, password: str | None) -> None:
+    """Create (or re-password) the e-mail worker's LOGIN role: member of notifications_worker plus CONNECT.
+
+    Run after migrating (the migration creates the group). The worker login is kept apart from the
+    app login: it may not be privileged, an owner, or a member of notifications_api.
+    """
+    _provision_login(conninfo, username, password, WORKER_GROUP, forbidden=(OWNER_ROLE, APP_GROUP),
+                     what="the e-mail worker needs its own plain login role")
+
+
+def _provision_login(conninfo: str, username: str, password: str | None, group: str,
+                     forbidden: tuple[str, ...], what: str) -> None:
+    """A LOGIN role that is a member of `group` (plus CONNECT) and of none of `forbidden`."""
     role = sql.Identifier(username)
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regrole(%s) IS NULL", (group,)).fetchone()[0]:
+            raise ValueError(f"role {group} does not exist yet: run the migrations first")
         row = conn.execute(
             "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls,"
-            " to_regrole(%s) IS NOT NULL AND pg_has_role(oid, %s, 'MEMBER')"
-            " FROM pg_roles WHERE rolname = %s", (OWNER_ROLE, OWNER_ROLE, username)).fetchone()
+            " EXISTS (SELECT 1 FROM unnest(%s::text[]) f"
+            "         WHERE to_regrole(f) IS NOT NULL AND pg_has_role(r.oid, f, 'MEMBER'))"
+            " FROM pg_roles r WHERE rolname = %s", (list(forbidden), username)).fetchone()
         if row and (row[0] or row[1]):
-            raise ValueError(f"{username!r} is a privileged or owner role; the app needs a plain login role")
+            raise ValueError(f"{username!r} is a privileged role or a member of "
+                             f"{', '.join(forbidden)}; {what}")
         # Send a SCRAM verifier, never the clear-text password, so it stays out of server logs.
         secret = (sql.SQL(" PASSWORD {}").format(sql.Literal(_encrypt(conn, username, password)))
                   if password is not None else sql.SQL(""))
@@ -46,40 +67,7 @@ def provision_app_user(conninfo: str, username: str, password: str | None) -> No
                 pass  # created concurrently: fall through to ALTER
         if not created:
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(role) + secret)
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_GROUP), role))
-        dbname = conn.execute("SELECT current_database()").fetchone()[0]
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role))
-
-
-def provision_worker_user(conninfo: str, username: str, password: str | None) -> None:
-    """Create (or re-password) the e-mail worker's LOGIN role: member of notifications_worker plus CONNECT.
-
-    Run after migrating (the migration creates the group). The worker login is kept apart from the
-    app login: it may not be privileged, an owner, or a member of notifications_api.
-    """
-    role = sql.Identifier(username)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT to_regrole(%s) IS NULL", (WORKER_GROUP,)).fetchone()[0]:
-            raise ValueError(f"role {WORKER_GROUP} does not exist yet: run the migrations first")
-        row = conn.execute(
-            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls,"
-            " pg_has_role(oid, %s, 'MEMBER') OR pg_has_role(oid, %s, 'MEMBER')"
-            " FROM pg_roles WHERE rolname = %s", (OWNER_ROLE, APP_GROUP, username)).fetchone()
-        if row and (row[0] or row[1]):
-            raise ValueError(f"{username!r} is a privileged, owner or app role; the e-mail worker needs "
-                             "its own plain login role")
-        secret = (sql.SQL(" PASSWORD {}").format(sql.Literal(_encrypt(conn, username, password)))
-                  if password is not None else sql.SQL(""))
-        created = False
-        if row is None:
-            try:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role) + secret)
-                created = True
-            except errors.DuplicateObject:
-                pass  # created concurrently: fall through to ALTER
-        if not created:
-            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(role) + secret)
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(WORKER_GROUP), role))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), role))
         dbname = conn.execute("SELECT current_database()").fetchone()[0]
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role))
 
