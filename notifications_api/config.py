@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from dotenv import dotenv_values
 from limits import parse_many
+from psycopg.conninfo import make_conninfo
 
 PLACEHOLDERS = frozenset({
     "change-me", "changeme", "change-me-in-production", "secret", "password",
@@ -237,12 +238,10 @@ def database_conninfo(config: Mapping[str, Any]) -> str:
     """The libpq connection string: DATABASE_URL when set, else the DB_* parts."""
     if config["DATABASE_URL"]:
         return config["DATABASE_URL"]
-    user = quote(config["DB_USER"], safe="")
-    password = quote(config["DB_PASSWORD"], safe="")
-    auth = f"{user}:{password}" if password else user
-    host = config["DB_HOST"] or "localhost"
-    return (f"postgresql://{auth}@{host}:{config['DB_PORT']}/{quote(config['DB_NAME'], safe='')}"
-            f"?sslmode={config['DB_SSLMODE']}")
+    # keyword form: quoting is libpq's, and DB_HOST may also be a Unix-socket directory
+    return make_conninfo(host=config["DB_HOST"] or "localhost", port=config["DB_PORT"],
+                         dbname=config["DB_NAME"], user=config["DB_USER"],
+                         password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"])
 
 
 def redis_uri(config: Mapping[str, Any]) -> str | None:

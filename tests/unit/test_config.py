@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from notifications_api.config import ConfigError, load_config
 
@@ -29,7 +30,9 @@ def test_defaults_are_typed():
     assert config["DB_PREPARE_THRESHOLD"] == 5
     assert config["ENVIRONMENT"] == "development"
     assert config["API_V1_PREFIX"] == "/api/v1"
-    assert config["DATABASE_CONNINFO"].startswith("postgresql://api_user@localhost:5432/activity_platform")
+    assert conninfo_to_dict(config["DATABASE_CONNINFO"]) == {
+        "host": "localhost", "port": "5432", "dbname": "activity_platform", "user": "api_user",
+        "sslmode": "prefer"}
 
 
 def test_values_are_parsed_to_their_types():
@@ -53,11 +56,17 @@ def test_database_url_overrides_db_parts():
     assert config["DATABASE_CONNINFO"] == "postgresql://u:p@db:6432/x"
 
 
-def test_db_parts_are_quoted_into_a_url():
+def test_db_parts_are_quoted_into_a_conninfo():
     config = load_config(env={**BASE, "DB_HOST": "db.internal", "DB_USER": "api user",
-                              "DB_PASSWORD": "p@ss/word", "DB_SSLMODE": "require"})
-    assert config["DATABASE_CONNINFO"] == \
-        "postgresql://api%20user:p%40ss%2Fword@db.internal:5432/activity_platform?sslmode=require"
+                              "DB_PASSWORD": "p@ss/wo'rd", "DB_SSLMODE": "require"})
+    assert conninfo_to_dict(config["DATABASE_CONNINFO"]) == {
+        "host": "db.internal", "port": "5432", "dbname": "activity_platform", "user": "api user",
+        "password": "p@ss/wo'rd", "sslmode": "require"}
+
+
+def test_db_host_may_be_a_socket_directory():
+    config = load_config(env={**BASE, "DB_HOST": "/var/run/postgresql"})
+    assert conninfo_to_dict(config["DATABASE_CONNINFO"])["host"] == "/var/run/postgresql"
 
 
 def test_overrides_win_and_skip_parsing():
