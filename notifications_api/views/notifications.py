@@ -10,7 +10,8 @@ from flask import Blueprint, Response, current_app, g, request
 from .. import cursors, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
-from ..schemas import DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema, MarkReadSchema, notification_dict
+from ..schemas import (NOTIFICATION_FIELDS, DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema,
+                       MarkReadSchema, notification_dict)
 from ..web import conditional_json, json_response, load_body, load_query
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,9 @@ list_query = ListQuerySchema()
 delete_query = DeleteQuerySchema()
 no_query = EmptyQuerySchema()
 mark_read_body = MarkReadSchema()
+# positions in an activity.notification_out row (the keyset of the next page)
+CREATED_AT = NOTIFICATION_FIELDS.index("created_at")
+NOTIFICATION_ID = NOTIFICATION_FIELDS.index("notification_id")
 
 
 def _cursor_secrets() -> list[str]:
@@ -42,7 +46,7 @@ def list_notifications():
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = cursors.encode(current_app.config["JWT_SECRET"], g.user_id, status, types,
-                                     last[13], last[0])
+                                     last[CREATED_AT], last[NOTIFICATION_ID])
         params = {"cursor": next_cursor, "limit": limit}
         if status:
             params["status"] = status
