@@ -1,5 +1,7 @@
-"""Machine tools (nginx, chromium, psql) that some tests drive: optional locally, required in CI."""
+"""Machine tools (nginx, chromium, psql, redis-server) that some tests drive: optional locally,
+required in CI; and stopping the processes tests start."""
 import os
+import subprocess
 
 import pytest
 
@@ -10,3 +12,14 @@ def skip_unless_ci(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(reason + "; CI=true requires it")
     pytest.skip(reason)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 5) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 import psycopg
+from machine_tools import stop_process
 from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,13 +130,7 @@ class PrivateRedis:
                 time.sleep(0.05)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @dataclass
