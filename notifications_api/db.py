@@ -42,14 +42,10 @@ def _idle_check(conn: psycopg.Connection) -> None:
     A connection the server has closed (restart, terminated backend) has data or EOF
     waiting on its socket; only then, or after a long idle spell, do we ping.
     """
-    idle = time.monotonic() - getattr(conn, "nt_returned_at", 0.0)
+    idle = time.monotonic() - getattr(conn, "nt_used_at", 0.0)
     readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
     if readable or idle > IDLE_CHECK_SECONDS:
         ConnectionPool.check_connection(conn)
-
-
-def _mark_returned(conn: psycopg.Connection) -> None:
-    conn.nt_returned_at = time.monotonic()
 
 
 class _UuidAsText(Loader):
@@ -76,7 +72,10 @@ class Database:
             max_size=config["DB_POOL_MAX_SIZE"],
             timeout=self.timeout,
             check=_idle_check,
-            reset=_mark_returned,
+            # No `reset` hook: with one, psycopg_pool hands every returned connection to a
+            # worker thread (a queue hop and a context switch per request, and a connection
+            # that is not back in the pool when the next request asks). The last-use time
+            # the check needs is stamped in call() instead.
             configure=_configure,
             name="notifications",
             kwargs={
@@ -116,7 +115,10 @@ class Database:
             wait = min(wait, FAST_FAIL_SECONDS)
         try:
             with self.pool.connection(timeout=wait) as conn:
-                rows = conn.execute(query, params).fetchall()
+                try:
+                    rows = conn.execute(query, params).fetchall()
+                finally:
+                    conn.nt_used_at = time.monotonic()  # read by _idle_check at the next checkout
             self._failing_until = 0.0
             return rows
         except (psycopg.Error, PoolTimeout) as exc:
