@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -39,17 +40,52 @@ def init_app(app: Flask) -> None:
             always_send=False,  # no Origin header, no CORS headers (else every origin is listed)
             vary_header=False,  # set below on every API response, whichever origin is allowed
             intercept_exceptions=False)  # error responses pass through after_request too
-    app.after_request(_security_headers)
+        _only_with_origin(app)
+    app.after_request(_security_headers(
+        api_prefix=config["API_V1_PREFIX"] + "/" if config["CORS_ORIGINS"] else None,
+        hsts=config["ENVIRONMENT"] == "production"))
 
 
-def _security_headers(response: Response) -> Response:
-    config = current_app.config
-    headers = response.headers
-    if config["CORS_ORIGINS"] and request.path.startswith(config["API_V1_PREFIX"] + "/"):
-        response.vary.add("Origin")
-    # (membership tests: Headers.setdefault raises and catches KeyError on every miss)
-    if config["ENVIRONMENT"] == "production" and "Strict-Transport-Security" not in headers:
-        headers["Strict-Transport-Security"] = HSTS
-    if response.mimetype in JSON_MIMETYPES and "Content-Security-Policy" not in headers:
-        headers["Content-Security-Policy"] = JSON_CSP
-    return response
+def _only_with_origin(app: Flask) -> None:
+    """Run Flask-CORS's after_request hook only for requests that carry an Origin header.
+
+    Without one it adds nothing (always_send=False), but still matches the path against its
+    resources and probes the headers: most of a hot request's header work, for nothing. Servers
+    and most polling clients send no Origin; browsers send one on every cross-origin request.
+    """
+    hooks = app.after_request_funcs[None]
+    cors_after_request = hooks[-1]  # the hook cors.init_app just appended
+    if getattr(cors_after_request, "__name__", "") != "cors_after_request":
+        raise RuntimeError("Flask-CORS did not register its after_request hook as expected")
+
+    def cors_if_origin(response: Response) -> Response:
+        if "HTTP_ORIGIN" in request.environ:
+            return cors_after_request(response)
+        return response
+
+    hooks[-1] = cors_if_origin
+
+
+def _security_headers(api_prefix: str | None, hsts: bool) -> Callable[[Response], Response]:
+    """The after_request hook adding Vary: Origin (API paths, when CORS is on), HSTS (production)
+    and the JSON CSP. Config is read once, here: it does not change after create_app."""
+
+    def add(response: Response) -> Response:
+        headers = response.headers
+        # One pass over the few headers set so far: a miss with `in`/.get() on werkzeug's
+        # Headers raises and catches an exception, several times per request.
+        present = {key.lower(): value for key, value in headers.items()}
+        if api_prefix is not None and request.path.startswith(api_prefix):
+            vary = present.get("vary")
+            if not vary:
+                headers["Vary"] = "Origin"
+            elif "origin" not in vary.lower():
+                headers["Vary"] = vary + ", Origin"
+        if hsts and "strict-transport-security" not in present:
+            headers["Strict-Transport-Security"] = HSTS
+        mimetype = present.get("content-type", "").partition(";")[0].strip().lower()
+        if mimetype in JSON_MIMETYPES and "content-security-policy" not in present:
+            headers["Content-Security-Policy"] = JSON_CSP
+        return response
+
+    return add

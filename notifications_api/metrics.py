@@ -250,13 +250,15 @@ def init_app(app: Flask) -> None:
             _ensure_refresher(state)
 
     def record_request(response: Response) -> Response:
-        started = g.get("metrics_started")
+        state = g._get_current_object()  # (each access through the proxy costs a context lookup)
+        started = getattr(state, "metrics_started", None)
         if started is not None:
-            rule = request.url_rule
-            method = request.method if request.method in METHODS else "OTHER"
-            metrics.request_child(rule.rule if rule is not None else UNMATCHED_ROUTE, method,
+            req = request._get_current_object()
+            rule, method = req.url_rule, req.method
+            metrics.request_child(rule.rule if rule is not None else UNMATCHED_ROUTE,
+                                  method if method in METHODS else "OTHER",
                                   response.status_code).observe(time.perf_counter() - started)
-        code = g.get("problem_code")
+        code = getattr(state, "problem_code", None)
         if code is not None:
             metrics.error_child(code).inc()
         return response
