@@ -27,7 +27,9 @@ def _sign(secret: str, body: bytes, scope: bytes) -> bytes:
 
 
 def encode(secret: str, user_id: str, status: str | None, types: list[str] | None,
-           created_at: datetime, notification_id: uuid.UUID | str) -> str:
+           created_at: datetime | str, notification_id: uuid.UUID | str) -> str:
+    if isinstance(created_at, str):  # the API's text, as the pool loads timestamptz
+        created_at = datetime.fromisoformat(created_at)
     micros = (created_at - EPOCH) // timedelta(microseconds=1)  # exact, unlike float timestamp()
     body = f"{_VERSION}.{micros}.{uuid.UUID(str(notification_id)).hex}".encode()
     token = body + b"." + base64.urlsafe_b64encode(_sign(secret, body, _scope(user_id, status, types)))

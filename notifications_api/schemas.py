@@ -336,20 +336,12 @@ def format_timestamp(value: datetime | None) -> str | None:
 
 
 NOTIFICATION_FIELDS = tuple(NotificationSchema._declared_fields)
-_TIMESTAMP_INDEXES = frozenset(i for i, name in enumerate(NOTIFICATION_FIELDS) if name.endswith("_at"))
-_UUID_INDEXES = frozenset(i for i, name in enumerate(NOTIFICATION_FIELDS)
-                          if name in ("notification_id", "user_id", "actor_user_id"))
 
 
 def notification_dict(row: tuple) -> dict[str, Any]:
-    """A row of activity.notification_out (17 columns, schema order) -> the API object."""
-    out: dict[str, Any] = {}
-    for index, name in enumerate(NOTIFICATION_FIELDS):
-        value = row[index]
-        if value is not None:
-            if index in _TIMESTAMP_INDEXES:
-                value = format_timestamp(value)
-            elif index in _UUID_INDEXES:
-                value = str(value)
-        out[name] = value
-    return out
+    """A row of activity.notification_out (17 columns, schema order) -> the API object.
+
+    The pool's connections load uuid and timestamptz columns as the API's text already
+    (db._configure), so a row maps onto the fields as it is.
+    """
+    return dict(zip(NOTIFICATION_FIELDS, row))

@@ -8,7 +8,7 @@ from flask import Blueprint, g
 from .. import ratelimit, store
 from ..auth import user_required
 from ..db import get_db
-from ..schemas import EmptyQuerySchema, SettingsPatchSchema, format_timestamp
+from ..schemas import EmptyQuerySchema, SettingsPatchSchema
 from ..web import json_response, load_body, load_query
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def _settings_dict(row: tuple) -> dict:
     in_app, email, push, type_preferences, quiet_hours, updated_at = row
     return {"in_app_enabled": in_app, "email_enabled": email, "push_enabled": push,
             "type_preferences": type_preferences or {}, "quiet_hours": quiet_hours,
-            "updated_at": format_timestamp(updated_at)}
+            "updated_at": updated_at}  # API text already (db._configure)
 
 
 @bp.get("/notifications/settings")
