@@ -197,6 +197,9 @@ def test_terminated_backends_are_replaced_without_an_error(pg, start_gunicorn):
     user, _ = _headers(server, user_id)
     for _ in range(20):  # warm both workers' pools
         assert request(server.port, "GET", f"{API}/notifications/unread/count", headers=user).status == 200
+    deadline = time.monotonic() + 10  # each worker's pool keeps min_size (1) open: both connected
+    while len(pg.app_backend_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     before = pg.app_backend_pids()
     assert pg.terminate_app_backends() >= 2
     time.sleep(0.2)
