@@ -13,7 +13,7 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean)"
+UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, NULL::bigint, NULL::bigint)"
 
 _pool: ConnectionPool | None = None
 _lock = threading.Lock()

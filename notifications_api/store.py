@@ -17,7 +17,7 @@ MARK = "SELECT * FROM activity.sp_mark_notification_as_read(%s::uuid, %s::uuid, 
 MARK_BULK = ("SELECT * FROM activity.sp_mark_notifications_as_read_bulk("
              "%s::uuid, %s::uuid[], %s::text, %s::boolean, %s::timestamptz)")
 DELETE = "SELECT activity.sp_delete_notification(%s::uuid, %s::uuid, %s::boolean)"
-UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean)"
+UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, %s::bigint, %s::bigint)"
 CREATE = ("SELECT * FROM activity.sp_create_notification("
           "%s::uuid[], %s::text, %s::text, %s::text, %s::uuid, %s::text, %s::text, %s::text, "
           "%s::jsonb, %s::text, %s::text, %s::timestamptz, %s::text, %s::boolean)")
@@ -53,9 +53,14 @@ def delete_notification(db: Database, user_id: str, notification_id: UUID, perma
     db.call("sp_delete_notification", DELETE, (user_id, notification_id, permanent))
 
 
-def unread_counts(db: Database, user_id: str, by_type: bool = True) -> tuple[int, dict[str, int], int]:
-    count, types, version = db.call("sp_get_unread_count", UNREAD, (user_id, by_type))[0]
-    return count, types or {}, version
+def unread_counts(db: Database, user_id: str, by_type: bool = True,
+                  known: tuple[int, int] | None = None) -> tuple[int, dict[str, int] | None, int]:
+    """(unread_count, by_type, version). `known` is a (version, unread_count) pair the caller
+    has: when it still holds, by_type is None (unchanged) and the per-type rows are not read."""
+    known_version, known_count = known or (None, None)
+    count, types, version = db.call("sp_get_unread_count", UNREAD,
+                                    (user_id, by_type, known_version, known_count))[0]
+    return count, types, version
 
 
 def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, Any],

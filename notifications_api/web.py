@@ -85,19 +85,58 @@ def etag_for(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
-def _if_none_match_hits(etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
+def _if_none_match() -> list[str]:
+    """The entity tags in If-None-Match, weak prefixes dropped (["*"] for a star)."""
+    header = request.environ.get("HTTP_IF_NONE_MATCH")
     if not header:
-        return False
+        return []
     if header.strip() == "*":
-        return True
+        return ["*"]
+    tags = []
     for candidate in header.split(","):
         candidate = candidate.strip()
         if candidate.startswith("W/"):
             candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
+        tags.append(candidate)
+    return tags
+
+
+def _if_none_match_hits(etag: str) -> bool:
+    tags = _if_none_match()
+    return tags == ["*"] or etag in tags
+
+
+def version_etag(owner: str, version: int, count: int) -> str:
+    """A strong ETag for state that (version, count) identifies for one owner, e.g. a user's unread
+    counts: '"v<version>.<count>.<owner tag>"'. The owner tag keeps one user's tag from validating
+    another user's copy (a shared browser cache keyed by URL)."""
+    return f'"v{version}.{count}.{_owner_tag(owner)}"'
+
+
+def known_version(owner: str) -> tuple[int, int] | None:
+    """The (version, count) of the first If-None-Match tag that version_etag made for this owner."""
+    for tag in _if_none_match():
+        if not (tag.startswith('"v') and tag.endswith('"') and len(tag) < 64):
+            continue
+        version, _, rest = tag[2:-1].partition(".")
+        count, _, _ = rest.partition(".")
+        if version.isascii() and version.isdigit() and count.isascii() and count.isdigit():
+            pair = int(version), int(count)
+            if version_etag(owner, *pair) == tag:  # exactly ours: the 304 carries the same tag
+                return pair
+    return None
+
+
+def _owner_tag(owner: str) -> str:
+    return hashlib.blake2b(owner.encode(), digest_size=6).hexdigest()
+
+
+def not_modified_or_json(etag: str, obj: Any | None, headers: dict[str, str] | None = None) -> Response:
+    """304 when If-None-Match holds `etag`, else 200 with `obj` as JSON; both carry the ETag."""
+    all_headers = {"ETag": etag, **(headers or {})}
+    if _if_none_match_hits(etag):
+        return Response(status=304, headers=all_headers)
+    return Response(dumps(obj), status=200, headers=all_headers, mimetype="application/json")
 
 
 def conditional_json(obj: Any, headers: dict[str, str] | None = None) -> Response:

@@ -416,7 +416,16 @@ $$;
 
 -- One counters row read (plus the user's per-type rows); notification rows are
 -- only touched when an unread row may have expired, via its partial index.
-CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(p_user_id uuid, p_by_type boolean DEFAULT true)
+--
+-- (version, unread_count) identifies what the user sees: every change to the
+-- unread set bumps the version, and at a fixed version the only change left is
+-- expiry, which only ever lowers the visible count. A caller revalidating its copy
+-- passes the pair it has (p_known_version, p_known_count): when both still hold,
+-- the per-type rows are not read and by_type comes back NULL ("unchanged"), so a
+-- 304 costs the user check and one counters row by primary key. The app always
+-- calls this four-argument form (NULLs when it knows nothing).
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(
+    p_user_id uuid, p_by_type boolean, p_known_version bigint, p_known_count bigint)
 RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
@@ -447,7 +456,9 @@ BEGIN
                  GROUP BY n.notification_type) e;
     END IF;
 
-    IF p_by_type IS NOT FALSE THEN
+    IF p_by_type IS NOT FALSE
+       AND (p_known_version IS DISTINCT FROM v_version
+            OR p_known_count IS DISTINCT FROM v_count - v_expired_total) THEN
         SELECT COALESCE(jsonb_object_agg(t.notification_type, t.visible), '{}')
           INTO v_by_type
           FROM (SELECT t.notification_type,
@@ -459,6 +470,18 @@ BEGIN
 
     RETURN QUERY SELECT v_count - v_expired_total, v_by_type, v_version;
 END
+$$;
+
+-- The two-argument form of the first release (kept for its code during a rollback, and
+-- for probes): the same answer with nothing known. A separate overload, not defaults on
+-- the form above: re-applying the previous release's file (rollback) re-creates this
+-- signature, and two forms that both accept two arguments would make every such call
+-- ambiguous.
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(p_user_id uuid, p_by_type boolean DEFAULT true)
+RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT * FROM activity.sp_get_unread_count(p_user_id, p_by_type, NULL::bigint, NULL::bigint)
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -944,6 +967,7 @@ GRANT EXECUTE ON FUNCTION
     activity.sp_mark_notifications_as_read_bulk(uuid, uuid[], text, boolean, timestamptz),
     activity.sp_delete_notification(uuid, uuid, boolean),
     activity.sp_get_unread_count(uuid, boolean),
+    activity.sp_get_unread_count(uuid, boolean, bigint, bigint),
     activity.sp_create_notification(uuid[], text, text, text, uuid, text, text, text, jsonb, text, text,
                                     timestamptz, text, boolean),
     activity.sp_get_notification_settings(uuid),

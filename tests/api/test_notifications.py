@@ -232,6 +232,54 @@ def test_unread_count_with_etag_and_poll_interval(client, user, user_headers, no
     assert after.get_json() == {"unread_count": 2, "by_type": {"comment": 2}}
 
 
+def test_unread_count_etag_is_per_user(client, make_user, user_headers, notify):
+    first, second = make_user(), make_user()
+    for someone in (first, second):  # the same counts and version for both
+        notify(someone, notification_type="comment")
+    a = client.get(f"{P}/unread/count", headers=user_headers(first))
+    b = client.get(f"{P}/unread/count", headers=user_headers(second))
+    assert a.get_json() == b.get_json() and a.headers["ETag"] != b.headers["ETag"]
+    # one user's tag never validates another's copy (a browser cache shared by two logins)
+    crossed = client.get(f"{P}/unread/count", headers={**user_headers(second), "If-None-Match": a.headers["ETag"]})
+    assert crossed.status_code == 200 and crossed.headers["ETag"] == b.headers["ETag"]
+
+
+@pytest.mark.parametrize("sent", ["{etag}", "W/{etag}", '"x", {etag}', "*"])
+def test_unread_count_if_none_match_forms(client, user, user_headers, notify, sent):
+    notify(user)
+    etag = client.get(f"{P}/unread/count", headers=user_headers(user)).headers["ETag"]
+    headers = {**user_headers(user), "If-None-Match": sent.format(etag=etag)}
+    response = client.get(f"{P}/unread/count", headers=headers)
+    assert response.status_code == 304 and response.headers["ETag"] == etag
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda tag: tag.replace('"v', '"v0'),  # same numbers, not our spelling
+    lambda tag: tag[:-2] + ('0"' if tag[-2] != "0" else '1"'),  # another owner tag
+    lambda tag: tag.strip('"'),  # unquoted
+    lambda tag: '"v1.999999999999999999999999.x"',
+    lambda tag: '"v\u0661.1.abc"',
+])
+def test_unread_count_foreign_or_mangled_tags_get_a_200(client, user, user_headers, notify, mangle):
+    notify(user)
+    first = client.get(f"{P}/unread/count", headers=user_headers(user))
+    headers = {**user_headers(user), "If-None-Match": mangle(first.headers["ETag"])}
+    response = client.get(f"{P}/unread/count", headers=headers)
+    assert response.status_code == 200
+    assert response.get_json() == first.get_json() and response.headers["ETag"] == first.headers["ETag"]
+
+
+def test_unread_count_etag_changes_when_one_expires(client, user, user_headers, notify):
+    h = user_headers(user)
+    notify(user, expires_at=(datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat())
+    notify(user, notification_type="mention")
+    before = client.get(f"{P}/unread/count", headers=h)
+    time.sleep(1.1)  # nothing written: only the clock moved
+    after = client.get(f"{P}/unread/count", headers={**h, "If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"]
+    assert after.get_json() == {"unread_count": 1, "by_type": {"mention": 1}}
+
+
 def test_expired_notifications_are_invisible(client, user, user_headers, notify):
     h = user_headers(user)
     soon = datetime.now(timezone.utc) + timedelta(seconds=1)

@@ -332,6 +332,49 @@ def test_unread_count_shapes(db_app, db_user):
     assert row == (2, None, 2)
 
 
+def known(conn, user_id, version, count, by_type=True) -> dict:
+    """The app's four-argument form: what the caller knows, (version, count), or NULLs."""
+    [row] = call(conn, "sp_get_unread_count", user_id=user_id, by_type=by_type,
+                 known_version=version, known_count=count)
+    return row
+
+
+def test_unread_count_known_pair_skips_by_type(db_app, db_user):
+    u = db_user()
+    create_one(db_app, u)
+    create_one(db_app, u, notification_type="mention")
+    state = unread(db_app, u)
+    assert (state["version"], state["unread_count"]) == (2, 2)
+    # the caller's (version, count) still holds: by_type NULL means "unchanged"
+    assert known(db_app, u, 2, 2) == {"unread_count": 2, "by_type": None, "version": 2}
+    # either half stale, or unknown: the full answer
+    for version, count in [(1, 2), (2, 1), (2, None), (None, 2), (None, None)]:
+        assert known(db_app, u, version, count) == state
+    assert known(db_app, u, 2, 2, by_type=False)["by_type"] is None  # not asked for: NULL either way
+    # the first release's two-argument form (rollbacks, probes): the same full answer
+    assert call(db_app, "sp_get_unread_count", user_id=u) == [state]
+    create_one(db_app, u)  # any change bumps the version: the old pair no longer holds
+    assert known(db_app, u, 2, 2) == {"unread_count": 3, "by_type": {"comment": 2, "mention": 1}, "version": 3}
+
+
+def test_unread_count_known_pair_stops_holding_when_one_expires(db_app, db_user):
+    u = db_user()
+    create_one(db_app, u)
+    create_one(db_app, u, notification_type="mention", expires_at=future(1.0))
+    assert known(db_app, u, 2, 2)["by_type"] is None
+    time.sleep(1.1)  # same version, fewer visible: the count half no longer holds
+    assert known(db_app, u, 2, 2) == {"unread_count": 1, "by_type": {"comment": 1}, "version": 2}
+
+
+def test_unread_count_known_pair_still_checks_the_user(db_app, db_admin, db_user):
+    u = db_user()
+    db_admin.execute("UPDATE activity.users SET is_active = false WHERE user_id = %s", (u,))
+    with sqlstate("NA403"):
+        known(db_app, u, 0, 0)
+    with sqlstate("NA401"):
+        known(db_app, str(uuid.uuid4()), 0, 0)
+
+
 # -- expiry ------------------------------------------------------------------------------------------
 
 def expire(db_admin, user_id, nid):
