@@ -68,10 +68,12 @@ def _init_request_hooks(app: Flask) -> None:
         headers = response.headers
         request_id = getattr(state, "request_id", None) or str(uuid.uuid4())
         status = response.status_code
-        has_etag = any(key.lower() == "etag" for key, _ in headers.items())
-        headers["X-Request-ID"] = request_id
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Cache-Control"] = "private, no-cache" if has_etag else "no-store"
+        # Only this hook sets these three, so each is added, not set (no scan for an old value);
+        # one pass over the headers instead of `in` (werkzeug raises and catches on a miss).
+        has_etag = any(key.lower() == "etag" for key, _ in headers)
+        headers.add("X-Request-ID", request_id)
+        headers.add("X-Content-Type-Options", "nosniff")
+        headers.add("Cache-Control", "private, no-cache" if has_etag else "no-store")
         if status in (204, 304) or (req.method == "OPTIONS" and not response.data):
             headers.pop("Content-Type", None)  # no body, no media type
         started = getattr(state, "started", None)

@@ -74,18 +74,18 @@ def _security_headers(api_prefix: str | None, hsts: bool) -> Callable[[Response]
         headers = response.headers
         # One pass over the few headers set so far: a miss with `in`/.get() on werkzeug's
         # Headers raises and catches an exception, several times per request.
-        present = {key.lower(): value for key, value in headers.items()}
+        present = {key.lower(): value for key, value in headers}
         if api_prefix is not None and request.path.startswith(api_prefix):
             vary = present.get("vary")
             if not vary:
-                headers["Vary"] = "Origin"
+                headers.add("Vary", "Origin")  # (add: known absent, no scan for an old value)
             elif "origin" not in vary.lower():
                 headers["Vary"] = vary + ", Origin"
         if hsts and "strict-transport-security" not in present:
-            headers["Strict-Transport-Security"] = HSTS
+            headers.add("Strict-Transport-Security", HSTS)
         mimetype = present.get("content-type", "").partition(";")[0].strip().lower()
         if mimetype in JSON_MIMETYPES and "content-security-policy" not in present:
-            headers["Content-Security-Policy"] = JSON_CSP
+            headers.add("Content-Security-Policy", JSON_CSP)
         return response
 
     return add
