@@ -90,3 +90,34 @@ def test_new_and_changed_files_are_applied(db_env, tmp_path):
 def test_refuses_to_run_as_the_app_role(db_env):
     with pytest.raises(MigrationError, match="refusing to migrate"):
         migrate(db_env.app, echo=lambda *_: None)
+
+
+# The first release's definition of the unread count (its function file, re-applied by the previous
+# release's migrate Job after a rollback; docs/PRODUCTION.md "Rollback"), abridged to its signature.
+FIRST_RELEASE_UNREAD_COUNT = """
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(p_user_id uuid, p_by_type boolean DEFAULT true)
+RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$ BEGIN RETURN QUERY SELECT 0::bigint, '{}'::jsonb, 0::bigint; END $$;
+"""
+
+
+UNREAD_COUNT_CALLS = [
+    "SELECT * FROM activity.sp_get_unread_count(%s::uuid, true)",  # the first release's code
+    "SELECT * FROM activity.sp_get_unread_count(%s::uuid)",  # probes
+    "SELECT * FROM activity.sp_get_unread_count(%s::uuid, true, NULL, NULL)",  # this release's code
+]
+
+
+def test_rollback_then_forward_keeps_every_unread_count_form_callable(db_env):
+    fresh = db_env.fresh_database()
+    migrate(fresh, echo=lambda *_: None)
+    current = (MIGRATIONS / "repeatable" / "0100_functions.sql").read_text()
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        user = conn.execute("INSERT INTO activity.users (user_id, email) VALUES (gen_random_uuid(), 'r@x.test')"
+                            " RETURNING user_id::text").fetchone()[0]
+        for step in ("migrated", FIRST_RELEASE_UNREAD_COUNT, current):  # rollback, then forward again
+            if step != "migrated":
+                conn.execute(step)
+            answers = [conn.execute(query, (user,)).fetchone() for query in UNREAD_COUNT_CALLS]
+            assert answers == [(0, {}, 0)] * 3, step[:80]  # none ambiguous, all the same answer
