@@ -57,7 +57,7 @@ soak: $(VENV)/.installed-test
 	$(BIN)/python tests/soak/soak.py $(SOAK_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/python -m flake8 notifications_api tests
+	$(BIN)/python -m flake8 notifications_api tests bench
 
 migrate: $(VENV)/.installed-dev
 	$(BIN)/notifications-api migrate

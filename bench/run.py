@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 # The peer's figures (API issue): Django + django-notifications-hq, 2 sync workers, wrk -t2 -c16 -d10s.
 PEER = {"unread_typical": (823, 31.0), "list_first": (544, 47.0), "unread_heavy": (178, 122.0)}
-PROD_DEFAULTS = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"}  # gunicorn.conf.py decides; shown in the report
+# gunicorn.conf.py decides; shown in the report
+PROD_DEFAULTS = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"}
 FANOUT = 1000
 
 
@@ -69,7 +70,8 @@ class Client:
         parts = urlsplit(base)
         self.prefix = parts.path.rstrip("/")
         conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self.conn = conn_class(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout=30)
+        self.conn = conn_class(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                               timeout=30)
 
     def request(self, method: str, path: str, headers: dict[str, str], body: str | None = None):
         self.conn.request(method, self.prefix + path, body=body, headers=headers)
@@ -82,7 +84,8 @@ def lua_literal(value) -> str:
     if value is None:
         return "nil"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+        return ('"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+                .replace("\r", "\\r") + '"')
     if isinstance(value, dict):
         return "{" + ", ".join(f"[{lua_literal(k)}] = {lua_literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
@@ -207,7 +210,8 @@ def plan_check(db: Database) -> list[tuple[str, bool, str]]:
     with psycopg.connect(db.admin, autocommit=True) as conn:
         conn.add_notice_handler(on_notice)
         for statement in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
-                          "SET auto_explain.log_nested_statements = on", "SET auto_explain.log_level = notice",
+                          "SET auto_explain.log_nested_statements = on",
+                          "SET auto_explain.log_level = notice",
                           "SET auto_explain.log_format = json", "SET client_min_messages = notice"):
             conn.execute(statement)
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(db.role)))
@@ -229,7 +233,8 @@ def plan_check(db: Database) -> list[tuple[str, bool, str]]:
                 kinds = sorted({f"{n['Node Type']} {n['Relation Name']}"
                                 + (f" ({n['Index Name']})" if n.get("Index Name") else "") for n in scans})
                 # a Bitmap Heap Scan reads through its Bitmap Index Scan (small counter tables)
-                ok = bool(plans) and all(n["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+                ok = bool(plans) and all(n["Node Type"] in ("Index Scan", "Index Only Scan",
+                                                            "Bitmap Heap Scan")
                                          for n in scans)
                 if what.startswith("list"):
                     ok = ok and all(n["Node Type"] != "Bitmap Heap Scan" for n in scans
@@ -256,7 +261,8 @@ def count_call_timing(db: Database, calls: int = 500) -> dict[str, float]:
 
     ten = str(uuid_.uuid4())
     with psycopg.connect(db.admin, autocommit=True) as conn:
-        conn.execute("INSERT INTO activity.users (user_id, email) VALUES (%s, %s)", (ten, f"{ten}@bench.test"))
+        conn.execute("INSERT INTO activity.users (user_id, email) VALUES (%s, %s)",
+                     (ten, f"{ten}@bench.test"))
         for n in range(10):
             conn.execute("SELECT 1 FROM activity.sp_create_notification(ARRAY[%s]::uuid[], 'comment', %s)",
                          (ten, f"n{n}"))
@@ -284,13 +290,15 @@ class Server:
     log_path: Path
 
 
-def server_env(db: Database, port: int, secrets_: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+def server_env(db: Database, port: int, secrets_: dict[str, str],
+               overrides: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_", "RATE_LIMIT_"))}
     env.update({
         "ENV_FILE": os.devnull,  # a developer's .env must not change what is measured
         "ENVIRONMENT": "production", "DEBUG": "false", "ENABLE_DOCS": "false", "LOG_LEVEL": "INFO",
         "DATABASE_URL": db.app, "PORT": str(port),
-        "JWT_SECRET": secrets_["jwt"], "SERVICE_TOKEN": secrets_["service"], "METRICS_TOKEN": secrets_["metrics"],
+        "JWT_SECRET": secrets_["jwt"], "SERVICE_TOKEN": secrets_["service"],
+        "METRICS_TOKEN": secrets_["metrics"],
         "CORS_ORIGINS": "https://app.example.com",
         # Off: one user per wrk connection would hit its 600/minute budget within a second, and the
         # benchmark measures the service, not 429s. (On, each hit costs a Redis round trip or a
@@ -313,7 +321,8 @@ def start_server(app: str, env: dict[str, str], port: int, extra_args: list[str]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({process.returncode}); see {log_path}:\n{log_path.read_text()[-2000:]}")
+            raise SystemExit(f"gunicorn exited ({process.returncode}); see {log_path}:\n"
+                             f"{log_path.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
@@ -389,7 +398,8 @@ class Preparer:
             return [r for part in pool.map(run, chunks) for r in part]
 
     def page(self, client: Client, uid: str, **query) -> dict:
-        status, _, body = client.request("GET", f"{self.prefix}/notifications?{urlencode(query)}", self.auth(uid))
+        status, _, body = client.request("GET", f"{self.prefix}/notifications?{urlencode(query)}",
+                                         self.auth(uid))
         if status != 200:
             raise SystemExit(f"preparing: list for {uid} answered {status}: {body}")
         return body
@@ -422,9 +432,11 @@ class Preparer:
         service = {"X-Service-Token": self.service_token, "Content-Type": "application/json"}
 
         def create_body(targets: dict) -> str:
-            return json.dumps({**targets, "notification_type": "comment", "title": "Ana commented on your post",
+            return json.dumps({**targets, "notification_type": "comment",
+                               "title": "Ana commented on your post",
                                "message": "Nice route!", "target_type": "post", "target_id": "post-812",
-                               "action_url": "https://app.example.com/posts/812#c-9", "payload": {"comment_id": 9}})
+                               "action_url": "https://app.example.com/posts/812#c-9",
+                               "payload": {"comment_id": 9}})
         fanout_requests = []
         for start in range(0, 8):  # 8 different 1000-user audiences (rotating)
             audience = self.fanout[start * 500:start * 500 + FANOUT]
@@ -438,21 +450,26 @@ class Preparer:
             Scenario("unread_heavy", "unread count, user with 100 000 unread",
                      [("GET", count_path, self.auth(self.heavy), None)]),
             Scenario("unread_304", "unread count, 304 revalidation",
-                     [("GET", count_path, self.auth(uid, **{"If-None-Match": tag}), None) for uid, tag in etags]),
+                     [("GET", count_path, self.auth(uid, **{"If-None-Match": tag}), None)
+                      for uid, tag in etags]),
             Scenario("list_first", "list, first page (limit 20)",
                      [("GET", f"{p}/notifications?limit=20", self.auth(uid), None) for uid in typical]),
             Scenario("list_page50", "list, page 50 via cursor (heavy user)",
                      [("GET", page50, self.auth(self.heavy), None)]),
             Scenario("get_one", "get one notification",
-                     [("GET", f"{p}/notifications/{nid}", self.auth(uid), None) for uid, nid in get_pairs]),
+                     [("GET", f"{p}/notifications/{nid}", self.auth(uid), None)
+                      for uid, nid in get_pairs]),
             Scenario("mark_one_read", "mark one read (PUT)",
-                     [("PUT", f"{p}/notifications/{nid}/read", self.auth(uid), None) for uid, nid in mark_pairs]),
+                     [("PUT", f"{p}/notifications/{nid}/read", self.auth(uid), None)
+                      for uid, nid in mark_pairs]),
             Scenario("bulk_mark_read", "bulk mark-read (20 ids)",
-                     [("POST", f"{p}/notifications/mark-read", self.auth(uid, **{"Content-Type": "application/json"}),
+                     [("POST", f"{p}/notifications/mark-read",
+                       self.auth(uid, **{"Content-Type": "application/json"}),
                        json.dumps({"notification_ids": [i["notification_id"] for i in unread[uid]["items"]]}))
                       for uid in bulk_users if unread[uid]["items"]]),
             Scenario("create_single", "create, one user",
-                     [("POST", f"{p}/notifications", service, create_body({"user_id": uid})) for uid in typical]),
+                     [("POST", f"{p}/notifications", service, create_body({"user_id": uid}))
+                      for uid in typical]),
             Scenario("create_fanout", f"create, fan-out to {FANOUT} users (1 connection)", fanout_requests,
                      connections=1, threads=1),
             Scenario("settings_get", "settings get",
@@ -467,8 +484,8 @@ def run_wrk(scenario: Scenario, url: str, duration: int, work: Path) -> dict:
     result.unlink(missing_ok=True)
     env = {**os.environ, "BENCH_DATA": str(data), "BENCH_RESULT": str(result),
            "BENCH_THREADS": str(scenario.threads)}
-    command = ["wrk", f"-t{scenario.threads}", f"-c{scenario.connections}", f"-d{duration}s", "--timeout", "5s",
-               "-s", str(BENCH / "scenario.lua"), url]
+    command = ["wrk", f"-t{scenario.threads}", f"-c{scenario.connections}", f"-d{duration}s",
+               "--timeout", "5s", "-s", str(BENCH / "scenario.lua"), url]
     completed = subprocess.run(command, env=env, capture_output=True, text=True)
     if completed.returncode != 0 or not result.exists():
         raise SystemExit(f"wrk failed for {scenario.name}:\n{completed.stdout}\n{completed.stderr}")
@@ -486,7 +503,8 @@ def run_wrk(scenario: Scenario, url: str, duration: int, work: Path) -> dict:
 
 # ---- report ------------------------------------------------------------------------------------
 
-def goals(results: dict[str, dict], calls: dict[str, float] | None = None) -> list[tuple[str, bool | None, str]]:
+def goals(results: dict[str, dict],
+          calls: dict[str, float] | None = None) -> list[tuple[str, bool | None, str]]:
     """Each goal as (label, met, measured). Flat cost and the 304 compare requests whose costs differ
     by tens of microseconds out of ~1 ms, below this machine's run-to-run noise over HTTP: they are
     decided by the interleaved call timing of the database work that differs (`calls`), with the
@@ -503,12 +521,16 @@ def goals(results: dict[str, dict], calls: dict[str, float] | None = None) -> li
 
     if r("unread_typical"):
         ratio = r("unread_typical") / PEER["unread_typical"][0]
-        check("unread count >= 3x peer (823 req/s)", ratio >= 3, f"{r('unread_typical'):.0f} req/s = {ratio:.2f}x")
-        check("unread count p99 < 20 ms", r("unread_typical", "p99_ms") < 20, f"p99 {r('unread_typical', 'p99_ms')} ms")
+        check("unread count >= 3x peer (823 req/s)", ratio >= 3,
+              f"{r('unread_typical'):.0f} req/s = {ratio:.2f}x")
+        check("unread count p99 < 20 ms", r("unread_typical", "p99_ms") < 20,
+              f"p99 {r('unread_typical', 'p99_ms')} ms")
     if r("list_first"):
         ratio = r("list_first") / PEER["list_first"][0]
-        check("list first page >= 2.5x peer (544 req/s)", ratio >= 2.5, f"{r('list_first'):.0f} req/s = {ratio:.2f}x")
-        check("list first page p99 < 20 ms", r("list_first", "p99_ms") < 20, f"p99 {r('list_first', 'p99_ms')} ms")
+        check("list first page >= 2.5x peer (544 req/s)", ratio >= 2.5,
+              f"{r('list_first'):.0f} req/s = {ratio:.2f}x")
+        check("list first page p99 < 20 ms", r("list_first", "p99_ms") < 20,
+              f"p99 {r('list_first', 'p99_ms')} ms")
     if r("unread_heavy") and r("unread_typical"):
         gap = 1 - r("unread_heavy") / r("unread_typical")
         http = (f"HTTP {r('unread_heavy'):.0f} vs {r('unread_typical'):.0f} req/s ({-gap:+.1%}), "
@@ -564,15 +586,16 @@ def machine() -> dict:
         info["memory_gb"] = round(int(mem) / 1024 / 1024, 1)
     except OSError:
         pass
-    info["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("[")[0].strip() \
-        or "wrk"
+    info["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True,
+                                 text=True).stdout.split("[")[0].strip() or "wrk"
     return info
 
 
 # ---- main --------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--target", metavar="URL", help="benchmark this running server (API.md) instead")
     parser.add_argument("--prefix", default="/api/v1", help="API_V1_PREFIX of the server (default /api/v1)")
     parser.add_argument("--jwt-secret", default=os.environ.get("BENCH_JWT_SECRET"),
@@ -580,7 +603,8 @@ def parse_args(argv=None):
     parser.add_argument("--service-token", default=os.environ.get("BENCH_SERVICE_TOKEN"),
                         help="--target: its internal service token (env BENCH_SERVICE_TOKEN)")
     parser.add_argument("--users-file", type=Path,
-                        help='--target: JSON {"typical": [ids...], "heavy": id}; default: the ids bench/seed.sql '
+                        help='--target: JSON {"typical": [ids...], "heavy": id}; '
+                             "default: the ids bench/seed.sql "
                              "creates (seed the target's database with it)")
     parser.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")),
                         help="seconds per scenario (default 10, like the peer's figures)")
@@ -631,7 +655,8 @@ def main(argv=None) -> int:
     try:
         if args.target:
             if not (args.jwt_secret and args.service_token):
-                raise SystemExit("--target needs --jwt-secret and --service-token (or BENCH_JWT_SECRET/BENCH_SERVICE_TOKEN)")
+                raise SystemExit("--target needs --jwt-secret and --service-token "
+                                 "(or BENCH_JWT_SECRET/BENCH_SERVICE_TOKEN)")
             ids = json.loads(args.users_file.read_text()) if args.users_file else {}
             typical = ids.get("typical") or [user_id(n) for n in range(1, args.users + 1)]
             heavy = ids.get("heavy") or HEAVY_USER
@@ -643,7 +668,9 @@ def main(argv=None) -> int:
             report["seed"] = seed(db, args.users, args.per_user, args.heavy)
             s = report["seed"]
             say(f"seeded {s['notifications']} notifications for {s['users']} users in {s['seconds']} s "
-                f"(rows {s['load_seconds']} s, indexes {s['index_seconds']} s, then counters, VACUUM ANALYZE); counters consistent: {s['counters_consistent']}")
+                f"(rows {s['load_seconds']} s, indexes {s['index_seconds']} s, "
+                "then counters, VACUUM ANALYZE); "
+                f"counters consistent: {s['counters_consistent']}")
             say("\nplan check (auto_explain, nested statements, as the app role):")
             report["plans"] = []
             for what, ok, detail in plan_check(db):
@@ -662,18 +689,21 @@ def main(argv=None) -> int:
             env = server_env(db, port, keys, {})
             servers.append(start_server("notifications_api.wsgi:app", env, port, [], work))
             url = servers[-1].url
-            report["server"] = {"config": "gunicorn.conf.py, ENVIRONMENT=production, RATE_LIMIT_ENABLED=false",
+            report["server"] = {"config": "gunicorn.conf.py, ENVIRONMENT=production, "
+                                          "RATE_LIMIT_ENABLED=false",
                                 **{k: env.get(k, v) for k, v in PROD_DEFAULTS.items()},
                                 "DB_POOL_MAX_SIZE": env.get("DB_POOL_MAX_SIZE", "8 (default)")}
 
         fanout = typical[:min(len(typical), 4500)]
-        prep = Preparer(url, args.prefix, jwt_secret, service_token, typical[:min(len(typical), 2000)], heavy, fanout)
+        prep = Preparer(url, args.prefix, jwt_secret, service_token, typical[:min(len(typical), 2000)],
+                        heavy, fanout)
         warm(url, f"{args.prefix}/notifications/unread/count", prep.auth(heavy))
         say("\npreparing scenarios through the API ...")
         scenarios = prep.build()
         if not args.target:
             floor_port = free_port()
-            servers.append(start_server("bench.floor:app", server_env(db, floor_port, keys, {}), floor_port, [], work))
+            servers.append(start_server("bench.floor:app", server_env(db, floor_port, keys, {}),
+                                        floor_port, [], work))
             scenarios.append(Scenario("floor_unread", "floor: bare WSGI + same stored function",
                                       [("GET", "/", {"X-User-Id": uid}, None) for uid in typical[:2000]],
                                       url=servers[-1].url))
@@ -765,7 +795,8 @@ def run_matrix(db, keys, prep, scenarios, duration, work, servers) -> list[dict]
                 row[scenario.name] = {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
             rows.append(row)
             say(f"  {label:<44} unread {row['unread_typical']['rps']:>6.0f} req/s p99 "
-                f"{row['unread_typical']['p99_ms']:>6.2f} ms | list {row['list_first']['rps']:>6.0f} req/s p99 "
+                f"{row['unread_typical']['p99_ms']:>6.2f} ms | list "
+                f"{row['list_first']['rps']:>6.0f} req/s p99 "
                 f"{row['list_first']['p99_ms']:>6.2f} ms")
         finally:
             stop_server(server)
