@@ -1,0 +1,140 @@
+"""Instructions per request of the app's own Python, counted by callgrind.
+
+Wall-clock timings on a shared machine move by +-30 % between two processes; instruction counts
+do not (callgrind counts what the CPU executes, whatever else runs). Each scenario runs
+in-process twice under `valgrind --tool=callgrind`, after the same warm-up: once with N
+requests, once with none; (difference) / N is the cost of one request.
+
+The database call is replaced by canned rows in the shape the pool returns (uuid and timestamptz
+columns already text, jsonb as Python objects), so what is counted is the app's own work:
+Flask/Werkzeug, the request hooks, auth, the view, JSON, the log line and the metrics. A
+profiling aid for comparing two versions of the code, not a test and not a benchmark of the
+service (`make bench` is that).
+
+    python bench/instructions.py [--requests 200] [--only unread,unread_304,list_first]
+
+Needs valgrind (Debian: apt-get install valgrind); about 20 s per scenario.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "/api/v1"
+USER = "0e4c8f3c-51b8-4a8e-9c53-2b6f7d1e2a10"
+WARM_UP = 20
+
+# A row of activity.notification_out as the pool loads it (17 columns, API order).
+NOTIFICATION = (
+    "5b0c1a8e-3f7d-4c2a-9e61-0d4b8f2a7c33", USER, "comment", "New comment on your post",
+    "Nice route!", "9a1f2e3d-4c5b-4a69-8e7f-1a2b3c4d5e6f", "post", "post-812",
+    "https://app.example.com/posts/812#c-9", {"comment_id": 9}, "normal", "post-812-comments",
+    "unread", "2026-11-26T08:31:35.168000Z", None, None, None,
+)
+CANNED = {
+    "sp_get_unread_count": [(30, {"comment": 12, "mention": 9, "follow": 9}, 7)],
+    "sp_get_user_notifications": [NOTIFICATION] * 21,  # a full page of 20, plus one: a next cursor
+}
+SCENARIOS = {
+    "unread": f"{PREFIX}/notifications/unread/count",
+    "unread_304": f"{PREFIX}/notifications/unread/count",
+    "list_first": f"{PREFIX}/notifications?limit=20",
+}
+
+
+def child(scenario: str, requests: int) -> None:
+    """Build the app as production configures it, stub the database call, serve `requests`."""
+    os.environ.update({
+        "ENV_FILE": os.devnull, "ENVIRONMENT": "production", "DEBUG": "false", "ENABLE_DOCS": "false",
+        "LOG_LEVEL": "INFO", "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "JWT_SECRET": "j" * 64, "SERVICE_TOKEN": "s" * 64, "METRICS_TOKEN": "m" * 64,
+        "CORS_ORIGINS": "https://app.example.com", "RATE_LIMIT_ENABLED": "false",
+        "PROMETHEUS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR",
+                                                   "/tmp/nt-instructions-metrics"),
+    })
+    sys.path.insert(0, str(ROOT))
+    from notifications_api import create_app
+    from notifications_api import db as db_module
+    from notifications_api.auth import issue_token
+
+    def replay(self, function, query, params, timeout=None):
+        rows = CANNED[function]
+        if function == "sp_get_unread_count" and params[2] is not None:  # the 304's known pair holds
+            count, _, version = rows[0]
+            if (params[2], params[3]) == (version, count):
+                rows = [(count, None, version)]
+        for observe in self.observers:
+            observe(function, 0.0001)
+        return rows
+
+    db_module.Database.call = replay
+    app = create_app()
+    sys.stdout = open(os.devnull, "w")  # the request log lines, as production's stdout
+    path, _, query = SCENARIOS[scenario].partition("?")
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
+        "wsgi.run_once": False, "wsgi.version": (1, 0), "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "wrk",
+        "HTTP_AUTHORIZATION": "Bearer " + issue_token(app.config, USER),
+    }
+    seen = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    def serve() -> None:
+        body = app({**environ, "wsgi.input": io.BytesIO(b"")}, start_response)
+        b"".join(body)
+        body.close()
+
+    serve()
+    if scenario == "unread_304":
+        environ["HTTP_IF_NONE_MATCH"] = seen["headers"]["ETag"]
+    for _ in range(WARM_UP):
+        serve()
+    expected = "304" if scenario == "unread_304" else "200"
+    if not seen["status"].startswith(expected):
+        raise SystemExit(f"{scenario}: expected {expected}, got {seen['status']}")
+    for _ in range(requests):
+        serve()
+
+
+def count(scenario: str, requests: int) -> int:
+    """Instructions callgrind collected for a child run with `requests` requests."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+               sys.executable, __file__, "--child", scenario, "--requests", str(requests)]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # same dict layouts in both runs
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    match = re.search(r"Collected\s*:\s*([\d,]+)", completed.stderr)
+    if completed.returncode != 0 or not match:
+        raise SystemExit(f"{scenario}: valgrind failed:\n{completed.stderr[-3000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--only", help="comma-separated: " + ",".join(SCENARIOS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.requests)
+        return 0
+    if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
+        raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
+    for scenario in (args.only.split(",") if args.only else SCENARIOS):
+        per_request = (count(scenario, args.requests) - count(scenario, 0)) / args.requests
+        print(f"{scenario:<12} {per_request:>12,.0f} instructions per request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
