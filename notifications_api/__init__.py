@@ -68,12 +68,17 @@ def _init_request_hooks(app: Flask) -> None:
         headers = response.headers
         request_id = getattr(state, "request_id", None) or str(uuid.uuid4())
         status = response.status_code
-        # Only this hook sets these three, so each is added, not set (no scan for an old value);
-        # one pass over the headers instead of `in` (werkzeug raises and catches on a miss).
-        has_etag = any(key.lower() == "etag" for key, _ in headers)
-        headers.add("X-Request-ID", request_id)
-        headers.add("X-Content-Type-Options", "nosniff")
-        headers.add("Cache-Control", "private, no-cache" if has_etag else "no-store")
+        # One pass over the headers instead of `in` (werkzeug raises and catches on a miss); a
+        # header nobody set yet is added (set() scans for an old value), one Flask set (a static
+        # file's Cache-Control) is replaced.
+        present = {key.lower() for key, _ in headers}
+        cache = "private, no-cache" if "etag" in present else "no-store"
+        for name, value in (("X-Request-ID", request_id), ("X-Content-Type-Options", "nosniff"),
+                            ("Cache-Control", cache)):
+            if name.lower() in present:
+                headers[name] = value
+            else:
+                headers.add(name, value)
         if status in (204, 304) or (req.method == "OPTIONS" and not response.data):
             headers.pop("Content-Type", None)  # no body, no media type
         started = getattr(state, "started", None)

@@ -195,6 +195,10 @@ def test_docs_page_uses_only_local_assets(client):
         served = client.get(asset)
         assert served.status_code == 200, asset
         assert served.mimetype in ("text/css", "text/javascript", "application/javascript", "image/png"), asset
+        # a static file comes with Flask's own Cache-Control (and an ETag): replaced, not doubled
+        for name in ("Cache-Control", "X-Content-Type-Options", "X-Request-ID"):
+            assert len(served.headers.getlist(name)) == 1, (asset, name, served.headers)
+        assert served.headers["Cache-Control"] == "private, no-cache", asset
         served.close()
     assert client.get("/docs/").status_code == 200
 
