@@ -120,7 +120,8 @@ def known_version(owner: str) -> tuple[int, int] | None:
             continue
         version, _, rest = tag[2:-1].partition(".")
         count, _, _ = rest.partition(".")
-        if version.isascii() and version.isdigit() and count.isascii() and count.isdigit():
+        if (version.isascii() and version.isdigit() and count.isascii() and count.isdigit()
+                and len(version) <= 18 and len(count) <= 18):  # (both go to bigint parameters)
             pair = int(version), int(count)
             if version_etag(owner, *pair) == tag:  # exactly ours: the 304 carries the same tag
                 return pair
