@@ -110,11 +110,16 @@ def version_etag(owner: str, version: int, count: int) -> str:
     """A strong ETag for state that (version, count) identifies for one owner, e.g. a user's unread
     counts: '"v<version>.<count>.<owner tag>"'. The owner tag keeps one user's tag from validating
     another user's copy (a shared browser cache keyed by URL)."""
-    return f'"v{version}.{count}.{_owner_tag(owner)}"'
+    return _version_etag(version, count, _owner_tag(owner))
+
+
+def _version_etag(version: int, count: int, owner_tag: str) -> str:
+    return f'"v{version}.{count}.{owner_tag}"'
 
 
 def known_version(owner: str) -> tuple[int, int] | None:
     """The (version, count) of the first If-None-Match tag that version_etag made for this owner."""
+    owner_tag = None
     for tag in _if_none_match():
         if not (tag.startswith('"v') and tag.endswith('"') and len(tag) < 64):
             continue
@@ -123,7 +128,8 @@ def known_version(owner: str) -> tuple[int, int] | None:
         if (version.isascii() and version.isdigit() and count.isascii() and count.isdigit()
                 and len(version) <= 18 and len(count) <= 18):  # (both go to bigint parameters)
             pair = int(version), int(count)
-            if version_etag(owner, *pair) == tag:  # exactly ours: the 304 carries the same tag
+            owner_tag = owner_tag or _owner_tag(owner)
+            if _version_etag(*pair, owner_tag) == tag:  # exactly ours: the 304 carries the same tag
                 return pair
     return None
 
