@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Notifications API: gunicorn (gunicorn.conf.py) serving notifications_api.wsgi:app on $PORT (8003).
+# Notifications API: gunicorn (notifications_api/gunicorn_conf.py) serving notifications_api.wsgi:app on $PORT (8003).
 # Build: docker build -t notifications-api:$(git rev-parse --short HEAD) .
 # The same image runs the API, `notifications-api migrate`, `preflight` and `purge`.
 
@@ -12,10 +12,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Every dependency ships a wheel (psycopg[binary]): no compiler is needed, here or below.
-RUN python -m venv /opt/venv
-COPY setup.cfg pyproject.toml README.md* ./
+COPY setup.cfg setup.py pyproject.toml README.md* ./
 COPY notifications_api ./notifications_api
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+COPY migrations_sql ./migrations_sql
+# As CI does (tests/ops/test_ops_packaging.py): build the wheel, install it into a fresh venv. The wheel
+# carries the SQL migrations and the gunicorn settings; nothing of the checkout is needed at run time.
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir /wheels/notifications_api-*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -27,18 +31,15 @@ RUN groupadd --system --gid 10001 app \
        --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY gunicorn.conf.py ./
-COPY migrations_sql ./migrations_sql
 # PROMETHEUS_MULTIPROC_DIR lives under /tmp: the only writable path with a read-only root filesystem
-# (mount an emptyDir or tmpfs there). MIGRATIONS_DIR: the package is installed, not run from a checkout.
+# (mount an emptyDir or tmpfs there). Migrations come from the installed package (MIGRATIONS_DIR overrides).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PORT=8003 \
-    MIGRATIONS_DIR=/app/migrations_sql \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 USER 10001:10001
 EXPOSE 8003
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('PORT', '8003'), timeout=2)"]
-CMD ["gunicorn", "-c", "/app/gunicorn.conf.py", "notifications_api.wsgi:app"]
+CMD ["gunicorn", "-c", "python:notifications_api.gunicorn_conf", "notifications_api.wsgi:app"]

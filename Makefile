@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
-PACKAGING := setup.cfg pyproject.toml
+PACKAGING := setup.cfg setup.py pyproject.toml
 
 .PHONY: help install install-test run test test-db lint migrate clean soak
 

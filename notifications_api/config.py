@@ -170,12 +170,18 @@ SENSITIVE = frozenset(SECRETS + OPTIONAL_SECRETS
                       + ("DB_PASSWORD", "REDIS_PASSWORD", "EMAIL_API_KEY", "DATABASE_URL"))
 
 
-def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    if env is not None:
-        return dict(env)
+def read_environment() -> dict[str, str]:
+    """os.environ over the `.env` file (ENV_FILE, default `.env`): the one reader of `.env`.
+
+    The app (load_config), the CLI and gunicorn's settings all see the same values through it.
+    """
     merged = {k: v for k, v in dotenv_values(os.environ.get("ENV_FILE", ".env")).items() if v is not None}
     merged.update(os.environ)
     return merged
+
+
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(env) if env is not None else read_environment()
 
 
 def load_config(overrides: Mapping[str, Any] | None = None,

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterable
 
 from flask import g, has_app_context
@@ -13,6 +14,13 @@ from pythonjsonlogger.json import JsonFormatter
 from .config import SENSITIVE
 
 HANDLER_NAME = "notifications_api"
+
+
+def utc_timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds, `T` and `Z` (2026-11-29T06:39:25.123Z): every log line's time."""
+    seconds = int(created)
+    milliseconds = int((created - seconds) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{milliseconds:03d}Z"
 
 
 class RedactingJsonFormatter(JsonFormatter):
@@ -27,6 +35,9 @@ class RedactingJsonFormatter(JsonFormatter):
         variants = {v for s in secrets if s and len(s) >= 4 for v in (s, json.dumps(s)[1:-1])}
         ordered = sorted(variants, key=len, reverse=True)
         self.pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_timestamp(record.created)  # logging's default is local time without T or zone
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -2,7 +2,7 @@
 
 Under gunicorn every worker writes to PROMETHEUS_MULTIPROC_DIR and GET /metrics aggregates
 all of them; without that variable (tests, `flask run`) the default in-process registry is used.
-gunicorn.conf.py calls `gunicorn_on_starting` and `gunicorn_child_exit`.
+notifications_api/gunicorn_conf.py calls `gunicorn_on_starting` and `gunicorn_child_exit`.
 """
 from __future__ import annotations
 

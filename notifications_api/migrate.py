@@ -6,7 +6,10 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Callable
 
@@ -39,19 +42,25 @@ class Migration:
     repeatable: bool
 
 
-def default_directory() -> Path:
-    env = os.environ.get("MIGRATIONS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "migrations_sql"
+def default_directory(env: Mapping[str, str] | None = None) -> Traversable:
+    """MIGRATIONS_DIR when set (an override), else the SQL files shipped in the package.
+
+    The package's copy is what this release was built with: the top-level migrations_sql/ of the
+    checkout, installed as `notifications_api.migrations_sql` (setup.py), so a wheel migrates too.
+    """
+    override = (os.environ if env is None else env).get("MIGRATIONS_DIR")
+    return Path(override) if override else resources.files("notifications_api.migrations_sql")
 
 
-def discover(directory: Path | None = None) -> list[Migration]:
+def discover(directory: Traversable | None = None) -> list[Migration]:
     """Numbered files in order, then the repeatable ones in name order."""
-    directory = Path(directory) if directory else default_directory()
+    directory = Path(directory) if isinstance(directory, (str, os.PathLike)) else directory
+    directory = directory if directory is not None else default_directory()
     if not directory.is_dir():
         raise MigrationError(f"migrations directory not found: {directory}")
     found: list[Migration] = []
     numbers: dict[str, str] = {}
-    for path in sorted(directory.glob("*.sql")):
+    for path in _sql_files(directory):
         if not NUMBERED.match(path.name):
             raise MigrationError(f"{path.name}: migration files must be named NNNN_name.sql")
         number = path.name[:4]
@@ -59,12 +68,19 @@ def discover(directory: Path | None = None) -> list[Migration]:
             raise MigrationError(f"{path.name} and {numbers[number]} share the number {number}")
         numbers[number] = path.name
         found.append(_load(path, path.name, repeatable=False))
-    for path in sorted((directory / REPEATABLE_DIR).glob("*.sql")):
+    repeatable = directory.joinpath(REPEATABLE_DIR)
+    for path in _sql_files(repeatable) if repeatable.is_dir() else ():
         found.append(_load(path, f"{REPEATABLE_DIR}/{path.name}", repeatable=True))
     return found
 
 
-def _load(path: Path, name: str, *, repeatable: bool) -> Migration:
+def _sql_files(directory: Traversable) -> list[Traversable]:
+    """The *.sql files of one folder by name (Traversable has no glob: a wheel may be zipped)."""
+    return sorted((p for p in directory.iterdir() if p.name.endswith(".sql") and p.is_file()),
+                  key=lambda p: p.name)
+
+
+def _load(path: Traversable, name: str, *, repeatable: bool) -> Migration:
     raw = path.read_bytes()
     return Migration(name, raw.decode("utf-8"), hashlib.sha256(raw).hexdigest(), repeatable)
 
@@ -106,14 +122,14 @@ def _refuse_app_role(conn: psycopg.Connection) -> None:
             "run migrations with an admin/superuser connection")
 
 
-def pending(conninfo: str, directory: Path | None = None) -> list[str]:
+def pending(conninfo: str, directory: Traversable | None = None) -> list[str]:
     """Names of the files a migrate() would apply now."""
     migrations = discover(directory)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return [m.name for m in _plan(migrations, _applied(conn))]
 
 
-def migrate(conninfo: str, *, dry_run: bool = False, directory: Path | None = None,
+def migrate(conninfo: str, *, dry_run: bool = False, directory: Traversable | None = None,
             echo: Callable[[str], object] = print) -> list[str]:
     """Apply what is pending, each file in its own transaction; returns the names applied."""
     migrations = discover(directory)

@@ -74,7 +74,7 @@ def run(env: Mapping[str, str]) -> list[Check]:
     checks += [_environment_check(config), _debug_check(config), _log_level_check(config),
                _secrets_check(config), _metrics_token_check(config), _db_password_check(config),
                _cors_check(config), _docs_check(config), _rate_limit_check(config), _redis_check(config)]
-    checks += _database_checks(config, _migrations_directory(env), email=bool(config["EMAIL_API_URL"]))
+    checks += _database_checks(config, migrate.default_directory(env), email=bool(config["EMAIL_API_URL"]))
     checks += [_jwt_check(config), _service_token_check(config)]
     return checks
 
@@ -85,10 +85,6 @@ def _environment(env: Mapping[str, str]) -> str:
         return parse(env.get("ENVIRONMENT", default))
     except ValueError:
         return str(env.get("ENVIRONMENT"))
-
-
-def _migrations_directory(env: Mapping[str, str]) -> Path:
-    return Path(env["MIGRATIONS_DIR"]) if env.get("MIGRATIONS_DIR") else migrate.default_directory()
 
 
 # --- configuration -------------------------------------------------------------------------------

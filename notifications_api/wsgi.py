@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: `gunicorn -c gunicorn.conf.py notifications_api.wsgi:app`."""
+"""WSGI entry point: `gunicorn -c python:notifications_api.gunicorn_conf notifications_api.wsgi:app`."""
 from . import create_app
 
 app = create_app()

@@ -178,8 +178,14 @@ def test_dockerfile_structure():
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*CMD", final, re.M | re.S)
     assert "/health/live" in final
-    assert re.search(r'^CMD \["gunicorn", "-c", "\S*gunicorn\.conf\.py", "notifications_api\.wsgi:app"\]$',
-                     final, re.M)
+    # The settings come from the installed package (the wheel), not from a file copied beside it.
+    assert re.search(r'^CMD \["gunicorn", "-c", "python:notifications_api\.gunicorn_conf", '
+                     r'"notifications_api\.wsgi:app"\]$', final, re.M)
+    assert not re.search(r"^COPY (?!--from).*(gunicorn\.conf\.py|migrations_sql)", final, re.M)
+    assert "MIGRATIONS_DIR" not in re.sub(r"#.*", "", final)
+    build = text[:text.rindex("\nFROM ")]
+    assert re.search(r"pip wheel .*--no-deps --wheel-dir /wheels \.", build)  # the wheel, as CI builds it
+    assert re.search(r"/opt/venv/bin/pip install .*/wheels/notifications_api-\*\.whl", build)
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "**" in ignore and "**/.env" in ignore  # allow-list: tests, .git, .venv, .env never get in
     for needed in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
