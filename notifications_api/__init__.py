@@ -17,6 +17,7 @@ from .config import load_config
 
 log = logging.getLogger(__name__)
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+MAX_LOGGED_PATH = 512  # a 404's path in its log line, cut here (a scanner's 4 KB path is not worth keeping)
 
 
 class App(Flask):
@@ -84,12 +85,18 @@ def _init_request_hooks(app: Flask) -> None:
         started = getattr(state, "started", None)
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else 0.0
         rule = req.url_rule
-        log.info("request", extra={
+        line = {
             "method": req.method,
             "route": rule.rule if rule is not None else None,
             "status": status,
             "duration_ms": duration_ms,
             "request_id": request_id,
             "user_id": getattr(state, "user_id", None),
-        })
+        }
+        if status == 404:  # no route (or an unknown id): the path says what was asked for
+            line["path"] = req.path[:MAX_LOGGED_PATH]
+        service = getattr(state, "service", None)
+        if service is not None:  # which service token called: "service" or "service-previous-token"
+            line["service"] = service
+        log.info("request", extra=line)
         return response
