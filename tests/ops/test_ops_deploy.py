@@ -455,3 +455,48 @@ def test_runbook_commands_and_files_exist():
         headings = {re.sub(r"[^\w\s-]", "", h).strip().lower().replace(" ", "-")
                     for h in re.findall(r"^#+ (.+)$", text, re.M)}
         assert anchor in headings, anchor
+
+
+def _job_blocks(text: str) -> list[tuple[str, str]]:
+    """(job name, shell block) for every ```sh block of the runbook that applies a Job manifest."""
+    jobs = {path.name: doc["metadata"]["name"] for path in K8S.glob("*-job.yaml")
+            for doc in yaml.safe_load_all(path.read_text())}
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for manifest, name in jobs.items():
+            if re.search(rf"deploy/k8s/{re.escape(manifest)} \| kubectl -n notifications apply -f -", block):
+                found.append((name, block))
+    return found
+
+
+def test_runbook_reapplies_jobs_by_deleting_then_waiting():
+    """Kubernetes refuses a changed pod template on an existing Job, and an apply does not wait."""
+    blocks = _job_blocks(PRODUCTION.read_text())
+    assert len([name for name, _ in blocks if name == "notifications-api-migrate"]) >= 2  # migrate, rollback
+    for name, block in blocks:
+        delete = block.find(f"kubectl -n notifications delete job {name} --ignore-not-found")
+        apply = block.index("apply -f -")
+        wait = block.find("wait --for=condition=complete")
+        assert 0 <= delete < apply, f"{name}: delete the finished Job first\n{block}"
+        assert wait > apply and f"job/{name}" in block[wait:], f"{name}: wait for it\n{block}"
+
+
+def test_pool_size_is_the_same_in_the_runbook_and_every_deploy_file():
+    text = PRODUCTION.read_text()
+    row = re.search(r"^\| `WEB_CONCURRENCY`, `GUNICORN_THREADS`, `DB_POOL_MAX_SIZE` \| (\d+), (\d+), (\d+) \|",
+                    text, re.M)
+    runbook = dict(zip(("WEB_CONCURRENCY", "GUNICORN_THREADS", "DB_POOL_MAX_SIZE"), map(int, row.groups())))
+    configmap = manifests()["ConfigMap/notifications-api-config"]["data"]
+    compose = (DEPLOY / "docker-compose.yml").read_text()
+    example = (DEPLOY / ".env.example").read_text()
+    for name, value in runbook.items():
+        assert int(configmap[name]) == value, name
+        assert int(re.search(rf"\${{{name}:-(\d+)}}", compose).group(1)) == value, name
+        assert int(re.search(rf"^{name}=(\d+)$", example, re.M).group(1)) == value, name
+    assert runbook["DB_POOL_MAX_SIZE"] >= runbook["GUNICORN_THREADS"]
+    # ... and the connection budget the runbook states is what those numbers make
+    replicas = manifests()["HorizontalPodAutoscaler/notifications-api"]["spec"]["maxReplicas"]
+    budget = re.search(r"HPA max (\d+) replicas × (\d+) workers × (\d+)\) that is (\d+) connections", text)
+    assert tuple(map(int, budget.groups())) == (
+        replicas, runbook["WEB_CONCURRENCY"], runbook["DB_POOL_MAX_SIZE"],
+        replicas * runbook["WEB_CONCURRENCY"] * runbook["DB_POOL_MAX_SIZE"])
