@@ -53,10 +53,8 @@ def _environment() -> dict[str, str]:
     if env.get("ENVIRONMENT", "development").strip().lower() != "development":
         return env
     data = _dev_data_dir()
-    found = {}
-    if (data / DEV_ENV_FILE).is_file():
-        stored = dotenv_values(data / DEV_ENV_FILE)
-        found.update({name: stored[name] for name in SECRETS if stored.get(name)})
+    stored = _read_dev_secrets(data / DEV_ENV_FILE)
+    found = {name: stored[name] for name in SECRETS if name in stored}
     if not env.get("DATABASE_URL") and not env.get("DB_HOST"):
         found.update(_dev_database(data))
     return {**found, **env}
@@ -261,9 +259,14 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def _read_dev_secrets(path: Path) -> dict[str, str]:
+    """The secrets `dev` generated into `path` (.data/dev.env), or nothing."""
+    return {k: v for k, v in dotenv_values(path).items() if v} if path.is_file() else {}
+
+
 def _dev_secrets(env: dict[str, str], path: Path) -> dict[str, str]:
     """JWT_SECRET/SERVICE_TOKEN not set in env/.env: generated once into `path`, reused afterwards."""
-    stored = {k: v for k, v in dotenv_values(path).items() if v} if path.exists() else {}
+    stored = _read_dev_secrets(path)
     missing = [name for name in SECRETS if not env.get(name)]
     new = {name: secrets.token_urlsafe(48) for name in missing if name not in stored}
     if new:
@@ -409,9 +412,8 @@ def _service_token_line(data: Path) -> str:
     """Export SERVICE_TOKEN from wherever it is set, without printing the secret itself."""
     if os.environ.get("SERVICE_TOKEN"):
         return "# SERVICE_TOKEN: already set in your environment"
-    env_file = Path(os.environ.get("ENV_FILE", ".env"))
-    source = env_file if env_file.is_file() and dotenv_values(env_file).get("SERVICE_TOKEN") \
-        else data / DEV_ENV_FILE
+    from_env_file = bool(read_environment().get("SERVICE_TOKEN"))  # not in os.environ: from .env
+    source = Path(os.environ.get("ENV_FILE", ".env")) if from_env_file else data / DEV_ENV_FILE
     dotenv = Path(sys.executable).with_name("dotenv")
     return f'export SERVICE_TOKEN="$({dotenv} -f {source.resolve()} get SERVICE_TOKEN)"'
 

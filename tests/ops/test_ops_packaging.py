@@ -138,9 +138,12 @@ print(json.dumps({
 
 
 def _gunicorn_settings(location: str, cwd: Path) -> dict:
-    env = {**os.environ, "ENV_FILE": os.devnull, "PORT": "8123", "WEB_CONCURRENCY": "3",
-           "GUNICORN_THREADS": "5", "TRUSTED_PROXY_HOPS": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # Through a .env file: gunicorn's settings read it with the app's own reader (config.read_environment).
+    (cwd / "settings.env").write_text("PORT=8123\nWEB_CONCURRENCY=3\nGUNICORN_THREADS=5\nTRUSTED_PROXY_HOPS=1\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "TRUSTED_PROXY_HOPS", "FORWARDED_ALLOW_IPS",
+                        "PROMETHEUS_MULTIPROC_DIR")}
+    env["ENV_FILE"] = str(cwd / "settings.env")
     done = subprocess.run([sys.executable, "-c", PROBE, location], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
