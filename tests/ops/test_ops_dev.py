@@ -24,8 +24,6 @@ from ops_helpers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("notifications-api")
 
-pytestmark = pytest.mark.e2e
-
 
 def _dev_env(data: Path, port: int) -> dict[str, str]:
     """A newcomer's shell: no database, secrets or .env of ours; DEV_DATA_DIR instead of .data."""
@@ -59,6 +57,7 @@ def data_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.e2e
 def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
     if not shutil.which("make") or not shutil.which("curl"):
         skip_unless_ci("make and curl are needed to follow the README's `make run` tour")
@@ -134,3 +133,22 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
     assert stopped.returncode == 1
     assert f"the development database in {data_dir / 'pg'} is not running" in stopped.stderr
     assert "`make run`" in stopped.stderr
+
+
+@pytest.mark.parametrize("environment, discovered", [(None, True), ("development", True),
+                                                     ("production", False), ("staging", False)])
+def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, environment, discovered):
+    from notifications_api import cli
+
+    (tmp_path / "dev.env").write_text("JWT_SECRET=generated-jwt\nSERVICE_TOKEN=generated-service\n")
+    for name in ("JWT_SECRET", "SERVICE_TOKEN", "ENVIRONMENT", "DATABASE_URL", "DB_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENV_FILE", os.devnull)
+    monkeypatch.setenv("DEV_DATA_DIR", str(tmp_path))
+    if environment:
+        monkeypatch.setenv("ENVIRONMENT", environment)
+    env = cli._environment()
+    assert (env.get("JWT_SECRET") == "generated-jwt") is discovered
+    assert "DATABASE_URL" not in env  # no embedded server running there
+    monkeypatch.setenv("JWT_SECRET", "set-by-the-operator")
+    assert cli._environment()["JWT_SECRET"] == "set-by-the-operator"  # the environment always wins
