@@ -236,3 +236,37 @@ def test_wheel_in_a_fresh_venv_migrates_and_serves(wheel, throwaway_database, tm
     finally:
         stop_process(server, timeout=30)
         log.close()
+    assert "gunicorn_settings_missing" not in (tmp_path / "gunicorn.log").read_text()
+
+
+@pytest.mark.e2e
+def test_plain_gunicorn_says_it_runs_without_the_settings(database, tmp_path):
+    """`gunicorn notifications_api.wsgi:app` with no -c (and no gunicorn.conf.py in its cwd) serves
+    with gunicorn's defaults: the worker says so in the log instead of losing the settings silently."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DB_", "REDIS_", "JWT_", "GUNICORN_")) and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update({"ENV_FILE": os.devnull, "DATABASE_URL": database.app, "JWT_SECRET": secrets.token_urlsafe(40),
+                "SERVICE_TOKEN": secrets.token_urlsafe(40), "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING",
+                "RATE_LIMIT_ENABLED": "false"})
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}",
+                                   "notifications_api.wsgi:app"], cwd=tmp_path, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+    finally:
+        stop_process(server, timeout=30)
+    warnings = [json.loads(line) for line in log_path.read_text().splitlines()
+                if line.startswith("{") and "gunicorn_settings_missing" in line]
+    assert len(warnings) == 1, log_path.read_text()[-3000:]
+    assert warnings[0]["level"] == "WARNING"
+    assert "gunicorn -c python:notifications_api.gunicorn_conf" in warnings[0]["detail"]
