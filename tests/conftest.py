@@ -63,6 +63,31 @@ def database(pg_server):
 
 
 @pytest.fixture
+def retention_login(pg_server):
+    """Factory: retention_login(admin_conninfo) -> conninfo of a new retention login (member of
+    notifications_retention) in that database; the roles are dropped at teardown."""
+    from notifications_api import admin
+
+    made = []
+
+    def make(admin_conninfo: str) -> str:
+        role, password = f"nt_ret_{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(24)
+        made.append((admin_conninfo, role))
+        admin.provision_retention_user(admin_conninfo, role, password)
+        return make_conninfo(admin_conninfo, user=role, password=password)
+
+    yield make
+    for admin_conninfo, role in made:
+        try:  # its CONNECT grant (a shared object) goes with DROP OWNED, if the database is still there
+            with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        except psycopg.OperationalError:
+            pass
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
 def make_user(database):
     """Factory: make_user(active=True, email=None) -> the new user's id (str)."""
     from notifications_api import admin
