@@ -37,9 +37,10 @@ FUNCTION_ERRORS = {
 }
 # Failures that mean "the database cannot serve this now": 503, never 500.
 UNAVAILABLE = (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)
-# 40001 serialization_failure, 40P01 deadlock_detected (and the rest of class 40): PostgreSQL rolled
-# the transaction back. A call is one autocommit transaction, so running it again is safe: once.
-ROLLED_BACK = psycopg.errors.TransactionRollback
+# 40001 serialization_failure, 40P01 deadlock_detected: PostgreSQL rolled the transaction back. A
+# call is one autocommit transaction, so running it again is safe: once. (Not the rest of class 40:
+# 40003 statement_completion_unknown may have committed. In psycopg both are OperationalErrors.)
+ROLLED_BACK = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 # Class 22 (data exception) primary messages quote the offending input ("invalid input syntax for
 # type uuid: \"...\""): a parameter value, which never goes into a log line.
 _QUOTED = re.compile(r'"[^"]*"')
@@ -181,7 +182,7 @@ class Database:
 
     def _is_outage(self, exc: Exception) -> bool:
         """The database is unreachable (not merely slow or busy): connections fail."""
-        if isinstance(exc, (psycopg.errors.QueryCanceled, ROLLED_BACK)):
+        if isinstance(exc, (psycopg.errors.QueryCanceled, *ROLLED_BACK)):
             return False  # a statement timeout, a serialization failure, a deadlock: the database answers
         if isinstance(exc, PoolTimeout):
             # A full pool of healthy connections (saturation) is not an outage; failed
