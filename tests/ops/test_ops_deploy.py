@@ -120,6 +120,10 @@ def test_jobs_run_the_cli_as_non_root():
     command = _pod(cronjob)["containers"][0]["command"]
     assert command[:2] == ["notifications-api", "purge"] and "--archived-days" in command
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    # retention runs as its own login: only notifications_retention may purge, never api_user
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"]["key"]
+           for e in _pod(cronjob)["containers"][0]["env"]}
+    assert env == {"DB_USER": "retention_user", "DB_PASSWORD": "retention-db-password"}
     images = set()
     for doc in found.values():
         if doc["kind"] in ("Deployment", "Job", "CronJob"):
@@ -203,6 +207,11 @@ def test_compose_services_health_and_order():
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert api["read_only"] is True and "/tmp" in api["tmpfs"]
     assert api["environment"]["DB_USER"] == "api_user"
+    retention = services["retention"]  # the host cron's `run --rm retention`: its own login, not api_user
+    assert retention["command"] == ["notifications-api", "purge"]
+    assert retention["environment"]["DB_USER"] == "retention_user"
+    assert "RETENTION_DB_PASSWORD" in services["postgres"]["environment"]["RETENTION_DB_PASSWORD"]
+    assert "retention_password" in (DEPLOY / "postgres" / "initdb" / "10-roles.sh").read_text()
     assert "notifications_migrator" in services["migrate"]["environment"]["MIGRATION_DATABASE_URL"]
     assert api["build"]["dockerfile"] == "Dockerfile" and (DEPLOY / api["build"]["context"] / "Dockerfile").exists()
     mounts = " ".join(services["postgres"]["volumes"])
