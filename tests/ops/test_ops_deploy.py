@@ -331,9 +331,15 @@ def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp
                               "-v", f"migrator={migrator}", "-v", f"worker={app_user}", "-v", f"retention={retention}",
                               "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
         assert run.returncode != 0 and "use a login of its own" in run.stderr
+        # ... and so is a retention login that is also the app user (the app could purge through it)
+        run = subprocess.run([psql, "-X", "-q", "-d", admin, "-v", f"dbname={dbname}", "-v", f"app_user={app_user}",
+                              "-v", f"migrator={migrator}", "-v", f"worker={worker}", "-v", f"retention={app_user}",
+                              "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
+        assert run.returncode != 0 and "retention login shares a role" in run.stderr
         with psycopg.connect(admin) as conn:
-            assert conn.execute("SELECT pg_has_role(%s, 'notifications_worker', 'MEMBER')",
-                                (app_user,)).fetchone() == (False,)
+            assert conn.execute("SELECT pg_has_role(%s, 'notifications_worker', 'MEMBER'),"
+                                " pg_has_role(%s, 'notifications_retention', 'MEMBER')",
+                                (app_user, app_user)).fetchone() == (False, False)
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
