@@ -370,6 +370,8 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, batc
     Connects as the configured database user, which must be the retention login (a member of
     notifications_retention): the API's login may not purge.
     """
+    import psycopg
+
     from . import retention
     from .db import Database
     from .errors import ApiError
@@ -383,6 +385,9 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, batc
                                                       batch_size):
             outbox += deleted
     except ApiError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
+            _fail("purge refused: the configured database user is not a member of notifications_retention; "
+                  "connect as the retention login (DB_USER=retention_user, see deploy/postgres/roles.sql)")
         _fail(f"purge stopped after {notifications} notification(s) and {outbox} e-mail outbox row(s): "
               f"{exc.code}: {exc.detail}")
     finally:
