@@ -128,3 +128,16 @@ def test_the_idle_check_works_past_descriptor_1024(database):
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_session_without_the_roles_settings_is_logged(database, caplog):
+    """The pool sends no startup options: a login whose role lacks TimeZone/DateStyle is named in the log
+    (the values come with the connection: no round trip)."""
+    with psycopg.connect(database.app, options="-c timezone=Asia/Kolkata -c datestyle=SQL,DMY") as conn:
+        db._configure(conn)
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "database_session_settings"]
+    assert (record.timezone, record.datestyle) == ("Asia/Kolkata", "SQL, DMY")
+    caplog.clear()
+    with psycopg.connect(database.app) as conn:  # the app login as provisioned: nothing to say
+        db._configure(conn)
+    assert not [r for r in caplog.records if getattr(r, "event", None) == "database_session_settings"]
