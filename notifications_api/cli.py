@@ -428,7 +428,8 @@ def deliver_emails(once: bool, batch_size: int, lease_seconds: int, poll_interva
     settings = WorkerSettings(
         email_api_url=config["EMAIL_API_URL"], email_api_key=config["EMAIL_API_KEY"],
         max_attempts=config["EMAIL_MAX_ATTEMPTS"], batch_size=batch_size, lease_seconds=lease_seconds,
-        poll_interval=poll_interval, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        poll_interval=poll_interval, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        prepare_threshold=config["DB_PREPARE_THRESHOLD"])
     try:
         code = serve(env.get("WORKER_DATABASE_URL") or config["DATABASE_CONNINFO"], settings, once=once,
                      metrics_port=metrics_port, metrics_addr=metrics_addr)

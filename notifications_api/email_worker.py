@@ -55,6 +55,7 @@ class WorkerSettings:
     retry_base: float = 2.0  # backoff: uniform(0, min(retry_cap, retry_base * 2**(attempt-1)))
     retry_cap: float = 3600.0
     stats_interval: float = 15.0  # how often the queue gauges are refreshed
+    prepare_threshold: int | None = 5  # DB_PREPARE_THRESHOLD: None behind PgBouncer's transaction pooling
 
     @property
     def lease_margin(self) -> float:
@@ -300,7 +301,7 @@ class EmailWorker:
             # No `options` startup parameter (PgBouncer refuses it): statement_timeout and the other
             # session settings are the worker login's own (admin.provision_worker_user, roles.sql).
             self._conn = psycopg.connect(
-                self.conninfo, autocommit=True, connect_timeout=5,
+                self.conninfo, autocommit=True, connect_timeout=5, prepare_threshold=self.settings.prepare_threshold,
                 application_name="notifications-email-worker")
         try:
             return function(self._conn, *args)

@@ -4,75 +4,21 @@ server connection. PgBouncer refuses the libpq `options` startup parameter, so n
 may travel there (they live on the login role)."""
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psycopg
 import pytest
-from machine_tools import skip_unless_ci, stop_process
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from notifications_api.auth import issue_token
-from ops_helpers import free_port
 
 API = "/api/v1/notifications"
 
 
-def _pgbouncer() -> str:
-    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
-    if not found:
-        skip_unless_ci("pgbouncer is not installed (apt-get install pgbouncer)")
-    return found
-
-
 @pytest.fixture
-def bouncer(database):
-    """A PgBouncer (pool_mode=transaction, one server connection) in front of the session database,
-    on a free port with its own config dir; yields the app login's conninfo through it."""
-    binary = _pgbouncer()
-    params = conninfo_to_dict(database.app)
-    work = Path(tempfile.mkdtemp(prefix="nt-pgbouncer-"))  # not pytest's 0700 basetemp: it may run as nobody
-    work.chmod(0o755)
-    port, alias = free_port(), "notifications"
-    server = f"host={params.get('host', '127.0.0.1')} port={params.get('port', '5432')} dbname={params['dbname']}"
-    (work / "userlist.txt").write_text(f'"{params["user"]}" "{params["password"]}"\n')
-    (work / "pgbouncer.ini").write_text(
-        f"[databases]\n{alias} = {server}\n\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = scram-sha-256\nauth_file = {work / 'userlist.txt'}\n"
-        "pool_mode = transaction\ndefault_pool_size = 1\nmax_client_conn = 50\n"
-        "server_reset_query =\nlog_connections = 0\nlog_disconnections = 0\n")
-    for path in work.iterdir():
-        path.chmod(0o644)
-    command = [binary, str(work / "pgbouncer.ini")]
-    if os.geteuid() == 0:
-        command[1:1] = ["-u", "nobody"]  # pgbouncer refuses to run as root
-    log = (work / "stderr.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"pgbouncer did not start: {(work / 'stderr.log').read_text()}")
-                time.sleep(0.05)
-        yield make_conninfo("", host="127.0.0.1", port=str(port), dbname=alias, user=params["user"],
-                            password=params["password"])
-    finally:
-        stop_process(process)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+def bouncer(database, pgbouncer):
+    """The app login's conninfo through a PgBouncer in front of the session database."""
+    return pgbouncer(database.app)[0]
 
 
 def test_pgbouncer_refuses_startup_options(bouncer):
