@@ -301,7 +301,8 @@ class EmailWorker:
             # No `options` startup parameter (PgBouncer refuses it): statement_timeout and the other
             # session settings are the worker login's own (admin.provision_worker_user, roles.sql).
             self._conn = psycopg.connect(
-                self.conninfo, autocommit=True, connect_timeout=5, prepare_threshold=self.settings.prepare_threshold,
+                self.conninfo, autocommit=True, connect_timeout=5,
+                prepare_threshold=self.settings.prepare_threshold,
                 application_name="notifications-email-worker")
         try:
             return function(self._conn, *args)
