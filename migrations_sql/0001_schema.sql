@@ -21,8 +21,11 @@ BEGIN
 END
 $$;
 
-CREATE SCHEMA IF NOT EXISTS activity;
-ALTER SCHEMA activity OWNER TO notifications_owner;
+-- Schema activity is shared with the Auth API: the migration runner's bootstrap creates it
+-- (owned by notifications_owner) only when it is absent, and never takes an existing one from
+-- its owner (docs/PRODUCTION.md says what the owner grants then). This file once ran
+-- `ALTER SCHEMA activity OWNER TO notifications_owner`; that version's checksum is listed in
+-- migrate.SUPERSEDED, so databases that applied it upgrade without re-running it.
 GRANT USAGE ON SCHEMA activity TO notifications_api;
 
 -- Functions created later by the owner are not executable by PUBLIC. (Default

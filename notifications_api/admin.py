@@ -7,9 +7,14 @@ from uuid import UUID
 import psycopg
 from psycopg import errors, sql
 
-APP_GROUP = "notifications_api"
-OWNER_ROLE = "notifications_owner"
-WORKER_GROUP = "notifications_worker"
+from .grants import APP_GROUP, OWNER_ROLE, RETENTION_GROUP, WORKER_GROUP
+
+# Session settings of every login, kept on the role (ALTER ROLE ... IN DATABASE ... SET): PgBouncer
+# refuses the libpq `options` startup parameter, and the app's timestamp loader expects UTC/ISO.
+# deploy/postgres/roles.sql sets the same; `preflight` checks them.
+SESSION_SETTINGS = {"timezone": "UTC", "datestyle": "ISO, MDY"}
+STATEMENT_TIMEOUT_MS = 5000  # DB_STATEMENT_TIMEOUT_MS's default
+RETENTION_STATEMENT_TIMEOUT_MS = 60000  # one purge batch may touch up to 100 000 rows
 
 
 def ensure_database(server_conninfo: str, dbname: str) -> bool:
@@ -24,25 +29,43 @@ def ensure_database(server_conninfo: str, dbname: str) -> bool:
         return True
 
 
-def provision_app_user(conninfo: str, username: str, password: str | None) -> None:
+def provision_app_user(conninfo: str, username: str, password: str | None,
+                       statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
     """Create (or re-password) the app's LOGIN role: member of notifications_api plus CONNECT, no more."""
-    _provision_login(conninfo, username, password, APP_GROUP, forbidden=(OWNER_ROLE,),
-                     what="the app needs a plain login role")
+    _provision_login(conninfo, username, password, APP_GROUP, forbidden=(OWNER_ROLE, RETENTION_GROUP),
+                     what="the app needs a plain login role", statement_timeout_ms=statement_timeout_ms)
 
 
-def provision_worker_user(conninfo: str, username: str, password: str | None) -> None:
+def provision_worker_user(conninfo: str, username: str, password: str | None,
+                          statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
     """Create (or re-password) the e-mail worker's LOGIN role: member of notifications_worker plus CONNECT.
 
     Run after migrating (the migration creates the group). The worker login is kept apart from the
     app login: it may not be privileged, an owner, or a member of notifications_api.
     """
-    _provision_login(conninfo, username, password, WORKER_GROUP, forbidden=(OWNER_ROLE, APP_GROUP),
-                     what="the e-mail worker needs its own plain login role")
+    _provision_login(conninfo, username, password, WORKER_GROUP,
+                     forbidden=(OWNER_ROLE, APP_GROUP, RETENTION_GROUP),
+                     what="the e-mail worker needs its own plain login role",
+                     statement_timeout_ms=statement_timeout_ms)
+
+
+def provision_retention_user(conninfo: str, username: str, password: str | None,
+                             statement_timeout_ms: int = RETENTION_STATEMENT_TIMEOUT_MS) -> None:
+    """Create (or re-password) the retention job's LOGIN role: member of notifications_retention plus CONNECT.
+
+    Run after migrating (the migration creates the group). Only this login may purge; it may not be
+    privileged, an owner, the app login or the e-mail worker's.
+    """
+    _provision_login(conninfo, username, password, RETENTION_GROUP,
+                     forbidden=(OWNER_ROLE, APP_GROUP, WORKER_GROUP),
+                     what="retention needs its own plain login role",
+                     statement_timeout_ms=statement_timeout_ms)
 
 
 def _provision_login(conninfo: str, username: str, password: str | None, group: str,
-                     forbidden: tuple[str, ...], what: str) -> None:
-    """A LOGIN role that is a member of `group` (plus CONNECT) and of none of `forbidden`."""
+                     forbidden: tuple[str, ...], what: str, statement_timeout_ms: int) -> None:
+    """A LOGIN role that is a member of `group` (plus CONNECT) and of none of `forbidden`, with its
+    session settings stored on the role for this database."""
     role = sql.Identifier(username)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         if conn.execute("SELECT to_regrole(%s) IS NULL", (group,)).fetchone()[0]:
@@ -70,6 +93,10 @@ def _provision_login(conninfo: str, username: str, password: str | None, group: 
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), role))
         dbname = conn.execute("SELECT current_database()").fetchone()[0]
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role))
+        settings = {**SESSION_SETTINGS, "statement_timeout": str(int(statement_timeout_ms))}
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} TO {}").format(
+                role, sql.Identifier(dbname), sql.Identifier(name), sql.Literal(value)))
 
 
 def _encrypt(conn: psycopg.Connection, username: str, password: str) -> str:

@@ -486,29 +486,44 @@ def preflight() -> None:
 @cli.command()
 @click.option("--archived-days", type=click.IntRange(min=0), default=90, show_default=True,
               help="Delete archived notifications older than this many days (expired ones always go).")
+@click.option("--email-sent-days", type=click.IntRange(min=0), default=7, show_default=True,
+              help="Delete sent and cancelled e-mail outbox rows queued more than this many days ago.")
+@click.option("--email-failed-days", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Delete failed and dead e-mail outbox rows queued more than this many days ago.")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True,
               help="Rows per call (one short transaction each).")
-def purge(archived_days: int, batch_size: int) -> None:
-    """Retention: call sp_purge_notifications until nothing is left to delete; print the total."""
-    from . import store
+def purge(archived_days: int, email_sent_days: int, email_failed_days: int, batch_size: int) -> None:
+    """Retention: purge notifications, then the e-mail outbox, in batches until nothing is left.
+
+    Connects as the configured database user, which must be the retention login (a member of
+    notifications_retention): the API's login may not purge.
+    """
+    import psycopg
+
+    from . import retention
     from .db import Database
     from .errors import ApiError
 
     env = _environment()
     _require_database(env)
     database = Database(_config(env, need_secrets=False))
-    total = 0
+    notifications = outbox = 0
     try:
-        while True:
-            deleted = store.purge(database, archived_days, batch_size)
-            total += deleted
-            if not deleted:
-                break
+        while deleted := retention.purge_notifications(database, archived_days, batch_size):
+            notifications += deleted
+        while deleted := retention.purge_email_outbox(database, email_sent_days, email_failed_days,
+                                                      batch_size):
+            outbox += deleted
     except ApiError as exc:
-        _fail(f"purge stopped after {total} deleted notification(s): {exc.code}: {exc.detail}")
+        if isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
+            _fail("purge refused: the configured database user is not a member of notifications_retention; "
+                  "connect as the retention login (DB_USER=retention_user, see deploy/postgres/roles.sql)")
+        _fail(f"purge stopped after {notifications} notification(s) and {outbox} e-mail outbox row(s): "
+              f"{exc.code}: {exc.detail}")
     finally:
         database.close()
-    click.echo(f"purged {total} notification(s)")
+    click.echo(f"purged {notifications} notification(s)")
+    click.echo(f"purged {outbox} e-mail outbox row(s)")
 
 
 @cli.command("deliver-emails")
@@ -544,7 +559,7 @@ def deliver_emails(once: bool, batch_size: int, lease_seconds: int, poll_interva
         email_api_url=config["EMAIL_API_URL"], email_api_key=config["EMAIL_API_KEY"],
         max_attempts=config["EMAIL_MAX_ATTEMPTS"], batch_size=batch_size, lease_seconds=lease_seconds,
         poll_interval=poll_interval, connect_timeout=connect_timeout, read_timeout=read_timeout,
-        statement_timeout_ms=config["DB_STATEMENT_TIMEOUT_MS"])
+        prepare_threshold=config["DB_PREPARE_THRESHOLD"])
     try:
         code = serve(env.get("WORKER_DATABASE_URL") or config["DATABASE_CONNINFO"], settings, once=once,
                      metrics_port=metrics_port, metrics_addr=metrics_addr)

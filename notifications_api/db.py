@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import select
 import threading
 import time
@@ -36,6 +37,13 @@ FUNCTION_ERRORS = {
 }
 # Failures that mean "the database cannot serve this now": 503, never 500.
 UNAVAILABLE = (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)
+# 40001 serialization_failure, 40P01 deadlock_detected: PostgreSQL rolled the transaction back. A
+# call is one autocommit transaction, so running it again is safe: once. (Not the rest of class 40:
+# 40003 statement_completion_unknown may have committed. In psycopg both are OperationalErrors.)
+ROLLED_BACK = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+# Class 22 (data exception) primary messages quote the offending input ("invalid input syntax for
+# type uuid: \"...\""): a parameter value, which never goes into a log line.
+_QUOTED = re.compile(r'"[^"]*"')
 
 
 def _idle_check(conn: psycopg.Connection) -> None:
@@ -45,8 +53,11 @@ def _idle_check(conn: psycopg.Connection) -> None:
     waiting on its socket; only then, or after a long idle spell, do we ping.
     """
     idle = time.monotonic() - getattr(conn, "nt_used_at", 0.0)
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable or idle > IDLE_CHECK_SECONDS:
+    # poll, not select: select() raises for descriptors >= 1024 (FD_SETSIZE), which a worker
+    # holding many keep-alive sockets reaches.
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if poller.poll(0) or idle > IDLE_CHECK_SECONDS:
         ConnectionPool.check_connection(conn)
 
 
@@ -81,6 +92,14 @@ class _TimestamptzAsApiText(Loader):
 def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_loader("uuid", _UuidAsText)
     conn.adapters.register_loader("timestamptz", _TimestamptzAsApiText)
+    # The session settings come from the login role (ALTER ROLE ... SET, see admin.py and
+    # deploy/postgres/roles.sql), never from the libpq `options` parameter, which PgBouncer
+    # refuses. TimeZone and DateStyle are reported at connect time: checking them costs nothing.
+    timezone = conn.info.parameter_status("TimeZone")
+    datestyle = conn.info.parameter_status("DateStyle") or ""
+    if timezone not in ("UTC", "Etc/UTC") or not datestyle.startswith("ISO"):
+        log.warning("database session settings differ from the login role's expected ones", extra={
+            "event": "database_session_settings", "timezone": timezone, "datestyle": datestyle})
 
 
 class Database:
@@ -88,7 +107,6 @@ class Database:
 
     def __init__(self, config: dict[str, Any]):
         self.timeout = config["DB_POOL_TIMEOUT"]
-        options = f"-c timezone=UTC -c datestyle=ISO -c statement_timeout={config['DB_STATEMENT_TIMEOUT_MS']}"
         self.pool = ConnectionPool(
             config["DATABASE_CONNINFO"],
             open=False,
@@ -105,7 +123,6 @@ class Database:
             kwargs={
                 "autocommit": True,  # one function call = one transaction = one round trip
                 "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
-                "options": options,
                 "connect_timeout": max(1, int(self.timeout)),
                 "application_name": "notifications-api",
             },
@@ -138,11 +155,12 @@ class Database:
         if self._failing_until and time.monotonic() < self._failing_until:
             wait = min(wait, FAST_FAIL_SECONDS)
         try:
-            with self.pool.connection(timeout=wait) as conn:
-                try:
-                    rows = conn.execute(query, params).fetchall()
-                finally:
-                    conn.nt_used_at = time.monotonic()  # read by _idle_check at the next checkout
+            try:
+                rows = self._execute(query, params, wait)
+            except ROLLED_BACK as exc:
+                log.info("database call rolled back; retrying once", extra={
+                    "event": "database_retry", "function": function, "sqlstate": exc.sqlstate})
+                rows = self._execute(query, params, wait)
             self._failing_until = 0.0
             return rows
         except (psycopg.Error, PoolTimeout) as exc:
@@ -155,10 +173,17 @@ class Database:
             for observe in self.observers:
                 observe(function, elapsed)
 
+    def _execute(self, query: str, params: Sequence[Any] | dict[str, Any], wait: float) -> list[tuple]:
+        with self.pool.connection(timeout=wait) as conn:
+            try:
+                return conn.execute(query, params).fetchall()
+            finally:
+                conn.nt_used_at = time.monotonic()  # read by _idle_check at the next checkout
+
     def _is_outage(self, exc: Exception) -> bool:
         """The database is unreachable (not merely slow or busy): connections fail."""
-        if isinstance(exc, psycopg.errors.QueryCanceled):
-            return False  # a statement timeout: the database answers
+        if isinstance(exc, (psycopg.errors.QueryCanceled, *ROLLED_BACK)):
+            return False  # a statement timeout, a serialization failure, a deadlock: the database answers
         if isinstance(exc, PoolTimeout):
             # A full pool of healthy connections (saturation) is not an outage; failed
             # connection attempts since the last look are.
@@ -184,16 +209,23 @@ def _map_error(function: str, exc: Exception) -> ApiError:
         field = exc.diag.message_detail or "_schema"
         message = exc.diag.message_primary or "Invalid value."
         return ApiError(422, "validation_error", f"{field}: {message}", errors={field: [message]})
+    fields = {"event": "database_exception", "function": function, "error": type(exc).__name__,
+              "sqlstate": sqlstate, "db_message": _primary_message(exc, sqlstate)}
     if isinstance(exc, UNAVAILABLE):
-        log.warning("database unavailable", extra={
-            "event": "database_exception", "function": function,
-            "error": type(exc).__name__, "sqlstate": sqlstate})
+        log.warning("database unavailable", extra=fields)
         return ApiError(503, "database_unavailable", "The database is unavailable; retry shortly.",
                         headers={"Retry-After": RETRY_AFTER})
-    log.error("database error", extra={
-        "event": "database_exception", "function": function,
-        "error": type(exc).__name__, "sqlstate": sqlstate})
+    log.error("database error", extra=fields)
     return ApiError(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def _primary_message(exc: Exception, sqlstate: str | None) -> str | None:
+    """The server's primary message (never its DETAIL, which may hold row values), inputs redacted."""
+    diag = getattr(exc, "diag", None)
+    message = diag.message_primary if diag is not None else None
+    if message and sqlstate and sqlstate.startswith("22"):
+        message = _QUOTED.sub('"…"', message)
+    return message
 
 
 def get_db() -> Database:

@@ -55,7 +55,7 @@ class WorkerSettings:
     retry_base: float = 2.0  # backoff: uniform(0, min(retry_cap, retry_base * 2**(attempt-1)))
     retry_cap: float = 3600.0
     stats_interval: float = 15.0  # how often the queue gauges are refreshed
-    statement_timeout_ms: int = 5000
+    prepare_threshold: int | None = 5  # DB_PREPARE_THRESHOLD: None behind PgBouncer's transaction pooling
 
     @property
     def lease_margin(self) -> float:
@@ -298,10 +298,12 @@ class EmailWorker:
 
     def _db(self, function: Callable[..., Any], *args: Any) -> Any:
         if self._conn is None or self._conn.closed:
+            # No `options` startup parameter (PgBouncer refuses it): statement_timeout and the other
+            # session settings are the worker login's own (admin.provision_worker_user, roles.sql).
             self._conn = psycopg.connect(
                 self.conninfo, autocommit=True, connect_timeout=5,
-                application_name="notifications-email-worker",
-                options=f"-c statement_timeout={self.settings.statement_timeout_ms}")
+                prepare_threshold=self.settings.prepare_threshold,
+                application_name="notifications-email-worker")
         try:
             return function(self._conn, *args)
         except DB_ERRORS:

@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from .errors import ApiError
+from .grants import API_FUNCTIONS
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,7 @@ MAX_NOTIFICATION_TYPES = 200  # label values per process; more go to "other" (bo
 UNMATCHED_ROUTE = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Known label values, created at start-up so the series exist (as 0) before the first event.
-STORED_FUNCTIONS = (
-    "sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
-    "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
-    "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
-    "sp_purge_notifications",
-)
+STORED_FUNCTIONS = API_FUNCTIONS  # the ones the API calls (grants.py)
 PROBLEM_CODES = (
     "invalid_json", "missing_token", "invalid_token", "token_expired", "user_not_found",
     "invalid_service_token", "user_inactive", "service_token_required", "not_found",

@@ -20,14 +20,44 @@ LOCK_KEY = 0x4E4F5449464D4947
 NUMBERED = re.compile(r"^\d{4}_[A-Za-z0-9_.-]+\.sql$")
 REPEATABLE_DIR = "repeatable"
 
+# Schema activity may already exist, owned by the platform's Auth API (it owns `users`): then it
+# keeps its owner. Only an absent schema is created, owned by notifications_owner (created here
+# when a superuser migrates a fresh cluster; otherwise deploy/postgres/roles.sql made it).
 BOOTSTRAP_SQL = """
-CREATE SCHEMA IF NOT EXISTS activity;
+DO $$
+BEGIN
+    IF to_regnamespace('activity') IS NULL THEN
+        IF to_regrole('notifications_owner') IS NULL THEN
+            BEGIN
+                CREATE ROLE notifications_owner NOLOGIN;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- created concurrently by another database's migration
+            END;
+        END IF;
+        CREATE SCHEMA activity AUTHORIZATION notifications_owner;
+    END IF;
+END
+$$;
 CREATE TABLE IF NOT EXISTS activity.schema_migrations (
     filename   text PRIMARY KEY,
     checksum   text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 """
+
+# Earlier contents of released numbered files, replaced by a fix whose effect on a database that
+# already applied the old version is nil or handled by a later file. A recorded checksum listed
+# here counts as applied (neither re-run nor refused) and stays recorded as it is, so that the
+# previous release's migrator, which knows only the old file, still accepts the database after a
+# rollback. Add an entry only with the reason; never for a change an existing database still needs.
+SUPERSEDED: dict[str, dict[str, str]] = {
+    "0001_schema.sql": {
+        # took schema activity from its owner (ALTER SCHEMA ... OWNER): the fix only stops
+        # doing that on new databases; the schema of an existing one stays as it is.
+        "f66535cfaafc52dc7801c2eb6ee13442b2416f739781fd2498071d27cee61c42":
+            "ALTER SCHEMA activity OWNER TO notifications_owner removed",
+    },
+}
 
 
 class MigrationError(RuntimeError):
@@ -92,13 +122,24 @@ def _applied(conn: psycopg.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT filename, checksum FROM activity.schema_migrations").fetchall())
 
 
+def is_superseded(m: Migration, recorded: str) -> bool:
+    """The database applied an earlier version of numbered file `m` that its current one replaces."""
+    return not m.repeatable and recorded in SUPERSEDED.get(m.name, {})
+
+
 def _plan(migrations: list[Migration], applied: dict[str, str]) -> list[Migration]:
+    """What to apply. A changed repeatable file is re-applied with every repeatable after it: a later
+    file may grant on (or revoke from) what an earlier one redefines, e.g. 0150_retention.sql takes
+    sp_purge_notifications of 0100_functions.sql away from the app group again after a rollback
+    re-applied an old 0100 that granted it."""
     todo = []
+    rerun_rest = False
     for m in migrations:
         recorded = applied.get(m.name)
-        if recorded is None or (m.repeatable and recorded != m.checksum):
+        if recorded is None or (m.repeatable and (rerun_rest or recorded != m.checksum)):
             todo.append(m)
-        elif recorded != m.checksum:
+            rerun_rest = rerun_rest or m.repeatable
+        elif recorded != m.checksum and not is_superseded(m, recorded):
             raise MigrationError(
                 f"{m.name} was already applied but its content changed (checksum {recorded[:12]}… on the "
                 f"database, {m.checksum[:12]}… on disk); restore it and put the change in a new "

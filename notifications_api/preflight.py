@@ -17,26 +17,21 @@ import psycopg
 from psycopg import errors as pg_errors, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from . import migrate
+from . import grants, migrate
 from .config import MIN_SECRET_LENGTH, PLACEHOLDERS, SPEC, ConfigError, load_config
 
 CONNECT_TIMEOUT = 5
 REDIS_TIMEOUT = 2.0
 TLS_MODES = ("require", "verify-ca", "verify-full")
 GOOD_LOG_LEVELS = ("INFO", "WARNING")
-# The stored functions the app calls, and sp_schema_version() that this check itself uses.
-FUNCTIONS = (
-    "sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
-    "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
-    "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
-    "sp_purge_notifications", "sp_schema_version",
-)
-# The e-mail outbox functions (migrations_sql/repeatable/0200_email.sql): the worker group's, never the app's.
-EMAIL_FUNCTIONS = (
-    "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
-    "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
-)
-WORKER_GROUP = "notifications_worker"
+# The stored functions the app calls (and sp_schema_version() that this check itself uses); the
+# e-mail outbox ones, the worker group's and never the app's; the purge ones, retention's only.
+FUNCTIONS = grants.API_FUNCTIONS
+EMAIL_FUNCTIONS = grants.EMAIL_FUNCTIONS
+FORBIDDEN_FUNCTIONS = grants.RETENTION_FUNCTIONS
+WORKER_GROUP = grants.WORKER_GROUP
+# What the login role must set for its sessions (admin.SESSION_SETTINGS, deploy/postgres/roles.sql).
+UTC_NAMES = ("UTC", "Etc/UTC")
 EMAIL_ITEM = "e-mail outbox functions"
 ALL_TABLE_PRIVILEGES = "SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER"
 READABLE_KINDS = ("r", "p", "v", "m", "f")  # tables, partitioned tables, views, materialized, foreign
@@ -210,8 +205,9 @@ def _redis_check(config: dict) -> Check:
 
 # --- database (connected as the configured app user) ---------------------------------------------
 
-DATABASE_ITEMS = ("database reachable", "database TLS", "migrations current", "stored functions executable",
-                  "app user cannot read tables", "app user cannot create objects")
+DATABASE_ITEMS = ("database reachable", "database TLS", "session settings", "migrations current",
+                  "stored functions executable", "app user cannot read tables",
+                  "app user cannot create objects")
 
 
 def _database_checks(config: dict, directory: Path, email: bool = False) -> list[Check]:
@@ -239,7 +235,8 @@ def _database_checks(config: dict, directory: Path, email: bool = False) -> list
         checks = [Check(True, "database reachable",
                         f"connected to {database} as {user} (PostgreSQL {version})"),
                   _tls_check(conn, conninfo)]
-        queries = (("migrations current", lambda: _migrations_check(conn, directory)),
+        queries = (("session settings", lambda: _session_check(conn, config)),
+                   ("migrations current", lambda: _migrations_check(conn, directory)),
                    ("stored functions executable", lambda: _functions_check(conn)),
                    ("app user cannot read tables", lambda: _tables_check(conn)),
                    ("app user cannot create objects", lambda: _create_check(conn)))
@@ -269,6 +266,28 @@ def _tls_check(conn: psycopg.Connection, conninfo: str) -> Check:
     return Check(True, "database TLS", f"not required (sslmode={sslmode}); TLS {state}")
 
 
+def _session_check(conn: psycopg.Connection, config: dict) -> Check:
+    """TimeZone, DateStyle and statement_timeout come from the login role (ALTER ROLE ... SET):
+    the app sends no startup options (PgBouncer refuses them)."""
+    item = "session settings"
+    timezone, datestyle, timeout_ms = conn.execute(
+        "SELECT current_setting('TimeZone'), current_setting('DateStyle'),"
+        " (SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout')").fetchone()
+    problems = []
+    if timezone not in UTC_NAMES:
+        problems.append(f"TimeZone is {timezone}, not UTC")
+    if not datestyle.startswith("ISO"):
+        problems.append(f"DateStyle is {datestyle}, not ISO")
+    if timeout_ms != config["DB_STATEMENT_TIMEOUT_MS"]:
+        problems.append(f"statement_timeout is {timeout_ms} ms, DB_STATEMENT_TIMEOUT_MS is "
+                        f"{config['DB_STATEMENT_TIMEOUT_MS']}")
+    if problems:
+        return Check(False, item, "; ".join(problems) + " (set them on the login role: "
+                                  "ALTER ROLE ... IN DATABASE ... SET, see deploy/postgres/roles.sql)")
+    return Check(True, item, f"TimeZone {timezone}, DateStyle {datestyle}, statement_timeout {timeout_ms} ms "
+                             "(from the login role)")
+
+
 def _migrations_check(conn: psycopg.Connection, directory: Path) -> Check:
     item = "migrations current"
     try:
@@ -282,7 +301,8 @@ def _migrations_check(conn: psycopg.Connection, directory: Path) -> Check:
     except pg_errors.InsufficientPrivilege:
         return Check(False, item, "the app user cannot execute activity.sp_schema_version()")
     pending = [m.name for m in on_disk if m.name not in applied]
-    changed = [m.name for m in on_disk if m.name in applied and applied[m.name] != m.checksum]
+    changed = [m.name for m in on_disk if m.name in applied and applied[m.name] != m.checksum
+               and not migrate.is_superseded(m, applied[m.name])]
     unknown = sorted(set(applied) - {m.name for m in on_disk})
     problems = []
     if pending:
@@ -306,7 +326,9 @@ def _functions_check(conn: psycopg.Connection) -> Check:
              JOIN pg_namespace n ON n.oid = p.pronamespace
              LEFT JOIN LATERAL unnest(p.proconfig) AS c ON true
             WHERE n.nspname = 'activity' AND p.proname = ANY(%s)
-            GROUP BY p.oid, p.proname, p.prosecdef""", (list(FUNCTIONS),)).fetchall()
+            GROUP BY p.oid, p.proname, p.prosecdef""", (list(FUNCTIONS + FORBIDDEN_FUNCTIONS),)).fetchall()
+    forbidden = sorted({name for name, _, _, can in rows if can and name in FORBIDDEN_FUNCTIONS})
+    rows = [row for row in rows if row[0] in FUNCTIONS]
     found = {name for name, *_ in rows}
     missing = [name for name in FUNCTIONS if name not in found]
     not_executable = sorted({name for name, _, _, can in rows if not can})
@@ -321,9 +343,12 @@ def _functions_check(conn: psycopg.Connection) -> Check:
         problems.append(f"not SECURITY DEFINER: {', '.join(not_definer)}")
     if no_path:
         problems.append(f"no fixed search_path: {', '.join(no_path)}")
+    if forbidden:
+        problems.append(f"the app user may execute the retention group's {', '.join(forbidden)}")
     if problems:
         return Check(False, item, "; ".join(problems))
-    return Check(True, item, f"all {len(FUNCTIONS)} present, SECURITY DEFINER, executable by the app user")
+    return Check(True, item, f"all {len(FUNCTIONS)} present, SECURITY DEFINER, executable by the app user; "
+                             "no purge function")
 
 
 def _email_functions_check(conn: psycopg.Connection) -> Check:

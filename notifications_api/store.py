@@ -23,7 +23,6 @@ CREATE = ("SELECT * FROM activity.sp_create_notification("
           "%s::jsonb, %s::text, %s::text, %s::timestamptz, %s::text, %s::boolean)")
 SETTINGS = "SELECT * FROM activity.sp_get_notification_settings(%s::uuid)"
 UPDATE_SETTINGS = "SELECT * FROM activity.sp_update_notification_settings(%s::uuid, %s::jsonb)"
-PURGE = "SELECT * FROM activity.sp_purge_notifications(%s::int, %s::int)"
 
 
 def list_notifications(db: Database, user_id: str, status: str | None, types: list[str] | None,
@@ -79,10 +78,6 @@ def get_settings(db: Database, user_id: str) -> tuple:
 def update_settings(db: Database, user_id: str, patch: dict[str, Any]) -> tuple:
     return db.call("sp_update_notification_settings", UPDATE_SETTINGS,
                    (user_id, Jsonb(patch, dumps=_dumps)))[0]
-
-
-def purge(db: Database, archived_older_than_days: int, batch_size: int) -> int:
-    return db.call("sp_purge_notifications", PURGE, (archived_older_than_days, batch_size))[0][0]
 
 
 def _dumps(obj: Any) -> str:

@@ -63,6 +63,98 @@ def database(pg_server):
 
 
 @pytest.fixture
+def retention_login(pg_server):
+    """Factory: retention_login(admin_conninfo) -> conninfo of a new retention login (member of
+    notifications_retention) in that database; the roles are dropped at teardown."""
+    from notifications_api import admin
+
+    made = []
+
+    def make(admin_conninfo: str) -> str:
+        role, password = f"nt_ret_{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(24)
+        made.append((admin_conninfo, role))
+        admin.provision_retention_user(admin_conninfo, role, password)
+        return make_conninfo(admin_conninfo, user=role, password=password)
+
+    yield make
+    for admin_conninfo, role in made:
+        try:  # its CONNECT grant (a shared object) goes with DROP OWNED, if the database is still there
+            with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        except psycopg.OperationalError:
+            pass
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def pgbouncer():
+    """Factory: pgbouncer(*logins) -> each login's conninfo through one PgBouncer (Debian's binary,
+    pool_mode=transaction, ONE server connection per login, so that clients really share it) on a
+    free port with its own config dir, in front of the logins' database; stopped at teardown.
+    Missing binary: skipped locally, a failure under CI=true (.ci/run installs it)."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from machine_tools import skip_unless_ci, stop_process
+
+    started = []
+
+    def start(*logins: str) -> list[str]:
+        binary = shutil.which("pgbouncer") or (
+            "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+        if not binary:
+            skip_unless_ci("pgbouncer is not installed (apt-get install pgbouncer)")
+        params = [conninfo_to_dict(login) for login in logins]
+        first = params[0]
+        work = Path(tempfile.mkdtemp(prefix="nt-pgbouncer-"))  # not pytest's 0700 basetemp: it may run as nobody
+        work.chmod(0o755)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        alias = "notifications"
+        server = f"host={first.get('host', '127.0.0.1')} port={first.get('port', '5432')} dbname={first['dbname']}"
+        (work / "userlist.txt").write_text("".join(f'"{p["user"]}" "{p["password"]}"\n' for p in params))
+        (work / "pgbouncer.ini").write_text(
+            f"[databases]\n{alias} = {server}\n\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = scram-sha-256\nauth_file = {work / 'userlist.txt'}\n"
+            "pool_mode = transaction\ndefault_pool_size = 1\nmax_client_conn = 50\n"
+            "server_reset_query =\nlog_connections = 0\nlog_disconnections = 0\n")
+        for path in work.iterdir():
+            path.chmod(0o644)
+        command = [binary, str(work / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            command[1:1] = ["-u", "nobody"]  # pgbouncer refuses to run as root
+        log = (work / "stderr.log").open("wb")
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        started.append((process, log, work))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"pgbouncer did not start: {(work / 'stderr.log').read_text()}")
+                time.sleep(0.05)
+        return [make_conninfo("", host="127.0.0.1", port=str(port), dbname=alias, user=p["user"],
+                              password=p["password"]) for p in params]
+
+    yield start
+    for process, log, work in started:
+        stop_process(process)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
 def make_user(database):
     """Factory: make_user(active=True, email=None) -> the new user's id (str)."""
     from notifications_api import admin

@@ -1,4 +1,4 @@
-"""Machine tools (nginx, chromium, psql, redis-server) that some tests drive: optional locally,
+"""Machine tools (nginx, chromium, psql, redis-server, pgbouncer) that some tests drive: optional locally,
 required in CI; and stopping the processes tests start."""
 import os
 import subprocess

@@ -972,6 +972,6 @@ GRANT EXECUTE ON FUNCTION
                                     timestamptz, text, boolean),
     activity.sp_get_notification_settings(uuid),
     activity.sp_update_notification_settings(uuid, jsonb),
-    activity.sp_purge_notifications(integer, integer),
     activity.sp_schema_version()
 TO notifications_api;
+-- sp_purge_notifications: the retention group's only (repeatable/0150_retention.sql).

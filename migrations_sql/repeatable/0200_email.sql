@@ -17,28 +17,7 @@
 -- gets none of them, and the worker none of the API's functions: each login can do its own
 -- job only. Errors: NA422 invalid argument (DETAIL = argument name), as in 0100.
 
--- Roles are cluster-wide and several databases of one cluster may migrate at once: a losing
--- concurrent CREATE ROLE fails with unique_violation, a later one with duplicate_object.
--- A migrator without CREATEROLE cannot create it: the DBA creates it beforehand.
-DO $$
-BEGIN
-    IF to_regrole('notifications_worker') IS NULL THEN
-        BEGIN
-            CREATE ROLE notifications_worker NOLOGIN;
-        EXCEPTION
-            WHEN duplicate_object OR unique_violation THEN
-                NULL;
-            WHEN insufficient_privilege THEN
-                RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-                    MESSAGE = 'role notifications_worker does not exist and ' || current_user
-                              || ' may not create it',
-                    HINT = 'create it first as an admin: CREATE ROLE notifications_worker NOLOGIN '
-                           || '(see deploy/postgres/roles.sql and docs/EMAIL.md)';
-        END;
-    END IF;
-END
-$$;
-
+-- The group notifications_worker is created by 0002_roles.sql (numbered files run first).
 GRANT USAGE ON SCHEMA activity TO notifications_worker;
 
 -- ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class DbEnv:
     admin: str  # superuser conninfo to the test database
     app: str  # the app login role (member of notifications_api only)
     app_role: str
+    retention: str  # a retention login (member of notifications_retention only)
+    retention_role: str
     extra_roles: list[str] = field(default_factory=list)
     extra_databases: list[str] = field(default_factory=list)
 
@@ -48,19 +50,23 @@ def db_env(pg_server):
     server = pg_server  # TEST_DATABASE_URL, else the embedded server (tests/conftest.py)
     name = f"nt_db_{secrets.token_hex(6)}"
     app_role, password = f"nt_app_{secrets.token_hex(6)}", secrets.token_urlsafe(16)
+    retention_role = f"nt_ret_{secrets.token_hex(6)}"
     admin.ensure_database(server, name)
     admin_dsn = make_conninfo(server, dbname=name)
     env = DbEnv(server=server, name=name, admin=admin_dsn, app_role=app_role,
-                app=make_conninfo(admin_dsn, user=app_role, password=password))
+                app=make_conninfo(admin_dsn, user=app_role, password=password),
+                retention_role=retention_role,
+                retention=make_conninfo(admin_dsn, user=retention_role, password=password))
     try:
         migrate(admin_dsn, echo=lambda *_: None)
         admin.provision_app_user(admin_dsn, app_role, password)
+        admin.provision_retention_user(admin_dsn, retention_role, password)
         yield env
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             for db in [name, *env.extra_databases]:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-            for role in [app_role, *env.extra_roles]:
+            for role in [app_role, retention_role, *env.extra_roles]:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -68,6 +74,13 @@ def db_env(pg_server):
 def db_app(db_env):
     """An autocommit connection as the app login role."""
     with psycopg.connect(db_env.app, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def db_retention(db_env):
+    """An autocommit connection as the retention login."""
+    with psycopg.connect(db_env.retention, autocommit=True) as conn:
         yield conn
 
 

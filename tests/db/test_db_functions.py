@@ -404,7 +404,7 @@ def test_expired_notifications_are_invisible(db_app, db_admin, db_user):
 
 # -- purge -------------------------------------------------------------------------------------------
 
-def test_purge_keeps_counters_exact(db_app, db_admin, db_user):
+def test_purge_keeps_counters_exact(db_app, db_admin, db_retention, db_user):
     u = db_user()
     expired = create_one(db_app, u, expires_at=future(), queue_email=True)["notification_id"]
     expire(db_admin, u, expired)
@@ -416,7 +416,7 @@ def test_purge_keeps_counters_exact(db_app, db_admin, db_user):
     recent = create_one(db_app, u)["notification_id"]
     total = 0
     while True:
-        [r] = call(db_app, "sp_purge_notifications", archived_older_than_days=90, batch_size=1)
+        [r] = call(db_retention, "sp_purge_notifications", archived_older_than_days=90, batch_size=1)
         total += r["deleted_count"]
         if r["deleted_count"] == 0:
             break
@@ -430,7 +430,7 @@ def test_purge_keeps_counters_exact(db_app, db_admin, db_user):
     for kwargs, field in [({"batch_size": 0}, "batch_size"),
                           ({"archived_older_than_days": -1}, "archived_older_than_days")]:
         with sqlstate("NA422", field):
-            call(db_app, "sp_purge_notifications", **kwargs)
+            call(db_retention, "sp_purge_notifications", **kwargs)
 
 
 # -- schema version ----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from notifications_api.migrate import MigrationError, migrate, pending
+from notifications_api import admin
+from notifications_api.migrate import SUPERSEDED, MigrationError, migrate, pending
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations_sql"
 # Numbered files in order, then the repeatable ones: the order migrate() applies them in.
@@ -78,13 +79,93 @@ def test_new_and_changed_files_are_applied(db_env, tmp_path):
     with (directory / "repeatable" / "0100_functions.sql").open("a") as f:
         f.write("\n-- changed\n")
     lines = []
+    # a changed repeatable file is re-applied with every repeatable after it (their grants depend on it)
+    later = [name for name in ALL_FILES if name.startswith("repeatable/") and name > "repeatable/0100_functions.sql"]
     assert migrate(fresh, directory=directory, echo=lines.append) == ["9999_extra.sql",
-                                                                      "repeatable/0100_functions.sql"]
-    assert lines == ["applied 9999_extra.sql", "applied repeatable/0100_functions.sql"]
+                                                                      "repeatable/0100_functions.sql", *later]
+    assert lines == ["applied 9999_extra.sql", "applied repeatable/0100_functions.sql",
+                     *(f"applied {name}" for name in later)]
+    with (directory / "repeatable" / "0200_email.sql").open("a") as f:
+        f.write("\n-- changed\n")
+    assert migrate(fresh, directory=directory, echo=lambda *_: None) == ["repeatable/0200_email.sql"]
     (directory / "9998_broken.sql").write_text("SELECT * FROM no_such_table;")
     with pytest.raises(MigrationError, match="9998_broken.sql failed"):
         migrate(fresh, directory=directory, echo=lambda *_: None)
     assert "9998_broken.sql" not in dict(applied(fresh))
+
+
+def test_a_superseded_version_of_a_numbered_file_counts_as_applied(db_env):
+    """0001_schema.sql was fixed after its release: databases that applied the old version upgrade,
+    keep the old checksum (the previous release's migrator still accepts them after a rollback),
+    and preflight's check agrees; any other edit is still refused."""
+    from notifications_api.preflight import _migrations_check
+
+    [old] = SUPERSEDED["0001_schema.sql"]
+    fresh = db_env.fresh_database()
+    migrate(fresh, echo=lambda *_: None)
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        conn.execute("UPDATE activity.schema_migrations SET checksum = %s WHERE filename = '0001_schema.sql'",
+                     (old,))
+        conn.execute("DELETE FROM activity.schema_migrations WHERE filename = '0002_roles.sql'")
+    assert migrate(fresh, echo=lambda *_: None) == ["0002_roles.sql"]
+    assert dict(applied(fresh))["0001_schema.sql"] == old
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        check = _migrations_check(conn, MIGRATIONS)
+        assert check.ok, check.reason
+        conn.execute("UPDATE activity.schema_migrations SET checksum = %s WHERE filename = '0001_schema.sql'",
+                     ("0" * 64,))
+        assert not _migrations_check(conn, MIGRATIONS).ok
+    with pytest.raises(MigrationError, match=r"0001_schema\.sql was already applied but its content changed"):
+        migrate(fresh, echo=lambda *_: None)
+
+
+def test_an_existing_schema_keeps_its_owner(db_env):
+    """The Auth API owns schema activity (and users): migrating, as a plain migrator with the grants
+    docs/PRODUCTION.md lists, never takes it; the service then works in it."""
+    import secrets
+
+    from psycopg import sql
+
+    fresh = db_env.fresh_database()
+    suffix = secrets.token_hex(5)
+    auth_owner, migrator, app = f"nt_auth_{suffix}", f"nt_mig_{suffix}", f"nt_app_{suffix}"
+    password = secrets.token_urlsafe(16)
+    db_env.extra_roles.extend([auth_owner, migrator, app])
+    dbname = psycopg.conninfo.conninfo_to_dict(fresh)["dbname"]
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(auth_owner)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE notifications_owner").format(
+            sql.Identifier(migrator), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(dbname), sql.Identifier(migrator)))
+        conn.execute(sql.SQL("CREATE SCHEMA activity AUTHORIZATION {}").format(sql.Identifier(auth_owner)))
+        conn.execute("CREATE TABLE activity.users (user_id uuid PRIMARY KEY, email text, display_name text,"
+                     " is_active boolean NOT NULL DEFAULT true, created_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(sql.SQL("ALTER TABLE activity.users OWNER TO {}").format(sql.Identifier(auth_owner)))
+        # what PRODUCTION.md asks of the schema's owner
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(auth_owner)))
+        conn.execute("GRANT USAGE, CREATE ON SCHEMA activity TO notifications_owner WITH GRANT OPTION")
+        conn.execute("GRANT SELECT ON activity.users TO notifications_owner")
+        conn.execute("RESET ROLE")
+    migrate(psycopg.conninfo.make_conninfo(fresh, user=migrator, password=password), echo=lambda *_: None)
+    admin.provision_app_user(fresh, app, password)
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'activity'"
+                            ).fetchone() == (auth_owner,)
+        user = conn.execute("INSERT INTO activity.users (user_id) VALUES (gen_random_uuid()) RETURNING user_id::text"
+                            ).fetchone()[0]
+    with psycopg.connect(psycopg.conninfo.make_conninfo(fresh, user=app, password=password)) as conn:
+        assert conn.execute("SELECT unread_count FROM activity.sp_get_unread_count(%s::uuid, false)",
+                            (user,)).fetchone() == (0,)
+    with psycopg.connect(fresh, autocommit=True) as conn:  # the roles can be dropped with the database
+        for role in (migrator, app):
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+
+
+def test_a_fresh_schema_belongs_to_the_owner_role(db_env):
+    with psycopg.connect(db_env.admin) as conn:
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'activity'"
+                            ).fetchone() == ("notifications_owner",)
 
 
 def test_refuses_to_run_as_the_app_role(db_env):

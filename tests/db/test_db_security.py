@@ -7,14 +7,10 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from notifications_api import admin
+from notifications_api import admin, grants
 
 TABLES = ["users", "notifications", "notification_counters", "notification_type_counters",
           "notification_settings", "email_outbox", "schema_migrations"]
-API_FUNCTIONS = ["sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
-                 "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
-                 "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
-                 "sp_purge_notifications", "sp_schema_version"]
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -35,15 +31,50 @@ def test_function_privileges(db_admin, db_env):
     rows = db_admin.execute(
         """SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner), p.proconfig,
                   has_function_privilege(%s, p.oid, 'EXECUTE'),
+                  has_function_privilege(%s, p.oid, 'EXECUTE'),
                   has_function_privilege('public', p.oid, 'EXECUTE')
-             FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace""", (db_env.app_role,)).fetchall()
+             FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace""",
+        (db_env.app_role, db_env.retention_role)).fetchall()
     by_name = {r[0]: r for r in rows}
-    assert set(API_FUNCTIONS) <= set(by_name)
-    for name, secdef, owner, config, app_can, public_can in rows:
+    assert set(grants.API_FUNCTIONS) | set(grants.RETENTION_FUNCTIONS) <= set(by_name)
+    for name, secdef, owner, config, app_can, retention_can, public_can in rows:
         assert secdef and owner == "notifications_owner", name
         assert "search_path=activity, pg_temp" in config, name
         assert not public_can, name
-        assert app_can == (name in API_FUNCTIONS), name
+        assert app_can == (name in grants.API_FUNCTIONS), name
+        assert retention_can == (name in grants.RETENTION_FUNCTIONS), name
+
+
+def test_grants_list_is_what_the_database_grants(db_admin):
+    """grants.py is the one list of function names (metrics, preflight): it must match the migrations."""
+    rows = db_admin.execute(
+        """SELECT g.rolname, array_agg(DISTINCT p.proname::text ORDER BY p.proname::text)
+             FROM pg_proc p CROSS JOIN pg_roles g
+            WHERE p.pronamespace = 'activity'::regnamespace AND g.rolname = ANY(%s)
+              AND has_function_privilege(g.oid, p.oid, 'EXECUTE')
+            GROUP BY g.rolname""", (list(grants.GRANTS),)).fetchall()
+    assert dict(rows) == {group: sorted(names) for group, names in grants.GRANTS.items()}
+
+
+def test_only_the_retention_login_can_purge(db_app, db_retention, db_user):
+    """The purge accepts 0 days: the API's login must not be able to delete everyone's archive."""
+    for query in ("SELECT * FROM activity.sp_purge_notifications(0, 1000)",
+                  "SELECT * FROM activity.sp_purge_email_outbox(0, 0, 1000)"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            db_app.execute(query)
+        assert db_retention.execute(query.replace("1000", "1")).fetchone()[0] >= 0
+    uid = db_user()
+    with pytest.raises(errors.InsufficientPrivilege):  # and nothing of the API's
+        db_retention.execute("SELECT * FROM activity.sp_get_unread_count(%s)", (uid,))
+
+
+def test_logins_carry_their_session_settings(db_env):
+    """TimeZone, DateStyle and statement_timeout come from the role, not from startup options
+    (which PgBouncer refuses): a bare connection already has them."""
+    for conninfo, timeout in ((db_env.app, "5s"), (db_env.retention, "1min")):
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            assert conn.execute("SELECT current_setting('TimeZone'), current_setting('DateStyle'),"
+                                " current_setting('statement_timeout')").fetchone() == ("UTC", "ISO, MDY", timeout)
 
 
 def test_app_role_is_only_a_member_of_the_group(db_admin, db_env):

@@ -44,10 +44,11 @@ def _notification(conn, user_id: str, key: str) -> str:
     return row[0]
 
 
-def test_purge_loops_until_nothing_is_left(scratch_database):
+def test_purge_loops_until_nothing_is_left(scratch_database, retention_login):
     from notifications_api import admin
 
     admin_conninfo, app_conninfo = scratch_database()
+    retention_conninfo = retention_login(admin_conninfo)
     user = str(uuid.uuid4())
     admin.create_user(admin_conninfo, email="retention@example.test", user_id=user)
     with psycopg.connect(admin_conninfo, autocommit=True) as conn:
@@ -61,17 +62,52 @@ def test_purge_loops_until_nothing_is_left(scratch_database):
         conn.execute("UPDATE activity.notifications SET expires_at = now() - interval '1 minute' "
                      "WHERE notification_id = %s", (ids["expired"],))
 
-    result = invoke(["purge", "--archived-days", "30", "--batch-size", "1"], {"DATABASE_URL": app_conninfo})
+    result = invoke(["purge", "--archived-days", "30", "--batch-size", "1"], {"DATABASE_URL": retention_conninfo})
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "purged 4 notification(s)"
+    assert result.output.strip().splitlines() == ["purged 4 notification(s)", "purged 0 e-mail outbox row(s)"]
     with psycopg.connect(admin_conninfo) as conn:
         left = {row[0] for row in conn.execute("SELECT notification_id FROM activity.notifications")}
         unread = conn.execute("SELECT * FROM activity.sp_get_unread_count(%s, false)", (user,)).fetchone()[0]
     assert left == {ids["recent-archived"], ids["kept"]}
     assert unread == 1
 
-    again = invoke(["purge"], {"DATABASE_URL": app_conninfo})
-    assert again.exit_code == 0 and again.output.strip() == "purged 0 notification(s)"
+    again = invoke(["purge"], {"DATABASE_URL": retention_conninfo})
+    assert again.exit_code == 0 and again.output.strip().splitlines()[0] == "purged 0 notification(s)"
+
+
+def test_the_app_login_cannot_purge(scratch_database):
+    """Only the retention login may purge (the purge accepts 0 days): the API's login is refused."""
+    admin_conninfo, app_conninfo = scratch_database()
+    result = invoke(["purge", "--archived-days", "0"], {"DATABASE_URL": app_conninfo})
+    assert result.exit_code == 1
+    assert "purge refused" in result.output and "not a member of notifications_retention" in result.output
+    with psycopg.connect(app_conninfo, autocommit=True) as conn:
+        for query in ("SELECT * FROM activity.sp_purge_notifications(0, 1000)",
+                      "SELECT * FROM activity.sp_purge_email_outbox(0, 0, 1000)"):
+            try:
+                conn.execute(query)
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            raise AssertionError(f"the app login may run {query}")
+
+
+def test_purge_also_empties_the_finished_email_outbox(scratch_database, retention_login):
+    admin_conninfo, _ = scratch_database()
+    retention_conninfo = retention_login(admin_conninfo)
+    user = str(uuid.uuid4())
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        for status, age in (("sent", 8), ("cancelled", 8), ("sent", 1), ("dead", 31), ("failed", 10),
+                            ("pending", 90)):
+            conn.execute("INSERT INTO activity.email_outbox (user_id, notification_id, recipient, subject, body,"
+                         " status, created_at) VALUES (%s, gen_random_uuid(), 'a@example.test', 's', 'b', %s,"
+                         " now() - make_interval(days => %s))", (user, status, age))
+    result = invoke(["purge"], {"DATABASE_URL": retention_conninfo})
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines() == ["purged 0 notification(s)", "purged 3 e-mail outbox row(s)"]
+    with psycopg.connect(admin_conninfo) as conn:
+        left = sorted(conn.execute("SELECT status, extract(day FROM now() - created_at)::int"
+                                   " FROM activity.email_outbox").fetchall())
+    assert left == [("failed", 10), ("pending", 90), ("sent", 1)]
 
 
 def test_purge_reports_an_unreachable_database(database):

@@ -120,6 +120,10 @@ def test_jobs_run_the_cli_as_non_root():
     command = _pod(cronjob)["containers"][0]["command"]
     assert command[:2] == ["notifications-api", "purge"] and "--archived-days" in command
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    # retention runs as its own login: only notifications_retention may purge, never api_user
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"]["key"]
+           for e in _pod(cronjob)["containers"][0]["env"]}
+    assert env == {"DB_USER": "retention_user", "DB_PASSWORD": "retention-db-password"}
     images = set()
     for doc in found.values():
         if doc["kind"] in ("Deployment", "Job", "CronJob"):
@@ -209,6 +213,11 @@ def test_compose_services_health_and_order():
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert api["read_only"] is True and "/tmp" in api["tmpfs"]
     assert api["environment"]["DB_USER"] == "api_user"
+    retention = services["retention"]  # the host cron's `run --rm retention`: its own login, not api_user
+    assert retention["command"] == ["notifications-api", "purge"]
+    assert retention["environment"]["DB_USER"] == "retention_user"
+    assert "RETENTION_DB_PASSWORD" in services["postgres"]["environment"]["RETENTION_DB_PASSWORD"]
+    assert "retention_password" in (DEPLOY / "postgres" / "initdb" / "10-roles.sh").read_text()
     assert "notifications_migrator" in services["migrate"]["environment"]["MIGRATION_DATABASE_URL"]
     assert api["build"]["dockerfile"] == "Dockerfile" and (DEPLOY / api["build"]["context"] / "Dockerfile").exists()
     mounts = " ".join(services["postgres"]["volumes"])
@@ -232,20 +241,23 @@ def test_compose_takes_every_secret_from_dotenv():
 
 
 def _roles_sql(admin: str, dbname: str, password: str, **names: str) -> None:
-    """deploy/postgres/roles.sql as the DBA runs it (names: app_user, migrator, worker), passwords scripted."""
+    """deploy/postgres/roles.sql as the DBA runs it (names: app_user, migrator, worker, retention), passwords
+    scripted."""
     psql = shutil.which("psql")
     if not psql:
         skip_unless_ci("psql is not installed (apt-get install postgresql-client)")
     variables = [f"dbname={dbname}", f"api_password={password}", f"migrator_password={password}",
-                 f"worker_password={password}"] + [f"{name}={value}" for name, value in names.items()]
+                 f"worker_password={password}", f"retention_password={password}"] + [f"{name}={value}" for name, value in names.items()]
     run = subprocess.run([psql, "-X", "-q", "-d", admin, *(f"--set={v}" for v in variables),
                           "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
 
 
 def _migrate_preflight_and_deliver(admin: str, dbname: str, password: str, production_env: dict, tmp_path: Path,
-                                   app_user: str, migrator: str, worker: str, db_parts: bool = True) -> None:
-    """After roles.sql: migrate as the migrator, preflight (e-mail on) as the app user, one worker pass.
+                                   app_user: str, migrator: str, worker: str, retention: str,
+                                   db_parts: bool = True) -> None:
+    """After roles.sql: migrate as the migrator, preflight (e-mail on) as the app user, one worker pass,
+    one purge as the retention login (which the app login may not run).
 
     db_parts: the app user as DB_HOST/DB_NAME/DB_USER/DB_PASSWORD, like the manifests (TCP only);
     otherwise as DATABASE_URL (a Unix-socket server).
@@ -280,6 +292,14 @@ def _migrate_preflight_and_deliver(admin: str, dbname: str, password: str, produ
     with psycopg.connect(worker_url) as conn:  # ... and nothing of the API's
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT activity.sp_get_unread_count(gen_random_uuid(), false)")
+    # retention runs as its own login, with the manifests' DB_* variables; the app login may not purge
+    retention_env = {**app_env, "DB_USER": retention}
+    if not db_parts:
+        retention_env["DATABASE_URL"] = make_conninfo(admin, user=retention, password=password)
+    run = subprocess.run(cli + ["purge"], env=retention_env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0 and "purged 0 notification(s)" in run.stdout, run.stdout + run.stderr
+    run = subprocess.run(cli + ["purge"], env=app_env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode != 0, run.stdout + run.stderr
 
 
 def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp_path):
@@ -292,13 +312,14 @@ def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp
 
     suffix = secrets.token_hex(5)
     dbname, app_user, migrator = f"nt_prod_{suffix}", f"nt_prod_app_{suffix}", f"nt_prod_mig_{suffix}"
-    worker = f"nt_prod_wrk_{suffix}"
+    worker, retention = f"nt_prod_wrk_{suffix}", f"nt_prod_ret_{suffix}"
     password = secrets.token_urlsafe(24)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     admin = make_conninfo(pg_server, dbname=dbname)
     try:
-        _roles_sql(admin, dbname, password, app_user=app_user, migrator=migrator, worker=worker)
+        _roles_sql(admin, dbname, password, app_user=app_user, migrator=migrator, worker=worker,
+                   retention=retention)
         with psycopg.connect(admin) as conn:
             memberships = conn.execute(
                 "SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m"
@@ -309,20 +330,26 @@ def test_roles_script_then_migrate_then_preflight(pg_server, production_env, tmp
                                 " NOT has_database_privilege(%s, current_database(), 'CREATE')",
                                 (worker, worker)).fetchone() == (True, True)
         _migrate_preflight_and_deliver(admin, dbname, password, production_env, tmp_path,
-                                       app_user=app_user, migrator=migrator, worker=worker)
+                                       app_user=app_user, migrator=migrator, worker=worker, retention=retention)
         # a worker login that is also the app user is refused
         psql = shutil.which("psql")
         run = subprocess.run([psql, "-X", "-q", "-d", admin, "-v", f"dbname={dbname}", "-v", f"app_user={app_user}",
-                              "-v", f"migrator={migrator}", "-v", f"worker={app_user}",
+                              "-v", f"migrator={migrator}", "-v", f"worker={app_user}", "-v", f"retention={retention}",
                               "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
         assert run.returncode != 0 and "use a login of its own" in run.stderr
+        # ... and so is a retention login that is also the app user (the app could purge through it)
+        run = subprocess.run([psql, "-X", "-q", "-d", admin, "-v", f"dbname={dbname}", "-v", f"app_user={app_user}",
+                              "-v", f"migrator={migrator}", "-v", f"worker={worker}", "-v", f"retention={app_user}",
+                              "-f", str(DEPLOY / "postgres" / "roles.sql")], capture_output=True, text=True)
+        assert run.returncode != 0 and "retention login shares a role" in run.stderr
         with psycopg.connect(admin) as conn:
-            assert conn.execute("SELECT pg_has_role(%s, 'notifications_worker', 'MEMBER')",
-                                (app_user,)).fetchone() == (False,)
+            assert conn.execute("SELECT pg_has_role(%s, 'notifications_worker', 'MEMBER'),"
+                                " pg_has_role(%s, 'notifications_retention', 'MEMBER')",
+                                (app_user, app_user)).fetchone() == (False, False)
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-            for role in (app_user, migrator, worker):
+            for role in (app_user, migrator, worker, retention):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -353,7 +380,7 @@ def test_roles_script_on_a_fresh_cluster(production_env, tmp_path):
         _roles_sql(admin, "activity_platform", password)  # the documented default names
         _migrate_preflight_and_deliver(admin, "activity_platform", password, production_env, tmp_path,
                                        app_user="api_user", migrator="notifications_migrator",
-                                       worker="email_worker", db_parts=False)
+                                       worker="email_worker", retention="retention_user", db_parts=False)
     finally:
         devdb.force_stop(data_dir)
         devdb.stop(data_dir)
@@ -435,8 +462,8 @@ def test_runbook_final_checklist_is_what_preflight_checks():
     text = PRODUCTION.read_text()
     final = text[text.index("## 10. Final checklist"):text.index("Not automated")]
     assert re.findall(r"\*\*(.+?)\*\*", final) == ITEMS
-    from notifications_api.preflight import EMAIL_FUNCTIONS, FUNCTIONS
-    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS) | set(EMAIL_FUNCTIONS)
+    from notifications_api.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS
+    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS) | set(EMAIL_FUNCTIONS) | set(FORBIDDEN_FUNCTIONS)
 
 
 def test_runbook_commands_and_files_exist():

@@ -15,7 +15,7 @@ from ops_helpers import free_port
 ITEMS = [
     "configuration valid", "ENVIRONMENT", "DEBUG", "LOG_LEVEL", "secrets strong", "/metrics protected",
     "database password", "CORS strict", "docs off", "rate limits", "Redis reachable", "database reachable",
-    "database TLS", "migrations current", "stored functions executable", "app user cannot read tables",
+    "database TLS", "session settings", "migrations current", "stored functions executable", "app user cannot read tables",
     "app user cannot create objects", "e-mail outbox functions", "JWT validation", "service-token validation",
 ]
 EMAIL_ITEMS = ["e-mail outbox functions"]
@@ -154,12 +154,26 @@ def test_app_user_may_create_objects(production_env, extra_role):
 def test_missing_and_weakened_functions(production_env, scratch_database):
     admin_conninfo, app_conninfo = scratch_database()
     with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute("DROP FUNCTION activity.sp_purge_notifications(integer, integer)")
+        conn.execute("DROP FUNCTION activity.sp_update_notification_settings(uuid, jsonb)")
+        conn.execute("GRANT EXECUTE ON FUNCTION activity.sp_purge_notifications(integer, integer) TO notifications_api")
         conn.execute("ALTER FUNCTION activity.sp_get_unread_count(uuid, boolean) SECURITY INVOKER")
         conn.execute("ALTER FUNCTION activity.sp_delete_notification(uuid, uuid, boolean) RESET search_path")
     checks = preflight.run(_with_conninfo(production_env, app_conninfo))
-    assert_fails(checks, "stored functions executable", "missing: sp_purge_notifications",
-                 "not SECURITY DEFINER: sp_get_unread_count", "no fixed search_path: sp_delete_notification")
+    assert_fails(checks, "stored functions executable", "missing: sp_update_notification_settings",
+                 "not SECURITY DEFINER: sp_get_unread_count", "no fixed search_path: sp_delete_notification",
+                 "the app user may execute the retention group's sp_purge_notifications")
+
+
+def test_session_settings_come_from_the_login_role(production_env, extra_role):
+    """A login without ALTER ROLE ... SET gets the server's defaults: preflight names each difference."""
+    conninfo = extra_role("GRANT notifications_api TO {role}",
+                          "ALTER ROLE {role} SET timezone = 'Europe/Berlin'",
+                          "ALTER ROLE {role} SET datestyle = 'SQL, DMY'",
+                          "ALTER ROLE {role} SET statement_timeout = '1min'")
+    checks = preflight.run(_with_conninfo(production_env, conninfo))
+    assert_fails(checks, "session settings", "TimeZone is Europe/Berlin", "DateStyle is SQL, DMY",
+                 "statement_timeout is 60000 ms, DB_STATEMENT_TIMEOUT_MS is 5000", "ALTER ROLE")
+    assert by_item(preflight.run(production_env))["session settings"].ok
 
 
 def test_migrations_pending_or_changed(production_env, tmp_path):

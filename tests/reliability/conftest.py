@@ -71,6 +71,7 @@ def start_gunicorn(pg, private_redis, tmp_path):
         metrics_dir.mkdir()
         port = free_port()
         env = gunicorn_env(pg.app, metrics_dir, private_redis.port, PORT=str(port), **overrides)
+        pg.set_statement_timeout(env["DB_STATEMENT_TIMEOUT_MS"])
         server = Gunicorn(env=env, log_path=tmp_path / f"gunicorn-{index}.log", port=port)
         started.append(server)
         return server.start()

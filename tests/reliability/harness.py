@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 import psycopg
+from psycopg import sql
 from machine_tools import stop_process
 from psycopg.conninfo import make_conninfo
 
@@ -67,6 +68,13 @@ class PrivatePostgres:
         admin.ensure_database(self.superuser, APP_DB)
         migrate.migrate(self.admin, echo=lambda *args, **kwargs: None)
         admin.provision_app_user(self.admin, APP_ROLE, password)
+
+    def set_statement_timeout(self, milliseconds: str) -> None:
+        """The app login's statement_timeout lives on the role (what DB_STATEMENT_TIMEOUT_MS documents):
+        set it before the server under test opens its connections."""
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}").format(
+                sql.Identifier(APP_ROLE), sql.Identifier(APP_DB), sql.Literal(milliseconds)))
 
     # -- faults ------------------------------------------------------------------------------
     def stop(self) -> None:

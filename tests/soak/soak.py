@@ -75,6 +75,7 @@ def main() -> int:
         redis = PrivateRedis(work)
         (work / "prometheus").mkdir()
         port = free_port()
+        pg.set_statement_timeout("5000")
         env = gunicorn_env(pg.app, work / "prometheus", redis.port, PORT=str(port), GUNICORN_MAX_REQUESTS="0",
                            DB_POOL_TIMEOUT="5", DB_STATEMENT_TIMEOUT_MS="5000", GUNICORN_KEEPALIVE="75",
                            DB_POOL_MAX_SIZE="4", GUNICORN_THREADS="4")

@@ -32,7 +32,7 @@ def _select(conninfo: str, options: str, values: list[str], configure: bool) -> 
 
 
 @pytest.mark.parametrize("options", [
-    "-c timezone=UTC -c datestyle=ISO",  # as the pool connects: the fast path
+    "-c timezone=UTC -c datestyle=ISO",  # as the login role sets it: the fast path
     "-c timezone=Asia/Kolkata -c datestyle=ISO",  # not UTC (+05:30): the fallback converts
 ])
 def test_timestamptz_loads_as_the_api_text(database, options):

@@ -12,5 +12,6 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
     -v dbname="$POSTGRES_DB" \
     -v migrator_password="$MIGRATOR_PASSWORD" \
     -v api_password="$API_DB_PASSWORD" \
+    -v retention_password="$RETENTION_DB_PASSWORD" \
     "$@" \
     -f /etc/notifications-api/roles.sql

@@ -1,0 +1,28 @@
+"""Which login group may execute which stored function: the one list of their names.
+
+The migrations grant exactly these (tests/db/test_db_security.py compares them with the database);
+metrics pre-creates its series from them, preflight checks them, admin.py provisions the logins.
+"""
+from __future__ import annotations
+
+APP_GROUP = "notifications_api"
+WORKER_GROUP = "notifications_worker"
+RETENTION_GROUP = "notifications_retention"
+OWNER_ROLE = "notifications_owner"
+
+# What the API calls (store.py), and sp_schema_version() for preflight's "migrations current".
+API_FUNCTIONS = (
+    "sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
+    "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
+    "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
+    "sp_schema_version",
+)
+# The e-mail delivery worker's (migrations_sql/repeatable/0200_email.sql).
+EMAIL_FUNCTIONS = (
+    "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
+    "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
+)
+# The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.
+RETENTION_FUNCTIONS = ("sp_purge_notifications", "sp_purge_email_outbox")
+
+GRANTS = {APP_GROUP: API_FUNCTIONS, WORKER_GROUP: EMAIL_FUNCTIONS, RETENTION_GROUP: RETENTION_FUNCTIONS}
