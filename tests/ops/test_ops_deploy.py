@@ -257,7 +257,7 @@ def _migrate_preflight_and_deliver(admin: str, dbname: str, password: str, produ
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0200_email.sql" in run.stdout
     params = conninfo_to_dict(admin)
-    email_url = "http://127.0.0.1:9/v1/send"  # nothing is queued: never contacted
+    email_url = "https://127.0.0.1:9/v1/send"  # nothing is queued: never contacted
     app_env = {**env, **production_env, "DATABASE_URL": "", "DB_NAME": dbname, "DB_USER": app_user,
                "DB_PASSWORD": password, "DB_HOST": params.get("host", ""),
                "DB_PORT": str(params.get("port", "5432")), "DB_SSLMODE": "prefer", "EMAIL_API_URL": email_url}
