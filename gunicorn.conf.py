@@ -33,7 +33,12 @@ keepalive = _int("GUNICORN_KEEPALIVE", 75)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 preload_app = False  # the app (and its pool object) is built in each worker
-control_socket_disable = True  # gunicorn >= 27 otherwise opens ~/.gunicorn/ sockets that instances fight over
+control_socket_disable = True
+# Above the app's own limits (notifications_api/http_limits.py), which answer with problem documents;
+# gunicorn's plain-text 414/431 is left for what is over these (8190 is gunicorn's request-line cap).
+limit_request_line = 8190
+limit_request_field_size = 16380
+limit_request_fields = 200  # gunicorn >= 27 otherwise opens ~/.gunicorn/ sockets that instances fight over
 
 # X-Forwarded-* are trusted only behind a proxy we were told about; without one a client
 # could spoof X-Forwarded-Proto/For. The app applies ProxyFix with TRUSTED_PROXY_HOPS.

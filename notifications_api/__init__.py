@@ -12,7 +12,7 @@ from flask import Flask, g, request
 
 from . import db, errors, logs, metrics
 from . import openapi
-from . import edge, ratelimit
+from . import edge, http_limits, ratelimit
 from .config import load_config
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     metrics.init_app(app)
     _init_request_hooks(app)
+    http_limits.init_app(app)  # 414/431 before every other check (needs the request id)
     edge.init_app(app)  # after the request hooks: its after_request runs before theirs
     ratelimit.init_app(app)  # after edge: a 429 it substitutes still gets the CORS headers
     _register_blueprints(app, config["API_V1_PREFIX"])
