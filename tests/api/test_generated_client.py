@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import typing
-from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
@@ -29,9 +28,8 @@ def generated(app, tmp_path_factory):
     config = out / "config.yaml"
     # No post hooks: formatting the generated code (ruff) is not what is tested, and costs seconds.
     config.write_text(f"post_hooks: []\nproject_name_override: {PACKAGE}\npackage_name_override: {PACKAGE}\n")
-    generator = Path(sys.executable).with_name("openapi-python-client")
-    run = subprocess.run([str(generator), "generate", "--path", str(spec), "--config", str(config),
-                          "--meta", "none", "--output-path", str(out / PACKAGE)],
+    run = subprocess.run([sys.executable, "-m", "openapi_python_client", "generate", "--path", str(spec),
+                          "--config", str(config), "--meta", "none", "--output-path", str(out / PACKAGE)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     # The generator reports what it could not model as warnings: a typed client has none.
