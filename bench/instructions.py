@@ -55,6 +55,7 @@ def child(scenario: str, requests: int) -> None:
         "LOG_LEVEL": "INFO", "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
         "JWT_SECRET": "j" * 64, "SERVICE_TOKEN": "s" * 64, "METRICS_TOKEN": "m" * 64,
         "CORS_ORIGINS": "https://app.example.com", "RATE_LIMIT_ENABLED": "false",
+        "DB_ALLOW_WEAK_SSLMODE": "true",
         "PROMETHEUS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR",
                                                    "/tmp/nt-instructions-metrics"),
     })

@@ -300,6 +300,7 @@ def server_env(db: Database, port: int, secrets_: dict[str, str],
         "JWT_SECRET": secrets_["jwt"], "SERVICE_TOKEN": secrets_["service"],
         "METRICS_TOKEN": secrets_["metrics"],
         "CORS_ORIGINS": "https://app.example.com",
+        "DB_ALLOW_WEAK_SSLMODE": "true",  # a local server without TLS
         # Off: one user per wrk connection would hit its 600/minute budget within a second, and the
         # benchmark measures the service, not 429s. (On, each hit costs a Redis round trip or a
         # memory-storage update; see docs/PERFORMANCE.md.)

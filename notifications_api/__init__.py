@@ -12,7 +12,7 @@ from flask import Flask, g, request
 
 from . import db, errors, logs, metrics
 from . import openapi
-from . import edge, ratelimit
+from . import edge, http_limits, ratelimit
 from .config import load_config
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ def _init_request_hooks(app: Flask) -> None:
         g.started = time.perf_counter()
         incoming = request.environ.get("HTTP_X_REQUEST_ID")  # (the environ: no exception on a miss)
         g.request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else str(uuid.uuid4())
+        # 414/431 before every other check (routing, credentials, rate limits). Here, not in a hook of
+        # its own: one hook fewer per request (measured with bench/instructions.py).
+        http_limits.check_request_size(request.environ)
 
     @app.after_request
     def finish_request(response):

@@ -90,12 +90,14 @@ def _config(env: dict[str, str] | None = None, *, need_secrets: bool = True) -> 
     """load_config, turning ConfigError into a clean exit 1.
 
     Database-only commands (migrate, create-user) sign nothing, so they do not
-    require JWT_SECRET/SERVICE_TOKEN: absent ones get a throwaway random value.
+    require JWT_SECRET/SERVICE_TOKEN: absent ones get a throwaway random value. Nor do
+    they serve the API's /metrics: METRICS_TOKEN is not required of them.
     """
     source = env if env is not None else _environment()
-    overrides = {}
+    overrides: dict = {}
     if not need_secrets:
         overrides = {name: secrets.token_urlsafe(48) for name in SECRETS if not source.get(name)}
+        overrides["METRICS_PUBLIC"] = True
     try:
         return load_config(overrides, env=source)
     except ConfigError as exc:

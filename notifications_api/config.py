@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from dotenv import dotenv_values
 from limits import parse_many
-from psycopg.conninfo import make_conninfo
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 PLACEHOLDERS = frozenset({
     "change-me", "changeme", "change-me-in-production", "secret", "password",
@@ -21,6 +22,8 @@ MIN_SECRET_LENGTH = 32
 ENVIRONMENTS = ("development", "test", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+# libpq sslmodes that always encrypt; anything weaker may talk to PostgreSQL in clear text.
+TLS_SSLMODES = ("require", "verify-ca", "verify-full")
 
 
 class ConfigError(Exception):
@@ -130,7 +133,9 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "DB_NAME": (_str, "activity_platform"),
     "DB_USER": (_str, "api_user"),
     "DB_PASSWORD": (_str, ""),
-    "DB_SSLMODE": (_choice(("disable", "allow", "prefer", "require", "verify-ca", "verify-full")), "prefer"),
+    "DB_SSLMODE": (_choice(("disable", "allow", "prefer") + TLS_SSLMODES), "prefer"),
+    # Production opt-out of the TLS guardrail (a Unix socket, a sidecar PgBouncer on localhost).
+    "DB_ALLOW_WEAK_SSLMODE": (_bool, "false"),
     "DB_POOL_MIN_SIZE": (_int(0, 1000), "1"),
     "DB_POOL_MAX_SIZE": (_int(1, 1000), "8"),
     "DB_POOL_TIMEOUT": (_float(0.1), "5"),
@@ -145,6 +150,8 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "SERVICE_TOKEN": (_str, ""),
     "SERVICE_TOKEN_PREVIOUS": (_str, ""),
     "METRICS_TOKEN": (_str, ""),
+    # Production opt-out of "METRICS_TOKEN is required": only a private network reaches /metrics.
+    "METRICS_PUBLIC": (_bool, "false"),
     "REDIS_HOST": (_str, ""),
     "REDIS_PORT": (_int(1, 65535), "6379"),
     "REDIS_DB": (_int(0, 1024), "0"),
@@ -206,18 +213,33 @@ def load_config(overrides: Mapping[str, Any] | None = None,
             problems.append(f"{name} {exc}{shown}")
             config[name] = parse(default)  # so the checks below still report everything else
     config.update(overrides)  # extra keys (e.g. TESTING) pass through
-    problems.extend(_check(config))
+    config["DATABASE_CONNINFO"] = database_conninfo(config)
+    problems.extend(_check(config, source))
     if problems:
         raise ConfigError(problems)
-    config["DATABASE_CONNINFO"] = database_conninfo(config)
     return config
 
 
-def _weak(value: str) -> bool:
-    return len(value) < MIN_SECRET_LENGTH or value.lower() in PLACEHOLDERS
+def secret_weakness(value: str) -> str | None:
+    """Why a secret is too weak to use in production, or None: the one rule (config and preflight)."""
+    if value.lower() in PLACEHOLDERS:
+        return "is a documented placeholder"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
 
 
-def _check(config: dict[str, Any]) -> list[str]:
+def effective_sslmode(conninfo: str, env: Mapping[str, str]) -> str | None:
+    """The sslmode libpq will use for `conninfo` (its own, else PGSSLMODE, else prefer); None when
+    the connection string does not parse."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except ProgrammingError:
+        return None
+    return params.get("sslmode") or env.get("PGSSLMODE") or "prefer"
+
+
+def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     problems = []
     for name in SECRETS:
         if not config[name]:
@@ -226,9 +248,23 @@ def _check(config: dict[str, Any]) -> list[str]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
     if config["ENVIRONMENT"] == "production":
         for name in SECRETS + OPTIONAL_SECRETS:
-            if config[name] and _weak(config[name]):
-                problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters "
-                                "and not a placeholder")
+            weakness = config[name] and secret_weakness(config[name])
+            if weakness:
+                problems.append(f"{name} {weakness}: it must be at least {MIN_SECRET_LENGTH} "
+                                "characters and not a placeholder")
+        if not config["METRICS_TOKEN"] and not config["METRICS_PUBLIC"]:
+            problems.append("METRICS_TOKEN must be set in production (or METRICS_PUBLIC=true when only "
+                            "a private network reaches /metrics)")
+        if config["EMAIL_API_URL"] and not config["EMAIL_API_URL"].lower().startswith("https://"):
+            problems.append("EMAIL_API_URL must be an https:// URL in production (it carries "
+                            "EMAIL_API_KEY and the recipients' addresses)")
+        sslmode = effective_sslmode(config["DATABASE_CONNINFO"], env)
+        if sslmode is None:
+            problems.append("DATABASE_URL is not a valid libpq connection string")
+        elif sslmode not in TLS_SSLMODES and not config["DB_ALLOW_WEAK_SSLMODE"]:
+            problems.append(f"DB_SSLMODE (or the URL's sslmode) is {sslmode}: it must be require, "
+                            "verify-ca or verify-full in production (or DB_ALLOW_WEAK_SSLMODE=true for "
+                            "a Unix socket or a local PgBouncer)")
         if not config["DB_PASSWORD"] and not config["DATABASE_URL"]:
             problems.append("DB_PASSWORD must be set in production")
         if "*" in config["CORS_ORIGINS"]:

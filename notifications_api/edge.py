@@ -9,9 +9,10 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # What a browser page on a listed origin may send and read (API.md; RateLimit-* from ratelimit.py).
+# Not X-Service-Token: only internal services send it, never a browser; allowing it would invite a
+# page to hold the service secret.
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "If-None-Match", "Idempotency-Key",
-                        "X-Request-ID", "X-Service-Token"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
 CORS_EXPOSED_HEADERS = ["ETag", "Link", "Retry-After", "X-Request-ID", "X-Poll-Interval",
                         "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight (Chromium caps it at 7200)

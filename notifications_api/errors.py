@@ -15,13 +15,15 @@ PROBLEM_MIMETYPE = "application/problem+json"
 
 # Default problem code for an HTTP status raised by Flask/Werkzeug itself.
 CODES = {
-    400: "invalid_json",
+    400: "bad_request",  # malformed HTTP Werkzeug refused; a body that is not JSON is web.read_json's
     401: "missing_token",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_error",
+    431: "header_too_large",
     429: "rate_limited",
     503: "database_unavailable",
 }
@@ -30,12 +32,13 @@ DETAILS = {
     405: "This method is not allowed on this resource.",
     413: "The request body is too large.",
     415: "The request body must be application/json.",
+    431: "The request headers are too large.",
     429: "Too many requests; retry later.",
 }
 
 
 # RFC 9110 names where Python 3.11's HTTPStatus still has the RFC 7231 ones.
-TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
 
 
 class ApiError(Exception):

@@ -16,12 +16,14 @@ import time
 
 from gunicorn.glogging import Logger
 
+from . import http_limits
 from .config import read_environment
 from .logs import utc_timestamp
 
 __all__ = [  # what gunicorn.conf.py re-exports: gunicorn settings and server hooks only
     "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
     "max_requests", "max_requests_jitter", "preload_app", "control_socket_disable",
+    "limit_request_line", "limit_request_field_size", "limit_request_fields",
     "forwarded_allow_ips", "accesslog", "errorlog", "loglevel", "logger_class",
     "on_starting", "on_exit", "post_worker_init", "worker_exit", "child_exit",
 ]
@@ -47,6 +49,11 @@ max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 preload_app = False  # the app (and its pool object) is built in each worker
 control_socket_disable = True  # gunicorn >= 27 otherwise opens ~/.gunicorn/ sockets that instances fight over
+# Above the app's own limits (notifications_api/http_limits.py), which answer with problem documents;
+# gunicorn's plain-text 414/431 is left for what is over these (8190 is gunicorn's request-line cap).
+limit_request_line = http_limits.GUNICORN_LIMIT_REQUEST_LINE
+limit_request_field_size = http_limits.GUNICORN_LIMIT_REQUEST_FIELD_SIZE
+limit_request_fields = http_limits.GUNICORN_LIMIT_REQUEST_FIELDS
 
 # X-Forwarded-* are trusted only behind a proxy we were told about; without one a client
 # could spoof X-Forwarded-Proto/For. The app applies ProxyFix with TRUSTED_PROXY_HOPS.

@@ -34,7 +34,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Known label values, created at start-up so the series exist (as 0) before the first event.
 STORED_FUNCTIONS = API_FUNCTIONS  # the ones the API calls (grants.py)
 PROBLEM_CODES = (
-    "invalid_json", "missing_token", "invalid_token", "token_expired", "user_not_found",
+    "invalid_json", "bad_request", "uri_too_long", "header_too_large",
+    "missing_token", "invalid_token", "token_expired", "user_not_found",
     "invalid_service_token", "user_inactive", "service_token_required", "not_found",
     "notification_not_found", "method_not_allowed", "payload_too_large", "unsupported_media_type",
     "validation_error", "rate_limited", "database_unavailable", "internal_error",

@@ -12,7 +12,7 @@ from flask import Flask, Response, current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import fields, validate
 
-from . import schemas
+from . import http_limits, schemas
 from .web import dumps
 
 EXTENSION = "openapi"
@@ -61,8 +61,9 @@ A user JWT on the internal endpoint is `403 service_token_required`.
 **Errors** are RFC 9457 problem documents (`application/problem+json`, schema `Problem`) with a
 stable `code`; field errors are under `errors`, keyed by the field's path (`limit`,
 `quiet_hours.timezone`, `user_ids.3`). When several apply, the first in this order wins:
-404/405 (routing), 401/403 (credentials), 429 (rate limit), 413/415/400 (the body as bytes),
-422 (its content). A method a path does not list is `405 method_not_allowed` with an `Allow` header.
+414/431 (a request line or header over the size limits), 404/405 (routing), 401/403 (credentials),
+429 (rate limit), 413/415/400 (the body as bytes), 422 (its content). A method a path does not list
+is `405 method_not_allowed` with an `Allow` header.
 A `500 internal_error` never holds a stack trace or SQL; `503 database_unavailable` carries
 `Retry-After`. A call the database rolled back (serialization failure, deadlock) is retried once
 by the server before it answers 503: such a 503 changed nothing, so retrying it is safe.
@@ -252,11 +253,12 @@ PARAMETERS: dict[str, dict] = {
 
 # status -> (component name, description, codes, example detail, extra headers)
 PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
-    400: ("BadRequest", "The body is not parseable JSON.", ("invalid_json",),
+    400: ("BadRequest", "The body is not parseable JSON (`invalid_json`), or the request is malformed HTTP "
+                        "(`bad_request`).", ("invalid_json", "bad_request"),
           "The request body is not valid JSON.", ()),
     401: ("Unauthorized", "No credential, or an invalid, expired or unknown one.",
           ("missing_token", "invalid_token", "token_expired", "user_not_found", "invalid_service_token"),
-          "The token has expired.", ("WWW-Authenticate",)),
+          "An Authorization: Bearer token is required.", ("WWW-Authenticate",)),
     403: ("Forbidden", "The user is inactive, or a user JWT was sent to an internal endpoint.",
           ("user_inactive", "service_token_required"), "The token's user is inactive.", ()),
     404: ("NotFound", "No such notification (also another user's, an expired or a deleted one), or "
@@ -266,8 +268,16 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
           "This method is not allowed on this resource.", ("Allow",)),
     413: ("PayloadTooLarge", "The body is over MAX_CONTENT_LENGTH (default 64 KiB).",
           ("payload_too_large",), "The request body is too large.", ()),
+    414: ("UriTooLong", f"The request line is over {http_limits.MAX_REQUEST_LINE} bytes. Checked before "
+                        "anything else. (Past the server's own limit, 8190 bytes, or a proxy's, the answer "
+                        "may come from them instead.)", ("uri_too_long",),
+          f"The request line is longer than {http_limits.MAX_REQUEST_LINE} bytes; shorten the URL.", ()),
     415: ("UnsupportedMediaType", "The body is not application/json.", ("unsupported_media_type",),
           "The request body must be application/json.", ()),
+    431: ("HeaderTooLarge", f"A header line is over {http_limits.MAX_HEADER_FIELD} bytes, or there are more "
+                            f"than {http_limits.MAX_HEADER_FIELDS} headers. Checked right after the request "
+                            "line.", ("header_too_large",),
+          f"A request header is longer than {http_limits.MAX_HEADER_FIELD} bytes.", ()),
     422: ("ValidationFailed", "The body or the query fails the schema (unknown fields and unknown query "
                               "parameters included); `errors` maps each field path to its messages.",
           ("validation_error",), "limit: Must be between 1 and 100.", ()),
@@ -280,9 +290,11 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
           ("database_unavailable",), "The database is unavailable; retry shortly.", ("Retry-After",)),
 }
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-          405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
-          422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
-          503: "Service Unavailable"}
+          405: "Method Not Allowed", 413: "Content Too Large", 414: "URI Too Long",
+          415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
+          431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+# Statuses any request may get, whatever its operation: added to every operation's responses.
+EVERY_OPERATION = (414, 431)
 
 
 def _problem_response(status: int) -> dict:
@@ -581,11 +593,17 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
 
 
 # Constraints a marshmallow field cannot state (validates_schema rules), added to the generated schemas.
+# "Exactly one of" / "at least one of" rules are stated in descriptions and enforced by the server, not
+# as a top-level oneOf/anyOf: client generators (openapi-python-client and others) turn such a schema
+# into an untyped body or a model missing fields; one object with every field keeps the types.
 REFINEMENTS: dict[str, dict[str, Any]] = {
     "CreateNotification": {
-        "oneOf": [{"required": ["user_id"]}, {"required": ["user_ids"]}],
+        "description": "Exactly one of `user_id` and `user_ids` (else 422).",
         "properties": {
-            "user_ids": {"uniqueItems": True},
+            "user_id": {"description": "The one recipient. Exactly one of `user_id` and `user_ids`."},
+            "user_ids": {"uniqueItems": True,
+                         "description": "Fan-out to many recipients, each once. Exactly one of `user_id` and "
+                                        "`user_ids`."},
             "action_url": {"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
             "payload": {"description": "A JSON object, at most "
                                        f"{schemas.MAX_PAYLOAD_BYTES // 1024} KiB serialized."},
@@ -594,16 +612,31 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
         },
     },
     "MarkRead": {
-        "anyOf": [{"required": ["notification_ids"]}, {"required": ["notification_type"]},
-                  {"required": ["all"], "properties": {"all": {"const": True}}}],
+        "description": "At least one selector: `notification_ids`, `notification_type` or `all: true` "
+                       "(else 422); they combine as AND. `before` narrows them but is not a selector alone.",
+        "properties": {
+            "notification_ids": {"description": "A selector: these notifications (others' ids are skipped)."},
+            "notification_type": {"description": "A selector: notifications of this type."},
+            "all": {"description": "A selector when `true`: every notification. `false` is the same as "
+                                   "leaving it out."},
+            "before": {"description": "Only notifications created at or before this time."},
+        },
     },
     "QuietHours": {"description": "`start` and `end` are HH:MM (24 h) and must differ; `timezone` is an "
-                                  "IANA name such as Europe/Amsterdam."},
+                                  "IANA name such as Europe/Amsterdam.",
+                   "properties": {"timezone": {"minLength": 1}}},
     "Problem": {"description": "RFC 9457 problem document."},
 }
 
 
+# Response objects whose every property the server always sends (null where nullable): all required,
+# so generated clients type them as present.
+ALWAYS_COMPLETE = ("Notification",)
+
+
 def _refine(components: dict[str, dict]) -> None:
+    for name in ALWAYS_COMPLETE:
+        components[name]["required"] = list(components[name]["properties"])
     for name, rules in REFINEMENTS.items():
         schema = components[name]
         for key, value in rules.items():
@@ -676,11 +709,15 @@ def build_spec(app: Flask) -> dict[str, Any]:
     metrics_401 = _problem_response(401)
     metrics_401["description"] = "METRICS_TOKEN is set and the bearer token is missing or wrong. " \
                                  "Codes: `missing_token`, `invalid_token`."
+    metrics_401["content"][PROBLEM]["example"]["detail"] = \
+        "An Authorization: Bearer <METRICS_TOKEN> header is required."
     spec.components.response("MetricsUnauthorized", metrics_401)
 
     served = _served(app)
     for path, methods in _operations(config["API_V1_PREFIX"], plugin.converter).items():
         operations = {m: op for m, op in methods.items() if (path, m) in served}
+        for operation in operations.values():
+            operation["responses"].update(_problems(*EVERY_OPERATION))
         if operations:
             spec.path(path=path, operations=operations)
     document = spec.to_dict()

@@ -18,7 +18,7 @@ from psycopg import errors as pg_errors, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from . import grants, migrate
-from .config import MIN_SECRET_LENGTH, PLACEHOLDERS, SPEC, ConfigError, load_config
+from .config import MIN_SECRET_LENGTH, PLACEHOLDERS, SPEC, ConfigError, load_config, secret_weakness
 
 CONNECT_TIMEOUT = 5
 REDIS_TIMEOUT = 2.0
@@ -70,7 +70,7 @@ def run(env: Mapping[str, str]) -> list[Check]:
                _secrets_check(config), _metrics_token_check(config), _db_password_check(config),
                _cors_check(config), _docs_check(config), _rate_limit_check(config), _redis_check(config)]
     checks += _database_checks(config, migrate.default_directory(env), email=bool(config["EMAIL_API_URL"]))
-    checks += [_jwt_check(config), _service_token_check(config)]
+    checks += [_jwt_check(config), _jwt_audience_check(config), _service_token_check(config)]
     return checks
 
 
@@ -106,14 +106,6 @@ def _log_level_check(config: dict) -> Check:
     return Check(True, "LOG_LEVEL", level)
 
 
-def _weakness(value: str) -> str | None:
-    if value.lower() in PLACEHOLDERS:
-        return "is a documented placeholder"
-    if len(value) < MIN_SECRET_LENGTH:
-        return f"is shorter than {MIN_SECRET_LENGTH} characters"
-    return None
-
-
 def _secrets_check(config: dict) -> Check:
     problems = []
     names = ("JWT_SECRET", "SERVICE_TOKEN", "JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN")
@@ -123,7 +115,7 @@ def _secrets_check(config: dict) -> Check:
             if name in ("JWT_SECRET", "SERVICE_TOKEN"):
                 problems.append(f"{name} is empty")
             continue
-        weakness = _weakness(value)
+        weakness = secret_weakness(value)
         if weakness:
             problems.append(f"{name} {weakness}")
     seen: dict[str, str] = {}
@@ -472,6 +464,13 @@ def _round_trip_app(config: dict, decorator: Callable) -> Any:
         return {"user_id": g.get("user_id"), "service": g.get("service")}
 
     return app.test_client()
+
+
+def _jwt_audience_check(config: dict) -> Check:
+    if not config["JWT_AUDIENCE"]:
+        return Check(False, "JWT audience", "JWT_AUDIENCE is empty: a token any platform service signs "
+                                            "with the shared secret is accepted as a user's")
+    return Check(True, "JWT audience", f"tokens must carry aud={config['JWT_AUDIENCE']!r}")
 
 
 def _jwt_check(config: dict) -> Check:

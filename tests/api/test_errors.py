@@ -148,3 +148,23 @@ def test_no_content_type_without_a_body(client, user, user_headers, notify):
     cached = client.get(f"{PREFIX}/notifications/unread/count",
                         headers=user_headers(user, **{"If-None-Match": count.headers["ETag"]}))
     assert cached.status_code == 304 and "Content-Type" not in cached.headers
+
+
+def test_a_werkzeug_400_is_bad_request_not_invalid_json(make_app):
+    """A 400 that Werkzeug raises (malformed HTTP, not a body) must not claim the body is bad JSON."""
+    from werkzeug.exceptions import BadRequest
+
+    app = make_app()
+
+    @app.get("/test-only/bad-request")
+    def bad_request():
+        raise BadRequest()
+
+    body = assert_problem(app.test_client().get("/test-only/bad-request"), 400, "bad_request")
+    assert "JSON" not in body["detail"]
+
+
+def test_an_unparseable_body_is_still_invalid_json(client, service_headers):
+    response = client.post(f"{PREFIX}/notifications", data=b"{nope", headers=service_headers,
+                           content_type="application/json")
+    assert_problem(response, 400, "invalid_json")

@@ -168,6 +168,65 @@ def test_spec_covers_the_contract_details(app):
         assert decision in description
 
 
+def test_bodies_state_their_alternatives_in_words_not_in_oneof(app):
+    """A top-level oneOf/anyOf of required-only branches makes generators lose the body's types; the
+    rule is in the description and the server enforces it (422)."""
+    spec = openapi.spec_for(app)
+    schemas = spec["components"]["schemas"]
+    for name, component in schemas.items():
+        assert not {"oneOf", "anyOf", "allOf"} & set(component), name
+    assert "Exactly one of `user_id` and `user_ids`" in schemas["CreateNotification"]["description"]
+    assert "At least one selector" in schemas["MarkRead"]["description"]
+    assert set(schemas["MarkRead"]["properties"]) == {"notification_ids", "notification_type", "all", "before"}
+
+
+def test_the_server_enforces_what_the_descriptions_say(client, service_headers, user, user_headers):
+    both = {"user_id": user, "user_ids": [user], "notification_type": "comment", "title": "x"}
+    neither = {"notification_type": "comment", "title": "x"}
+    for body in (both, neither):
+        response = client.post(f"{PREFIX}/notifications", json=body, headers=service_headers)
+        assert response.status_code == 422 and "user_id" in response.get_json()["errors"], body
+    for body in ({}, {"all": False}, {"before": "2026-01-01T00:00:00Z"}):
+        response = client.post(f"{PREFIX}/notifications/mark-read", json=body, headers=user_headers(user))
+        assert response.status_code == 422, body
+
+
+def test_every_field_a_notification_always_has_is_required(app, client, notify, user, user_headers):
+    spec = openapi.spec_for(app)
+    document = spec["components"]["schemas"]["Notification"]
+    sent = client.get(f"{PREFIX}/notifications/{notify(user)['notification_id']}",
+                      headers=user_headers(user)).get_json()
+    assert set(document["required"]) == set(document["properties"]) == set(sent)
+    nullable = {name for name, prop in document["properties"].items() if "null" in prop.get("type", ())}
+    assert {name for name, value in sent.items() if value is None} <= nullable
+    assert spec["components"]["schemas"]["QuietHours"]["properties"]["timezone"]["minLength"] == 1
+
+
+def test_problem_examples_pair_codes_with_their_real_details(app, client):
+    """The documented example of a 401 is what the server really answers with that code."""
+    example = openapi.spec_for(app)["components"]["responses"]["Unauthorized"]["content"][
+        "application/problem+json"]["example"]
+    real = client.get(f"{PREFIX}/notifications").get_json()
+    assert (example["code"], example["detail"]) == (real["code"], real["detail"])
+
+
+def test_metrics_401_example_matches_the_server(make_app):
+    app = make_app(METRICS_TOKEN="m" * 40)
+    example = openapi.spec_for(app)["components"]["responses"]["MetricsUnauthorized"]["content"][
+        "application/problem+json"]["example"]
+    real = app.test_client().get("/metrics").get_json()
+    assert (example["code"], example["detail"]) == (real["code"], real["detail"])
+
+
+def test_every_operation_documents_414_and_431(app):
+    spec = openapi.spec_for(app)
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert {"414", "431"} <= set(operation["responses"]), (method, path)
+    assert spec["components"]["responses"]["UriTooLong"]["content"]["application/problem+json"][
+        "example"]["code"] == "uri_too_long"
+
+
 # ---- serving --------------------------------------------------------------------------------
 
 def test_docs_off_means_404_problems(make_app):

@@ -35,9 +35,15 @@ def test_a_listed_origin_gets_its_preflight(client):
 
 
 def test_every_request_header_of_the_api_is_allowed(client):
-    asked = "authorization, content-type, if-none-match, idempotency-key, x-request-id, x-service-token"
+    asked = "authorization, content-type, if-none-match, idempotency-key, x-request-id"
     response = preflight(client, LISTED, "POST", asked)
     assert header_set(response, "Access-Control-Allow-Headers") == set(asked.split(", "))
+
+
+def test_the_service_token_header_is_not_allowed_from_browsers(client):
+    """Only internal services send X-Service-Token; a browser page asking to send it is not allowed to."""
+    response = preflight(client, LISTED, "POST", "content-type, x-service-token")
+    assert "x-service-token" not in header_set(response, "Access-Control-Allow-Headers")
 
 
 def test_an_unlisted_origin_gets_nothing(client, make_user, bearer):

@@ -60,7 +60,8 @@ def test_scheme_comes_from_the_proxy_only_when_trusted(make_app, secrets_config,
 
 def test_hsts_in_production_only(make_app):
     production = make_app(ENVIRONMENT="production", JWT_SECRET=secrets.token_urlsafe(40),
-                          SERVICE_TOKEN=secrets.token_urlsafe(40), RATE_LIMIT_ENABLED=False)
+                          SERVICE_TOKEN=secrets.token_urlsafe(40), METRICS_TOKEN=secrets.token_urlsafe(40),
+                          DB_ALLOW_WEAK_SSLMODE=True, RATE_LIMIT_ENABLED=False)
     for path in ("/health/live", "/nope"):
         response = production.test_client().get(path)
         assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"

@@ -36,7 +36,9 @@ def production_env(database, redis_url, ops_secrets):
         "ENVIRONMENT": "production", "DEBUG": "false", "LOG_LEVEL": "INFO",
         "DATABASE_URL": database.app,
         "JWT_SECRET": ops_secrets["JWT_SECRET"], "SERVICE_TOKEN": ops_secrets["SERVICE_TOKEN"],
-        "METRICS_TOKEN": ops_secrets["METRICS_TOKEN"],
+        "METRICS_TOKEN": ops_secrets["METRICS_TOKEN"], "JWT_AUDIENCE": "notifications-api",
+        # the test server has no TLS: the explicit opt-out of the sslmode guardrail
+        "DB_ALLOW_WEAK_SSLMODE": "true",
         "CORS_ORIGINS": "https://app.example.com", "ENABLE_DOCS": "false", "RATE_LIMIT_ENABLED": "true",
         "REDIS_HOST": redis.hostname or "127.0.0.1", "REDIS_PORT": str(redis.port or 6379),
         "REDIS_DB": (redis.path or "/0").lstrip("/") or "0", "REDIS_PASSWORD": redis.password or "",

@@ -275,7 +275,7 @@ def _migrate_preflight_and_deliver(admin: str, dbname: str, password: str, produ
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0200_email.sql" in run.stdout
     params = conninfo_to_dict(admin)
-    email_url = "http://127.0.0.1:9/v1/send"  # nothing is queued: never contacted
+    email_url = "https://127.0.0.1:9/v1/send"  # nothing is queued: never contacted
     app_env = {**env, **production_env, "DATABASE_URL": "", "DB_NAME": dbname, "DB_USER": app_user,
                "DB_PASSWORD": password, "DB_HOST": params.get("host", ""),
                "DB_PORT": str(params.get("port", "5432")), "DB_SSLMODE": "prefer", "EMAIL_API_URL": email_url}
@@ -527,3 +527,74 @@ def test_pool_size_is_the_same_in_the_runbook_and_every_deploy_file():
     assert tuple(map(int, budget.groups())) == (
         replicas, runbook["WEB_CONCURRENCY"], runbook["DB_POOL_MAX_SIZE"],
         replicas * runbook["WEB_CONCURRENCY"] * runbook["DB_POOL_MAX_SIZE"])
+
+
+def test_nginx_answers_its_own_size_limits_as_problem_documents(tmp_path):
+    """The example nginx, run for real: over-long request lines, headers and bodies get the contract's
+    problem document (no upstream is needed: nginx answers before proxying)."""
+    import json
+    import socket
+    import ssl
+    import time
+
+    from ops_helpers import free_port
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    openssl = shutil.which("openssl")
+    if not nginx or not openssl:
+        skip_unless_ci("nginx or openssl is not installed (apt-get install nginx-light)")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    port = free_port()
+    site = (DEPLOY / "nginx" / "notifications-api.conf").read_text()
+    site = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {tmp_path / 'cert.pem'};", site)
+    site = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {tmp_path / 'key.pem'};", site)
+    site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;").replace("listen [::]:443 ssl;", "")
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{free_port()};").replace("listen [::]:80;", "")
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path / 'nginx.pid'};\nerror_log stderr;\ndaemon off;\nmaster_process off;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path};\n  proxy_temp_path {tmp_path};\n"
+        f"  include {tmp_path / 'site.conf'};\n}}\n")
+    server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+
+    def send(data: bytes) -> tuple[int, dict, dict]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="notifications.example.com") as sock:
+            sock.sendall(data)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        assert body.startswith(b"{"), reply[:600]
+        return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, json.loads(body)
+
+    try:
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        host = b"Host: notifications.example.com\r\nConnection: close\r\n"
+        cases = {
+            (414, "uri_too_long"): b"GET /api/v1/notifications?a=" + b"a" * 9000 + b" HTTP/1.1\r\n" + host + b"\r\n",
+            (431, "header_too_large"): b"GET /health HTTP/1.1\r\n" + host + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n",
+            (413, "payload_too_large"): b"POST /api/v1/notifications HTTP/1.1\r\n" + host
+            + b"Content-Type: application/json\r\nContent-Length: 70000\r\n\r\n" + b"x" * 70000,
+        }
+        for (status, code), data in cases.items():
+            got, headers, body = send(data)
+            assert (got, body["status"], body["code"]) == (status, status, code), (got, body)
+            assert headers["content-type"] == "application/problem+json"
+            assert body["request_id"] == headers["x-request-id"] and body["request_id"]
+            assert headers["cache-control"] == "no-store"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

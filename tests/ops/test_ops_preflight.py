@@ -16,7 +16,8 @@ ITEMS = [
     "configuration valid", "ENVIRONMENT", "DEBUG", "LOG_LEVEL", "secrets strong", "/metrics protected",
     "database password", "CORS strict", "docs off", "rate limits", "Redis reachable", "database reachable",
     "database TLS", "session settings", "migrations current", "stored functions executable", "app user cannot read tables",
-    "app user cannot create objects", "e-mail outbox functions", "JWT validation", "service-token validation",
+    "app user cannot create objects", "e-mail outbox functions", "JWT validation", "JWT audience",
+    "service-token validation",
 ]
 EMAIL_ITEMS = ["e-mail outbox functions"]
 BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS]
@@ -48,6 +49,7 @@ def test_all_pass_against_the_test_deployment(production_env):
     ({"SERVICE_TOKEN": "@JWT_SECRET"}, "secrets strong", ["SERVICE_TOKEN equals JWT_SECRET"]),
     ({"JWT_SECRET_PREVIOUS": "@JWT_SECRET"}, "secrets strong", ["JWT_SECRET_PREVIOUS equals JWT_SECRET"]),
     ({"METRICS_TOKEN": ""}, "/metrics protected", ["METRICS_TOKEN is empty"]),
+    ({"JWT_AUDIENCE": ""}, "JWT audience", ["JWT_AUDIENCE is empty"]),
     ({"CORS_ORIGINS": "*"}, "CORS strict", ["contains *"]),
     ({"CORS_ORIGINS": "https://app.example.com,http://app.example.com"}, "CORS strict",
      ["origins without https: http://app.example.com"]),

@@ -43,3 +43,20 @@ def test_gunicorn_limits_answer_4xx_and_the_service_stays_up(start_gunicorn):
         assert status is None or 400 <= status < 500, (name, reply[:200])
         assert request(server.port, "GET", "/health/live").status == 200, name
     assert server.process.poll() is None
+
+
+def test_between_the_app_and_gunicorn_limits_the_answer_is_a_problem_document(start_gunicorn):
+    """Under gunicorn's raised limits the app's own (4094-byte line, 8190-byte header) answer with the
+    contract's problem document and headers, not gunicorn's plain text."""
+    server = start_gunicorn(WEB_CONCURRENCY="1")
+    cases = {
+        414: b"GET /api/v1/notifications?a=" + b"a" * 6000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        431: b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + b"b" * 12000 + b"\r\n\r\n",
+    }
+    for status, data in cases.items():
+        reply = _raw(server.port, data)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), reply[:300]
+        assert b"\r\ncontent-type: application/problem+json" in head.lower(), head
+        assert b"\r\nx-request-id: " in head.lower(), head
+        assert b'"code": "%s"' % (b"uri_too_long" if status == 414 else b"header_too_large") in body, body

@@ -11,7 +11,9 @@ from notifications_api.config import ConfigError, load_config
 STRONG_JWT = "j" * 40 + "-jwt-secret-for-tests"
 STRONG_TOKEN = "s" * 40 + "-service-token-for-tests"
 BASE = {"JWT_SECRET": STRONG_JWT, "SERVICE_TOKEN": STRONG_TOKEN}
-PRODUCTION = {**BASE, "ENVIRONMENT": "production", "DB_PASSWORD": "a-real-database-password"}
+STRONG_METRICS = "m" * 40 + "-metrics-token-for-tests"
+PRODUCTION = {**BASE, "ENVIRONMENT": "production", "DB_PASSWORD": "a-real-database-password",
+              "METRICS_TOKEN": STRONG_METRICS, "DB_SSLMODE": "require"}
 
 
 def problems(env):
@@ -130,6 +132,13 @@ def test_a_valid_production_configuration_loads():
     ({"CORS_ORIGINS": "https://app.example.com,*"}, "CORS_ORIGINS"),
     ({"DEBUG": "true"}, "DEBUG"),
     ({"ENABLE_DOCS": "true"}, "ENABLE_DOCS"),
+    ({"METRICS_TOKEN": ""}, "METRICS_TOKEN"),
+    ({"EMAIL_API_URL": "http://email-api.internal/v1/send"}, "EMAIL_API_URL"),
+    ({"DB_SSLMODE": "prefer"}, "DB_SSLMODE"),
+    ({"DB_SSLMODE": "disable"}, "DB_SSLMODE"),
+    ({"DATABASE_URL": "postgresql://u:p@db.internal/x"}, "DB_SSLMODE"),  # libpq's default: prefer
+    ({"DATABASE_URL": "postgresql://u:p@db.internal/x?sslmode=allow"}, "DB_SSLMODE"),
+    ({"DATABASE_URL": "host=db.internal sslmode=disable password=p"}, "DB_SSLMODE"),
 ])
 def test_production_guardrails_name_the_setting(env, name):
     found, _ = problems({**PRODUCTION, **env})
@@ -137,9 +146,40 @@ def test_production_guardrails_name_the_setting(env, name):
 
 
 @pytest.mark.parametrize("env", [{"JWT_SECRET": "short"}, {"CORS_ORIGINS": "*"}, {"DEBUG": "true"},
-                                 {"ENABLE_DOCS": "true"}, {"DB_PASSWORD": ""}])
+                                 {"ENABLE_DOCS": "true"}, {"DB_PASSWORD": ""}, {"METRICS_TOKEN": ""},
+                                 {"EMAIL_API_URL": "http://localhost:9000/send"}, {"DB_SSLMODE": "disable"}])
 def test_guardrails_apply_only_in_production(env):
     load_config(env={**BASE, "ENVIRONMENT": "staging", **env})
+
+
+@pytest.mark.parametrize("env", [
+    {"DB_SSLMODE": "verify-full"},
+    {"DB_SSLMODE": "disable", "DB_ALLOW_WEAK_SSLMODE": "true"},  # the explicit, documented opt-out
+    {"DATABASE_URL": "postgresql://u:p@db.internal/x?sslmode=verify-ca"},
+    {"DATABASE_URL": "postgresql://u:p@db.internal/x", "PGSSLMODE": "require"},  # libpq reads it too
+    {"METRICS_TOKEN": "", "METRICS_PUBLIC": "true"},
+    {"EMAIL_API_URL": "https://email-api.internal/v1/send"},
+])
+def test_production_accepts_the_safe_settings_and_the_explicit_opt_outs(env):
+    assert load_config(env={**PRODUCTION, **env})["ENVIRONMENT"] == "production"
+
+
+def test_the_sslmode_guardrail_does_not_trust_the_default_over_the_url():
+    """DB_SSLMODE=require does not cover a DATABASE_URL that says otherwise: the URL is what connects."""
+    found, _ = problems({**PRODUCTION, "DB_SSLMODE": "require",
+                         "DATABASE_URL": "postgresql://u:p@db.internal/x?sslmode=prefer"})
+    assert found == ["DB_SSLMODE (or the URL's sslmode) is prefer: it must be require, verify-ca or "
+                     "verify-full in production (or DB_ALLOW_WEAK_SSLMODE=true for a Unix socket or a "
+                     "local PgBouncer)"]
+
+
+def test_secret_strength_is_one_rule_for_config_and_preflight():
+    from notifications_api import preflight
+    from notifications_api.config import secret_weakness
+    assert preflight.secret_weakness is secret_weakness
+    assert secret_weakness("change-me-in-production") == "is a documented placeholder"
+    assert secret_weakness("x" * 31) == "is shorter than 32 characters"
+    assert secret_weakness("x" * 32) is None
 
 
 def test_secrets_are_never_echoed_in_problems():

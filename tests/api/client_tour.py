@@ -1,0 +1,76 @@
+"""A client author's first script, written against the Python client that openapi-python-client
+generates from /openapi.json (package `notifications_api_client`, made by test_generated_client.py).
+
+Typed as such a script would be: every body is a generated model, every answer is narrowed to its
+generated model before use. Nothing here knows the API beyond what the document says.
+"""
+from __future__ import annotations
+
+import uuid
+
+from notifications_api_client import AuthenticatedClient
+from notifications_api_client.api.internal import create_notifications
+from notifications_api_client.api.notifications import (
+    get_unread_count,
+    list_notifications,
+    mark_notifications_read_bulk,
+)
+from notifications_api_client.api.settings import get_settings, update_settings
+from notifications_api_client.models import (
+    CreateNotification,
+    CreateNotificationPayload,
+    CreateNotificationPriority,
+    CreateResponse,
+    MarkRead,
+    MarkReadResult,
+    NotificationList,
+    QuietHours,
+    Settings,
+    SettingsPatch,
+    UnreadCount,
+)
+
+
+def tour(base_url: str, user_token: str, service_token: str, user_id: str) -> dict[str, object]:
+    """Create two notifications, list and count them, mark them read in bulk, change the settings."""
+    user = AuthenticatedClient(base_url=base_url, token=user_token)
+    service = AuthenticatedClient(base_url=base_url, token=service_token)  # Authorization: Bearer works too
+
+    payload = CreateNotificationPayload.from_dict({"post_id": 812})
+    created: list[CreateResponse] = []
+    for kind in ("comment", "mention"):
+        body = CreateNotification(user_id=uuid.UUID(user_id), notification_type=kind, title=f"A {kind}",
+                                  payload=payload, priority=CreateNotificationPriority.HIGH)
+        answer = create_notifications.sync(client=service, body=body)
+        assert isinstance(answer, CreateResponse), answer
+        created.append(answer)
+
+    page = list_notifications.sync(client=user, limit=10)
+    assert isinstance(page, NotificationList), page
+    count = get_unread_count.sync(client=user)
+    assert isinstance(count, UnreadCount), count
+
+    marked = mark_notifications_read_bulk.sync(
+        client=user, body=MarkRead(notification_type="comment"))
+    assert isinstance(marked, MarkReadResult), marked
+
+    patched = update_settings.sync(client=user, body=SettingsPatch(
+        push_enabled=False, quiet_hours=QuietHours(start="22:00", end="07:00", timezone="Europe/Amsterdam")))
+    assert isinstance(patched, Settings), patched
+    settings = get_settings.sync(client=user)
+    assert isinstance(settings, Settings), settings
+    quiet = settings.quiet_hours
+    assert isinstance(quiet, QuietHours), quiet
+
+    return {
+        "created": [result.result.value for answer in created for result in answer.results],
+        "created_ids": [result.notification.notification_id for answer in created for result in answer.results
+                        if result.notification is not None],
+        "listed": [(item.notification_type, item.status.value, item.read_at, item.payload.to_dict())
+                   for item in page.items],
+        "unread_before": count.unread_count,
+        "by_type_before": count.by_type.to_dict(),
+        "marked": (marked.updated_count, marked.unread_count),
+        "push_enabled": settings.push_enabled,
+        "quiet_hours": (quiet.start, quiet.end, quiet.timezone),
+    }
