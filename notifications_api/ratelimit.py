@@ -272,15 +272,22 @@ service = _route_limit("RATE_LIMIT_SERVICE", SERVICE, _service_key)
 
 # --- app wiring -------------------------------------------------------------------------------
 
-def _redis_storage(config: dict[str, Any]) -> RedisStorage | None:
+def redis_storage(config: dict[str, Any]) -> RedisStorage | None:
+    """The limits storage for REDIS_URL / REDIS_HOST (plain or Sentinel), or None without Redis.
+
+    Every connection, to a sentinel as to the primary, gets the same short timeouts and no
+    retries: a hung or failing Redis costs a request at most REDIS_TIMEOUT_SECONDS.
+    """
     uri = redis_uri(config)
     if uri is None:
         return None
-    return storage_from_string(
-        uri, key_prefix=KEY_PREFIX,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),  # fail over now; never wait out retries on a request
-        client_name="notifications-api")
+    bounded = {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS,
+               "retry": Retry(NoBackoff(), 0)}  # fail over now; never wait out retries on a request
+    options: dict[str, Any] = {**bounded, "client_name": "notifications-api"}
+    if uri.startswith("redis+sentinel://"):
+        # Counters are read back from the primary only: a replica lags and would under-count.
+        options.update(sentinel_kwargs=dict(bounded), use_replicas=False)
+    return storage_from_string(uri, key_prefix=KEY_PREFIX, **options)
 
 
 def _anonymous_failure() -> RequestLimit | None:
@@ -326,9 +333,10 @@ def init_app(app: Flask) -> None:
     config = app.config
     if not config["RATE_LIMIT_ENABLED"]:
         return
-    redis = _redis_storage(config)
+    redis = redis_storage(config)
     if redis is None and config["ENVIRONMENT"] == "production":
-        log.warning("no REDIS_HOST: rate limits are per process (each worker allows the full limit)",
+        log.warning("no REDIS_URL or REDIS_HOST: rate limits are per process "
+                    "(each worker allows the full limit)",
                     extra={"event": "rate_limit_storage_memory"})
     state = RateLimitState(FailoverFixedWindow(redis), parse_many(config["RATE_LIMIT_ANONYMOUS"]))
     app.extensions[EXTENSION] = state
