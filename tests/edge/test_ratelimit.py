@@ -219,3 +219,62 @@ def test_one_redis_round_trip_per_limited_request(make_app, make_user, bearer, r
     # The counter is in Redis, under the service's prefix.
     assert any(key.startswith(b"notifications-api:LIMITER/") for key in redis.keys("*"))
     redis.close()
+
+
+def _stored_function_calls(app) -> list[str]:
+    """Names of the stored functions the app calls from now on (the app's own metric hook)."""
+    from notifications_api import db
+    calls: list[str] = []
+    app.extensions[db.EXTENSION].observers.append(lambda function, seconds: calls.append(function))
+    return calls
+
+
+def test_a_client_past_its_budget_costs_the_database_nothing(make_app, make_user, bearer):
+    app = make_app(RATE_LIMIT_USER_READ="2/minute", RATE_LIMIT_USER_WRITE="100/minute")
+    client = app.test_client()
+    calls = _stored_function_calls(app)
+    headers = bearer(make_user())
+    assert [client.get(COUNT, headers=headers).status_code for _ in range(2)] == [200, 200]
+    assert len(calls) == 2
+    calls.clear()
+    assert_rate_limited(client.get(COUNT, headers=headers), 2)
+    assert len(calls) == 1  # the first refusal checks the user exists and is active ...
+    calls.clear()
+    for _ in range(20):
+        assert_rate_limited(client.get(COUNT, headers=headers), 2)
+    assert calls == []  # ... and the next ones, within USER_CHECK_SECONDS, cost PostgreSQL nothing
+    # A body refused before any stored function is alike (it shares the user's check).
+    for _ in range(5):
+        response = client.patch(SETTINGS, data="{", content_type="application/json", headers=headers)
+        assert response.status_code == 400
+    assert calls == []
+
+
+def test_the_user_check_is_repeated_once_its_window_has_passed(make_app, make_user, bearer, monkeypatch):
+    from notifications_api import auth
+    monkeypatch.setattr(auth, "USER_CHECK_SECONDS", 0.0)
+    app = make_app(RATE_LIMIT_USER_READ="1/minute")
+    client = app.test_client()
+    headers = bearer(make_user())
+    assert client.get(COUNT, headers=headers).status_code == 200
+    calls = _stored_function_calls(app)
+    for _ in range(3):
+        assert_rate_limited(client.get(COUNT, headers=headers), 1)
+    assert len(calls) == 3
+
+
+def test_a_refused_user_is_remembered_as_refused(make_app, make_user, bearer):
+    """401 user_not_found / 403 user_inactive stay ahead of 429 when the check comes from the cache."""
+    import uuid
+    app = make_app(RATE_LIMIT_USER_READ="1/minute")
+    client = app.test_client()
+    calls = _stored_function_calls(app)
+    for headers, status, code in ((bearer(str(uuid.uuid4())), 401, "user_not_found"),
+                                  (bearer(make_user(active=False)), 403, "user_inactive")):
+        calls.clear()
+        for _ in range(5):
+            response = client.get(COUNT, headers=headers)
+            assert response.status_code == status and response.get_json()["code"] == code
+        if status == 401:
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert len(calls) == 2  # the view's own call, then one check for all the refusals after it
