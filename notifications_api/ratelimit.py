@@ -27,7 +27,6 @@ from redis.retry import Retry
 
 from . import metrics
 from .config import redis_uri
-from .errors import problem
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,15 @@ KEY_PREFIX = "notifications-api"  # Redis keys: notifications-api:LIMITER/<key>/
 # Scopes: one budget per key across all the routes of a class.
 USER_READ, USER_WRITE, SERVICE, ANONYMOUS = "user-read", "user-write", "service", "anonymous"
 # Responses that spend the client IP's anonymous budget when the request carried no accepted
-# credential: failed authentication (credential stuffing) and routing misses (scanning).
+# credential: failed authentication (credential stuffing) and routing misses (scanning). They
+# keep their status when it is spent (API.md's order); the spent budget refuses /docs and the spec.
 ANONYMOUS_FAILURES = frozenset({401, 403, 404, 405})
 HEALTH = "health"  # the blueprint of /health and /health/live: never counted, never limited
 # Outside the IP budget too: Prometheus scrapes must not be refused (a gap hides an incident).
 # A wrong METRICS_TOKEN still spends the anonymous budget, as any failed authentication does.
 UNMETERED = frozenset({HEALTH, "metrics"})
+DOCS_PAGE = "docs.show"  # openapi.py's Swagger UI view: the page at /docs, its assets at /docs/<path>
+DOCS_PAGES = (None, "index.html")
 
 # Count the hit and return it with the window's remaining life, in one round trip. A counter
 # without a TTL (first hit, or an EXPIRE lost to a crash) gets the window length.
@@ -221,7 +223,11 @@ def _setting(name: str) -> Callable[[], str]:
 
 
 def _unmetered() -> bool:
-    return request.blueprint in UNMETERED
+    """/health, /metrics, and Swagger UI's files: one /docs load is the page, the document and
+    five static assets, and only the first two count (else 60/minute is 8 reloads)."""
+    if request.blueprint in UNMETERED:
+        return True
+    return request.endpoint == DOCS_PAGE and (request.view_args or {}).get("path") not in DOCS_PAGES
 
 
 def _rejected(limit: RequestLimit) -> None:
@@ -308,14 +314,16 @@ def _seconds_until(timestamp: float) -> int:
 
 
 def _finish(response: Response) -> Response:
-    """RateLimit-* on every response a limit was checked for; anonymous failures spend the IP budget."""
+    """RateLimit-* on every response a limit was checked for; anonymous failures spend the IP budget.
+
+    A failure is never turned into a 429, even once the budget is spent: API.md ranks 404/405 and
+    401/403 above 429, and a browser told 429 for an expired token backs off instead of
+    refreshing it. The spent budget refuses the anonymous endpoints (/docs, /openapi.json).
+    """
     current = limiter.current_limit
     if (current is None and response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
             and g.get("user_id") is None and g.get("service") is None):
         current = _anonymous_failure()
-        if current is not None and current.breached:
-            _rejected(current)
-            response = problem(429, "rate_limited", "Too many failed requests; retry later.")
     if current is None:
         return response
     reset_at, remaining = current.window
