@@ -114,7 +114,15 @@ class StorageHealth:
 
 
 class FailoverFixedWindow(FixedWindowRateLimiter):
-    """Fixed windows on Redis, in memory while Redis fails; each hit remembers its window (on g)."""
+    """Fixed windows on Redis, in memory while Redis fails; each hit remembers its window (on g).
+
+    Kept instead of the stock strategy + Flask-Limiter's in_memory_fallback for measured reasons
+    (bench/ratelimit_stock.py, docs/PERFORMANCE.md): stock costs 3 Redis round trips per limited
+    request (hit, then GET + TTL for the headers) where this costs 1; its first request under a
+    frozen Redis takes ~400 ms (two 200 ms timeouts) and it returns to Redis up to 32 s after
+    Redis is back. tests/edge/test_limiter_library.py fails when either fact or the internals
+    used here change.
+    """
 
     def __init__(self, redis: RedisStorage | None):
         self.memory = MemoryStorage()
@@ -230,26 +238,26 @@ def _unmetered() -> bool:
     return request.endpoint == DOCS_PAGE and (request.view_args or {}).get("path") not in DOCS_PAGES
 
 
-def _rejected(limit: RequestLimit) -> None:
-    """A request was refused 429: log and count it (the key is a user id, service name or IP)."""
-    key, scope = limit.request_args[-2:]
-    log.info("rate limited", extra={
-        "event": "rate_limited", "scope": scope, "limit": str(limit.limit),
-        "rate_limit_key": key, "method": request.method,
-        "route": request.url_rule.rule if request.url_rule else None})
-    metrics.record_rate_limited()
+def _on_breach(scope: str, key_func: Callable[[], str]) -> Callable[[RequestLimit], None]:
+    """Each limit's on_breach: log the refusal (key: a user id, service name or IP) and count it."""
+    def rejected(limit: RequestLimit) -> None:
+        log.info("rate limited", extra={
+            "event": "rate_limited", "scope": scope, "limit": str(limit.limit),
+            "rate_limit_key": key_func(), "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else None})
+        metrics.record_rate_limited()
+    return rejected
 
 
 limiter = _AppLimiter(
     client_ip,
     # Endpoints that are neither a user's nor the internal one (/docs, /openapi.json) by IP.
     default_limits=[Limit(_setting("RATE_LIMIT_ANONYMOUS"), key_function=client_ip, scope=ANONYMOUS,
-                          shared=True, exempt_when=_unmetered)],
+                          shared=True, exempt_when=_unmetered, on_breach=_on_breach(ANONYMOUS, client_ip))],
     storage_uri="memory://",  # unused: each app's storages are in its FailoverFixedWindow
     strategy="fixed-window",
     headers_enabled=False,  # ours: the IETF names, delta seconds, Retry-After only on a 429
     in_memory_fallback_enabled=False,  # ours: per app, with recovery and a health report
-    on_breach=_rejected,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -257,7 +265,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _route_limit(limit_string: str, scope: str, key_func: Callable[[], str]) -> Callable[[F], F]:
     """A decorator for views, placed under the auth decorator that sets the key it reads."""
-    shared = limiter.shared_limit(_setting(limit_string), scope=scope, key_func=key_func)
+    shared = limiter.shared_limit(_setting(limit_string), scope=scope, key_func=key_func,
+                                  on_breach=_on_breach(scope, key_func))
 
     def decorate(view: F) -> F:
         checked = shared(view)
@@ -296,17 +305,14 @@ def redis_storage(config: dict[str, Any]) -> RedisStorage | None:
     return storage_from_string(uri, key_prefix=KEY_PREFIX, **options)
 
 
-def _anonymous_failure() -> RequestLimit | None:
-    """Spend the client IP's anonymous budget on this failed request; the limit to report."""
+def _anonymous_failure() -> tuple[int, WindowStats]:
+    """Spend the client IP's anonymous budget on this failed request; the limit and window to report."""
     state = current_app.extensions[EXTENSION]
-    args = [client_ip(), ANONYMOUS]
-    reported = None
-    for item in state.anonymous:
-        allowed = state.strategy.hit(item, *args)
-        reported = RequestLimit(limiter, item, args, breached=not allowed, shared=True)
-        if not allowed:
+    key = client_ip()
+    for item in state.anonymous:  # smallest window first, as Flask-Limiter orders them
+        if not state.strategy.hit(item, key, ANONYMOUS):
             break
-    return reported
+    return item.amount, state.strategy.get_window_stats(item, key, ANONYMOUS)
 
 
 def _seconds_until(timestamp: float) -> int:
@@ -321,14 +327,15 @@ def _finish(response: Response) -> Response:
     refreshing it. The spent budget refuses the anonymous endpoints (/docs, /openapi.json).
     """
     current = limiter.current_limit
-    if (current is None and response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
+    if current is not None:
+        amount, (reset_at, remaining) = current.limit.amount, current.window
+    elif (response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
             and g.get("user_id") is None and g.get("service") is None):
-        current = _anonymous_failure()
-    if current is None:
+        amount, (reset_at, remaining) = _anonymous_failure()
+    else:
         return response
-    reset_at, remaining = current.window
     headers = response.headers
-    headers["RateLimit-Limit"] = str(current.limit.amount)
+    headers["RateLimit-Limit"] = str(amount)
     headers["RateLimit-Remaining"] = str(remaining)
     headers["RateLimit-Reset"] = str(_seconds_until(reset_at))
     if response.status_code == 429:
