@@ -41,7 +41,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     _init_request_hooks(app)
     edge.init_app(app)  # after the request hooks: its after_request runs before theirs
-    ratelimit.init_app(app)  # after edge: a 429 it substitutes still gets the CORS headers
+    ratelimit.init_app(app)  # after edge: its RateLimit-* hook runs before edge's CORS one
     _register_blueprints(app, config["API_V1_PREFIX"])
     openapi.init_app(app)
     return app

@@ -116,7 +116,7 @@ def user_required(view: Callable) -> Callable:
         except (ApiError, HTTPException) as exc:
             status = exc.status if isinstance(exc, ApiError) else exc.code
             if status in BELOW_CREDENTIALS:
-                _check_user(g.user_id)  # a missing/inactive user (401/403) outranks these
+                _check_user(app, g.user_id)  # a missing/inactive user (401/403) outranks these
             raise
     return wrapper
 
@@ -124,10 +124,38 @@ def user_required(view: Callable) -> Callable:
 # Problems that API.md ranks below the credential checks: the rate limit, then the body.
 # Only on these error paths does the user's existence cost a separate (indexed) lookup.
 BELOW_CREDENTIALS = frozenset({400, 413, 415, 422, 429})
+# Outcomes of that lookup, per user, reused for USER_CHECK_SECONDS: a client past its budget
+# (or repeating a bad body) then costs PostgreSQL one call per window, not one per request, so
+# the rate limit protects the database. A user deactivated meanwhile is told 429/4xx instead of
+# 403 for at most that long; every request that reaches a stored function is checked there.
+USER_CHECKS = "checked_users"
+USER_CHECK_SECONDS = 10.0
+USER_CHECKS_MAX = 10_000
 
 
-def _check_user(user_id: str) -> None:
+def _check_user(app: Any, user_id: str) -> None:
     """Raise the stored function's 401/403 if the user is missing or inactive (error paths only)."""
+    checks = app.extensions.get(USER_CHECKS)
+    if checks is None:
+        checks = app.extensions.setdefault(USER_CHECKS, {})
+    now = time.monotonic()
+    hit = checks.get(user_id)
+    if hit is None or now >= hit[0]:
+        refusal = None
+        try:
+            _lookup_user(user_id)
+        except ApiError as exc:
+            if exc.status not in (401, 403):
+                raise  # e.g. 503: nothing learnt about the user, nothing cached
+            refusal = (exc.status, exc.code, exc.detail)
+        if len(checks) >= USER_CHECKS_MAX:
+            checks.clear()  # bounded; a full cache is rebuilt by the next error paths
+        hit = checks[user_id] = (now + USER_CHECK_SECONDS, refusal)
+    if hit[1] is not None:
+        raise ApiError(*hit[1])
+
+
+def _lookup_user(user_id: str) -> None:
     from . import store
     from .db import get_db
     store.unread_counts(get_db(), user_id, by_type=False)

@@ -5,7 +5,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 from limits import parse_many
@@ -152,6 +152,7 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "METRICS_TOKEN": (_str, ""),
     # Production opt-out of "METRICS_TOKEN is required": only a private network reaches /metrics.
     "METRICS_PUBLIC": (_bool, "false"),
+    "REDIS_URL": (_str, ""),
     "REDIS_HOST": (_str, ""),
     "REDIS_PORT": (_int(1, 65535), "6379"),
     "REDIS_DB": (_int(0, 1024), "0"),
@@ -174,7 +175,7 @@ SECRETS = ("JWT_SECRET", "SERVICE_TOKEN")
 OPTIONAL_SECRETS = ("JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN")
 # Keys whose values never appear in logs or error messages.
 SENSITIVE = frozenset(SECRETS + OPTIONAL_SECRETS
-                      + ("DB_PASSWORD", "REDIS_PASSWORD", "EMAIL_API_KEY", "DATABASE_URL"))
+                      + ("DB_PASSWORD", "REDIS_PASSWORD", "REDIS_URL", "EMAIL_API_KEY", "DATABASE_URL"))
 
 
 def read_environment() -> dict[str, str]:
@@ -244,6 +245,8 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     for name in SECRETS:
         if not config[name]:
             problems.append(f"{name} is required")
+    if config["REDIS_URL"]:
+        problems.extend(_redis_url_problems(config))
     if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
     if config["ENVIRONMENT"] == "production":
@@ -286,8 +289,36 @@ def database_conninfo(config: Mapping[str, Any]) -> str:
                          password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"])
 
 
+REDIS_URL_SCHEMES = ("redis", "rediss", "redis+sentinel")
+
+
+def _redis_url_problems(config: Mapping[str, Any]) -> list[str]:
+    """REDIS_URL is a redis://, rediss:// or redis+sentinel://h1:p1,h2:p2/service URL (never shown)."""
+    if config["REDIS_HOST"]:
+        return ["set REDIS_URL or REDIS_HOST, not both"]
+    parts = urlsplit(config["REDIS_URL"])
+    if parts.scheme not in REDIS_URL_SCHEMES:
+        return [f"REDIS_URL must start with {', '.join(s + '://' for s in REDIS_URL_SCHEMES)}"]
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    for host in hosts:
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if not name:
+            return ["REDIS_URL must name a host for every comma-separated entry"]
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return ["REDIS_URL has a port that is not a number from 1 to 65535"]
+    if parts.scheme == "redis+sentinel":
+        if not parts.path.strip("/"):
+            return ["REDIS_URL (redis+sentinel) must end with the service name: "
+                    "redis+sentinel://host:26379,host:26379/mymaster"]
+    elif len(hosts) > 1:
+        return ["REDIS_URL lists several hosts: use redis+sentinel:// for a Sentinel-managed Redis"]
+    return []
+
+
 def redis_uri(config: Mapping[str, Any]) -> str | None:
-    """Flask-Limiter storage URI, or None when no Redis is configured."""
+    """Flask-Limiter storage URI (REDIS_URL, else built from REDIS_*), or None without Redis."""
+    if config["REDIS_URL"]:
+        return config["REDIS_URL"]
     if not config["REDIS_HOST"]:
         return None
     scheme = "rediss" if config["REDIS_SSL"] else "redis"

@@ -72,9 +72,11 @@ by the server before it answers 503: such a 503 changed nothing, so retrying it 
 `[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),
 `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`, except responses with an `ETag`,
 which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everything but `/health`,
-`/health/live` and authorised `/metrics` scrapes; users and services by identity, the rest by client
-address) send `RateLimit-Limit`,
+`/health/live`, authorised `/metrics` scrapes and Swagger UI's static files under `/docs/`; users
+and services by identity, the rest by client address) send `RateLimit-Limit`,
 `RateLimit-Remaining` and `RateLimit-Reset`, and `429` with `Retry-After` when the limit is hit.
+A failed request without an accepted credential (401/403/404/405) spends its address's budget and
+carries its headers, but keeps its own status even when that budget is spent (the order above).
 
 **Timestamps** are RFC 3339 in UTC with a `Z` suffix; timestamps sent without an offset are
 rejected. **IDs** are UUIDs; a path id that is not a UUID is `404 not_found`.

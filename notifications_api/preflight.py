@@ -172,12 +172,14 @@ def _docs_check(config: dict) -> Check:
 def _rate_limit_check(config: dict) -> Check:
     if not config["RATE_LIMIT_ENABLED"]:
         return Check(False, "rate limits", "RATE_LIMIT_ENABLED is false")
-    if not config["REDIS_HOST"]:
+    if not config["REDIS_HOST"] and not config["REDIS_URL"]:
         return Check(False, "rate limits", "REDIS_HOST is empty: each worker process would count on its own")
     return Check(True, "rate limits", "enabled, shared through Redis")
 
 
 def _redis_check(config: dict) -> Check:
+    if config["REDIS_URL"]:
+        return _redis_url_check(config)
     if not config["REDIS_HOST"]:
         return Check(False, "Redis reachable", "REDIS_HOST is not set")
     import redis
@@ -192,6 +194,26 @@ def _redis_check(config: dict) -> Check:
         return Check(False, "Redis reachable", f"{where}: {type(exc).__name__}: {_scrub(str(exc), config)}")
     finally:
         client.close()
+    return Check(True, "Redis reachable", f"{where} answered PING")
+
+
+def _redis_url_check(config: dict) -> Check:
+    """REDIS_URL (plain or Sentinel): PING through the limiter's own storage, as the app will."""
+    from urllib.parse import urlsplit
+
+    from redis import RedisError
+
+    from .ratelimit import redis_storage
+
+    parts = urlsplit(config["REDIS_URL"])
+    where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"  # no password
+    try:
+        redis_storage(config).get_connection().ping()
+    except (RedisError, OSError) as exc:
+        detail = _scrub(str(exc), config)
+        if parts.password:
+            detail = detail.replace(parts.password, "[REDACTED]")
+        return Check(False, "Redis reachable", f"{where}: {type(exc).__name__}: {detail}")
     return Check(True, "Redis reachable", f"{where} answered PING")
 
 

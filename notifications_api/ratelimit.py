@@ -27,7 +27,6 @@ from redis.retry import Retry
 
 from . import metrics
 from .config import redis_uri
-from .errors import problem
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,15 @@ KEY_PREFIX = "notifications-api"  # Redis keys: notifications-api:LIMITER/<key>/
 # Scopes: one budget per key across all the routes of a class.
 USER_READ, USER_WRITE, SERVICE, ANONYMOUS = "user-read", "user-write", "service", "anonymous"
 # Responses that spend the client IP's anonymous budget when the request carried no accepted
-# credential: failed authentication (credential stuffing) and routing misses (scanning).
+# credential: failed authentication (credential stuffing) and routing misses (scanning). They
+# keep their status when it is spent (API.md's order); the spent budget refuses /docs and the spec.
 ANONYMOUS_FAILURES = frozenset({401, 403, 404, 405})
 HEALTH = "health"  # the blueprint of /health and /health/live: never counted, never limited
 # Outside the IP budget too: Prometheus scrapes must not be refused (a gap hides an incident).
 # A wrong METRICS_TOKEN still spends the anonymous budget, as any failed authentication does.
 UNMETERED = frozenset({HEALTH, "metrics"})
+DOCS_PAGE = "docs.show"  # openapi.py's Swagger UI view: the page at /docs, its assets at /docs/<path>
+DOCS_PAGES = (None, "index.html")
 
 # Count the hit and return it with the window's remaining life, in one round trip. A counter
 # without a TTL (first hit, or an EXPIRE lost to a crash) gets the window length.
@@ -112,7 +114,15 @@ class StorageHealth:
 
 
 class FailoverFixedWindow(FixedWindowRateLimiter):
-    """Fixed windows on Redis, in memory while Redis fails; each hit remembers its window (on g)."""
+    """Fixed windows on Redis, in memory while Redis fails; each hit remembers its window (on g).
+
+    Kept instead of the stock strategy + Flask-Limiter's in_memory_fallback for measured reasons
+    (bench/ratelimit_stock.py, docs/PERFORMANCE.md): stock costs 3 Redis round trips per limited
+    request (hit, then GET + TTL for the headers) where this costs 1; its first request under a
+    frozen Redis takes ~400 ms (two 200 ms timeouts) and it returns to Redis up to 32 s after
+    Redis is back. tests/edge/test_limiter_library.py fails when either fact or the internals
+    used here change.
+    """
 
     def __init__(self, redis: RedisStorage | None):
         self.memory = MemoryStorage()
@@ -221,29 +231,33 @@ def _setting(name: str) -> Callable[[], str]:
 
 
 def _unmetered() -> bool:
-    return request.blueprint in UNMETERED
+    """/health, /metrics, and Swagger UI's files: one /docs load is the page, the document and
+    five static assets, and only the first two count (else 60/minute is 8 reloads)."""
+    if request.blueprint in UNMETERED:
+        return True
+    return request.endpoint == DOCS_PAGE and (request.view_args or {}).get("path") not in DOCS_PAGES
 
 
-def _rejected(limit: RequestLimit) -> None:
-    """A request was refused 429: log and count it (the key is a user id, service name or IP)."""
-    key, scope = limit.request_args[-2:]
-    log.info("rate limited", extra={
-        "event": "rate_limited", "scope": scope, "limit": str(limit.limit),
-        "rate_limit_key": key, "method": request.method,
-        "route": request.url_rule.rule if request.url_rule else None})
-    metrics.record_rate_limited()
+def _on_breach(scope: str, key_func: Callable[[], str]) -> Callable[[RequestLimit], None]:
+    """Each limit's on_breach: log the refusal (key: a user id, service name or IP) and count it."""
+    def rejected(limit: RequestLimit) -> None:
+        log.info("rate limited", extra={
+            "event": "rate_limited", "scope": scope, "limit": str(limit.limit),
+            "rate_limit_key": key_func(), "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else None})
+        metrics.record_rate_limited()
+    return rejected
 
 
 limiter = _AppLimiter(
     client_ip,
     # Endpoints that are neither a user's nor the internal one (/docs, /openapi.json) by IP.
     default_limits=[Limit(_setting("RATE_LIMIT_ANONYMOUS"), key_function=client_ip, scope=ANONYMOUS,
-                          shared=True, exempt_when=_unmetered)],
+                          shared=True, exempt_when=_unmetered, on_breach=_on_breach(ANONYMOUS, client_ip))],
     storage_uri="memory://",  # unused: each app's storages are in its FailoverFixedWindow
     strategy="fixed-window",
     headers_enabled=False,  # ours: the IETF names, delta seconds, Retry-After only on a 429
     in_memory_fallback_enabled=False,  # ours: per app, with recovery and a health report
-    on_breach=_rejected,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -251,7 +265,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _route_limit(limit_string: str, scope: str, key_func: Callable[[], str]) -> Callable[[F], F]:
     """A decorator for views, placed under the auth decorator that sets the key it reads."""
-    shared = limiter.shared_limit(_setting(limit_string), scope=scope, key_func=key_func)
+    shared = limiter.shared_limit(_setting(limit_string), scope=scope, key_func=key_func,
+                                  on_breach=_on_breach(scope, key_func))
 
     def decorate(view: F) -> F:
         checked = shared(view)
@@ -272,28 +287,32 @@ service = _route_limit("RATE_LIMIT_SERVICE", SERVICE, _service_key)
 
 # --- app wiring -------------------------------------------------------------------------------
 
-def _redis_storage(config: dict[str, Any]) -> RedisStorage | None:
+def redis_storage(config: dict[str, Any]) -> RedisStorage | None:
+    """The limits storage for REDIS_URL / REDIS_HOST (plain or Sentinel), or None without Redis.
+
+    Every connection, to a sentinel as to the primary, gets the same short timeouts and no
+    retries: a hung or failing Redis costs a request at most REDIS_TIMEOUT_SECONDS.
+    """
     uri = redis_uri(config)
     if uri is None:
         return None
-    return storage_from_string(
-        uri, key_prefix=KEY_PREFIX,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),  # fail over now; never wait out retries on a request
-        client_name="notifications-api")
+    bounded = {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS,
+               "retry": Retry(NoBackoff(), 0)}  # fail over now; never wait out retries on a request
+    options: dict[str, Any] = {**bounded, "client_name": "notifications-api"}
+    if uri.startswith("redis+sentinel://"):
+        # Counters are read back from the primary only: a replica lags and would under-count.
+        options.update(sentinel_kwargs=dict(bounded), use_replicas=False)
+    return storage_from_string(uri, key_prefix=KEY_PREFIX, **options)
 
 
-def _anonymous_failure() -> RequestLimit | None:
-    """Spend the client IP's anonymous budget on this failed request; the limit to report."""
+def _anonymous_failure() -> tuple[int, WindowStats]:
+    """Spend the client IP's anonymous budget on this failed request; the limit and window to report."""
     state = current_app.extensions[EXTENSION]
-    args = [client_ip(), ANONYMOUS]
-    reported = None
-    for item in state.anonymous:
-        allowed = state.strategy.hit(item, *args)
-        reported = RequestLimit(limiter, item, args, breached=not allowed, shared=True)
-        if not allowed:
+    key = client_ip()
+    for item in state.anonymous:  # smallest window first, as Flask-Limiter orders them
+        if not state.strategy.hit(item, key, ANONYMOUS):
             break
-    return reported
+    return item.amount, state.strategy.get_window_stats(item, key, ANONYMOUS)
 
 
 def _seconds_until(timestamp: float) -> int:
@@ -301,19 +320,22 @@ def _seconds_until(timestamp: float) -> int:
 
 
 def _finish(response: Response) -> Response:
-    """RateLimit-* on every response a limit was checked for; anonymous failures spend the IP budget."""
+    """RateLimit-* on every response a limit was checked for; anonymous failures spend the IP budget.
+
+    A failure is never turned into a 429, even once the budget is spent: API.md ranks 404/405 and
+    401/403 above 429, and a browser told 429 for an expired token backs off instead of
+    refreshing it. The spent budget refuses the anonymous endpoints (/docs, /openapi.json).
+    """
     current = limiter.current_limit
-    if (current is None and response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
+    if current is not None:
+        amount, (reset_at, remaining) = current.limit.amount, current.window
+    elif (response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
             and g.get("user_id") is None and g.get("service") is None):
-        current = _anonymous_failure()
-        if current is not None and current.breached:
-            _rejected(current)
-            response = problem(429, "rate_limited", "Too many failed requests; retry later.")
-    if current is None:
+        amount, (reset_at, remaining) = _anonymous_failure()
+    else:
         return response
-    reset_at, remaining = current.window
     headers = response.headers
-    headers["RateLimit-Limit"] = str(current.limit.amount)
+    headers["RateLimit-Limit"] = str(amount)
     headers["RateLimit-Remaining"] = str(remaining)
     headers["RateLimit-Reset"] = str(_seconds_until(reset_at))
     if response.status_code == 429:
@@ -326,9 +348,10 @@ def init_app(app: Flask) -> None:
     config = app.config
     if not config["RATE_LIMIT_ENABLED"]:
         return
-    redis = _redis_storage(config)
+    redis = redis_storage(config)
     if redis is None and config["ENVIRONMENT"] == "production":
-        log.warning("no REDIS_HOST: rate limits are per process (each worker allows the full limit)",
+        log.warning("no REDIS_URL or REDIS_HOST: rate limits are per process "
+                    "(each worker allows the full limit)",
                     extra={"event": "rate_limit_storage_memory"})
     state = RateLimitState(FailoverFixedWindow(redis), parse_many(config["RATE_LIMIT_ANONYMOUS"]))
     app.extensions[EXTENSION] = state

@@ -105,6 +105,46 @@ class RedisServer:
         self.process.send_signal(signal.SIGCONT)
 
 
+class RedisSentinel:
+    """One sentinel (`redis-server CONF --sentinel`, never the Debian service on 26379) on a free
+    port, monitoring `primary` as `mymaster` with a quorum of one."""
+
+    SERVICE = "mymaster"
+
+    def __init__(self, directory: Path, primary: RedisServer):
+        self.port = free_port()
+        self.conf = directory / f"sentinel-{self.port}.conf"
+        self.conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", "protected-mode no", f"dir {directory}",
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary.port} 1",
+            f"sentinel down-after-milliseconds {self.SERVICE} 1000", ""]))
+        self.process = subprocess.Popen(["redis-server", str(self.conf), "--sentinel"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._knows_the_primary, 5, f"the sentinel on port {self.port} did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}"
+
+    def _knows_the_primary(self) -> bool:
+        import redis
+        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            return bool(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE))
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            stop_process(self.process)
+
+
 SERVE = """
 import sys
 from werkzeug.serving import run_simple

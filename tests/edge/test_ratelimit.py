@@ -116,21 +116,26 @@ def test_a_missing_or_inactive_user_outranks_the_limit(make_app, make_user, bear
 
 
 def test_failed_authentication_spends_the_anonymous_ip_budget(make_app, make_user, bearer, caplog):
-    client = make_app(RATE_LIMIT_ANONYMOUS="3/minute").test_client()
+    app = make_app(RATE_LIMIT_ANONYMOUS="3/minute")
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})  # e.g. /openapi.json
+    client = app.test_client()
     stuffing = {"Authorization": "Bearer not.a.token"}
     for expected in (2, 1):
         response = client.get(COUNT, headers=stuffing)
         assert response.status_code == 401 and remaining(response) == expected
-    assert client.post(CREATE, json={}, headers={"X-Service-Token": "guess"}).status_code == 401
+    response = client.post(CREATE, json={}, headers={"X-Service-Token": "guess"})
+    assert response.status_code == 401 and remaining(response) == 0
+    # Spent: the anonymous endpoints are refused ...
+    assert_rate_limited(client.get("/openapi-like"), 3)
+    assert "not.a.token" not in caplog.text
+    # ... but a failure keeps its own status: API.md ranks 401/403 and 404/405 above 429.
     with caplog.at_level(logging.INFO, logger="notifications_api"):
         response = client.get(COUNT, headers=stuffing)
-    assert_rate_limited(response, 3)
-    assert response.headers["RateLimit-Limit"] == "3"
-    [event] = rate_limited_events(caplog)
-    assert event.scope == "anonymous" and event.rate_limit_key == "127.0.0.1"
-    assert "not.a.token" not in caplog.text
-    # Unknown routes share the IP's budget ...
-    assert_rate_limited(client.get("/wp-login.php"), 3)
+        assert response.status_code == 401 and response.get_json()["code"] == "invalid_token"
+        assert remaining(response) == 0 and "Retry-After" not in response.headers
+        assert client.get("/wp-login.php").status_code == 404
+        assert client.delete(SETTINGS, headers=stuffing).status_code == 405
+    assert rate_limited_events(caplog) == []
     # ... /health never counts nor is limited ...
     for _ in range(5):
         for path in ("/health", "/health/live"):
@@ -143,15 +148,35 @@ def test_failed_authentication_spends_the_anonymous_ip_budget(make_app, make_use
     assert other.status_code == 401 and remaining(other) == 2
 
 
+def test_an_expired_token_gets_401_even_when_its_ip_budget_is_spent(make_app, make_user, secrets_config):
+    """Behind a NAT the budget may be spent by others: the browser must refresh, not back off."""
+    from notifications_api.auth import issue_token
+    client = make_app(RATE_LIMIT_ANONYMOUS="2/minute").test_client()
+    for _ in range(3):
+        client.get("/wp-login.php")
+    expired = issue_token({"JWT_SECRET": secrets_config["JWT_SECRET"], "JWT_ALGORITHM": "HS256"},
+                          make_user(), hours=-1)
+    for _ in range(3):
+        response = client.get(COUNT, headers={"Authorization": f"Bearer {expired}"})
+        assert response.status_code == 401 and response.get_json()["code"] == "token_expired"
+        assert response.headers["WWW-Authenticate"] == "Bearer" and "Retry-After" not in response.headers
+        assert remaining(response) == 0
+    assert client.get(COUNT, headers={}).get_json()["code"] == "missing_token"
+
+
 def test_scrapes_are_never_limited_but_a_wrong_metrics_token_counts(make_app):
     token = "m" * 40
-    client = make_app(RATE_LIMIT_ANONYMOUS="2/minute", METRICS_TOKEN=token).test_client()
+    app = make_app(RATE_LIMIT_ANONYMOUS="3/minute", METRICS_TOKEN=token)
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})
+    client = app.test_client()
     for _ in range(4):
         response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
-    assert remaining(client.get("/metrics")) == 1
-    assert remaining(client.get("/nope")) == 0
-    assert_rate_limited(client.get("/metrics", headers={"Authorization": "Bearer guess"}), 2)
+    assert remaining(client.get("/metrics")) == 2
+    assert remaining(client.get("/nope")) == 1
+    response = client.get("/metrics", headers={"Authorization": "Bearer guess"})
+    assert response.status_code == 401 and remaining(response) == 0
+    assert_rate_limited(client.get("/openapi-like"), 3)
     assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
@@ -162,12 +187,33 @@ def test_other_endpoints_are_limited_by_ip(make_app):
     assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
 
 
+DOCS_ASSETS = ("index.css", "swagger-ui.css", "favicon-32x32.png", "favicon-16x16.png",
+               "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
+
+
+def test_a_docs_page_load_counts_the_page_and_the_document_not_the_assets(make_app):
+    client = make_app(ENABLE_DOCS=True, RATE_LIMIT_ANONYMOUS="4/minute").test_client()
+    page = client.get("/docs")
+    assert page.status_code == 200 and remaining(page) == 3
+    assert all(f"/docs/{asset}" in page.get_data(as_text=True) for asset in DOCS_ASSETS)  # the page's list
+    for load in range(2):
+        if load:
+            assert remaining(client.get("/docs/")) == 1
+        for asset in DOCS_ASSETS:
+            response = client.get(f"/docs/{asset}")
+            assert response.status_code == 200 and "RateLimit-Limit" not in response.headers, asset
+        assert remaining(client.get("/openapi.json")) == 2 - 2 * load
+    assert_rate_limited(client.get("/docs"), 4)
+    assert client.get("/docs/swagger-ui-bundle.js").status_code == 200  # assets of a cached page still load
+    assert client.get("/docs/index.html").status_code == 429  # the page under its other name counts
+    assert remaining(client.get("/docs/no-such-asset.js")) == 0  # a miss is a scan: it counts
+
+
 def test_ipv6_clients_are_counted_per_64(make_app):
-    client = make_app(RATE_LIMIT_ANONYMOUS="2/minute").test_client()
-    assert client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:2::1"}).status_code == 404
-    assert client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:2::ffff"}).status_code == 404
-    assert_rate_limited(client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:2:abcd::9"}), 2)
-    assert client.get("/nope", environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"}).status_code == 404
+    client = make_app(RATE_LIMIT_ANONYMOUS="3/minute").test_client()
+    seen = [remaining(client.get("/nope", environ_base={"REMOTE_ADDR": address}))
+            for address in ("2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2:abcd::9", "2001:db8:1:3::1")]
+    assert seen == [2, 1, 0, 2]
 
 
 def test_disabled_means_no_limits_no_headers_no_state(make_app, make_user, bearer):
@@ -219,3 +265,62 @@ def test_one_redis_round_trip_per_limited_request(make_app, make_user, bearer, r
     # The counter is in Redis, under the service's prefix.
     assert any(key.startswith(b"notifications-api:LIMITER/") for key in redis.keys("*"))
     redis.close()
+
+
+def _stored_function_calls(app) -> list[str]:
+    """Names of the stored functions the app calls from now on (the app's own metric hook)."""
+    from notifications_api import db
+    calls: list[str] = []
+    app.extensions[db.EXTENSION].observers.append(lambda function, seconds: calls.append(function))
+    return calls
+
+
+def test_a_client_past_its_budget_costs_the_database_nothing(make_app, make_user, bearer):
+    app = make_app(RATE_LIMIT_USER_READ="2/minute", RATE_LIMIT_USER_WRITE="100/minute")
+    client = app.test_client()
+    calls = _stored_function_calls(app)
+    headers = bearer(make_user())
+    assert [client.get(COUNT, headers=headers).status_code for _ in range(2)] == [200, 200]
+    assert len(calls) == 2
+    calls.clear()
+    assert_rate_limited(client.get(COUNT, headers=headers), 2)
+    assert len(calls) == 1  # the first refusal checks the user exists and is active ...
+    calls.clear()
+    for _ in range(20):
+        assert_rate_limited(client.get(COUNT, headers=headers), 2)
+    assert calls == []  # ... and the next ones, within USER_CHECK_SECONDS, cost PostgreSQL nothing
+    # A body refused before any stored function is alike (it shares the user's check).
+    for _ in range(5):
+        response = client.patch(SETTINGS, data="{", content_type="application/json", headers=headers)
+        assert response.status_code == 400
+    assert calls == []
+
+
+def test_the_user_check_is_repeated_once_its_window_has_passed(make_app, make_user, bearer, monkeypatch):
+    from notifications_api import auth
+    monkeypatch.setattr(auth, "USER_CHECK_SECONDS", 0.0)
+    app = make_app(RATE_LIMIT_USER_READ="1/minute")
+    client = app.test_client()
+    headers = bearer(make_user())
+    assert client.get(COUNT, headers=headers).status_code == 200
+    calls = _stored_function_calls(app)
+    for _ in range(3):
+        assert_rate_limited(client.get(COUNT, headers=headers), 1)
+    assert len(calls) == 3
+
+
+def test_a_refused_user_is_remembered_as_refused(make_app, make_user, bearer):
+    """401 user_not_found / 403 user_inactive stay ahead of 429 when the check comes from the cache."""
+    import uuid
+    app = make_app(RATE_LIMIT_USER_READ="1/minute")
+    client = app.test_client()
+    calls = _stored_function_calls(app)
+    for headers, status, code in ((bearer(str(uuid.uuid4())), 401, "user_not_found"),
+                                  (bearer(make_user(active=False)), 403, "user_inactive")):
+        calls.clear()
+        for _ in range(5):
+            response = client.get(COUNT, headers=headers)
+            assert response.status_code == status and response.get_json()["code"] == code
+        if status == 401:
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert len(calls) == 2  # the view's own call, then one check for all the refusals after it

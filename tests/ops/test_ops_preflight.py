@@ -62,17 +62,22 @@ def test_all_pass_against_the_test_deployment(production_env):
     ({"REDIS_HOST": ""}, "rate limits", ["REDIS_HOST is empty"]),
     ({"REDIS_HOST": ""}, "Redis reachable", ["REDIS_HOST is not set"]),
     ({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "@free"}, "Redis reachable", ["ConnectionError"]),
+    ({"REDIS_HOST": "", "REDIS_URL": "redis+sentinel://:Sentinel-pass-0123@127.0.0.1:@free/mymaster"},
+     "Redis reachable", ["redis+sentinel://127.0.0.1:", "/mymaster: MasterNotFoundError"]),
 ])
 def test_bad_setting_fails_its_item(production_env, changes, item, fragments):
     env = dict(production_env)
     for name, value in changes.items():
         if value == "@free":
             value = str(free_port())
+        elif "@free" in value:
+            value = value.replace("@free", str(free_port()))
         elif value.startswith("@"):
             value = env[value[1:]]
         env[name] = value
     checks = preflight.run(env)
     assert_fails(checks, item, *fragments)
+    assert "Sentinel-pass-0123" not in "\n".join(c.line() for c in checks)
     # production guardrails of the config itself are reported too
     if changes.get("JWT_SECRET") == "change-me" or "CORS_ORIGINS" in changes and "*" in changes["CORS_ORIGINS"]:
         assert_fails(checks, "configuration valid")

@@ -247,3 +247,39 @@ def test_issue_token_is_refused_in_production():
     assert result.returncode == 2
     assert "production" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("url", [
+    "redis://cache.internal:6379/2", "rediss://:pw@cache.internal:6380/0",
+    "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/mymaster",
+    "redis+sentinel://:s3cret@sentinel-1:26379/mymaster",
+])
+def test_redis_url_is_the_limiter_storage(url):
+    from notifications_api.config import redis_uri
+    config = load_config(env={**BASE, "REDIS_URL": url})
+    assert redis_uri(config) == url
+
+
+def test_redis_host_builds_the_storage_uri_when_there_is_no_url():
+    from notifications_api.config import redis_uri
+    assert redis_uri(load_config(env=BASE)) is None
+    config = load_config(env={**BASE, "REDIS_HOST": "cache", "REDIS_PASSWORD": "p@ss", "REDIS_DB": "3"})
+    assert redis_uri(config) == "redis://:p%40ss@cache:6379/3"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://cache:6379", "REDIS_URL must start with redis://, rediss://, redis+sentinel://"),
+    ("redis+sentinel://sentinel-1:26379,sentinel-2:26379", "must end with the service name"),
+    ("redis+sentinel://sentinel-1:26379,:26379/mymaster", "must name a host for every"),
+    ("redis+sentinel://sentinel-1:port/mymaster", "not a number from 1 to 65535"),
+    ("redis://a:6379,b:6379/0", "use redis+sentinel:// for a Sentinel-managed Redis"),
+])
+def test_malformed_redis_urls_are_refused_without_echoing_them(url, message):
+    found, text = problems({**BASE, "REDIS_URL": url})
+    assert len(found) == 1 and message in found[0]
+    assert url not in text  # it may hold a password
+
+
+def test_redis_url_and_redis_host_are_exclusive():
+    found, _ = problems({**BASE, "REDIS_URL": "redis://cache:6379/0", "REDIS_HOST": "cache"})
+    assert found == ["set REDIS_URL or REDIS_HOST, not both"]

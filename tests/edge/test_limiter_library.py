@@ -1,0 +1,64 @@
+"""What ratelimit.py's one custom strategy (FailoverFixedWindow) rests on, pinned: the measured
+reason it exists, and the Flask-Limiter/limits internals it reaches into. A failure here means
+the library changed under it: re-measure (bench/ratelimit_stock.py) and adapt or drop it."""
+from __future__ import annotations
+
+import inspect
+
+import flask_limiter
+import pytest
+from flask import Flask
+from limits import parse
+from limits.storage import RedisStorage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from notifications_api import ratelimit
+
+IN_SCRIPT = {"cmdstat_incrby", "cmdstat_expire", "cmdstat_pttl"}  # inside an EVALSHA: no round trip
+
+
+def _round_trips(admin, run) -> int:
+    admin.config_resetstat()
+    run()
+    stats = {name: value["calls"] for name, value in admin.info("commandstats").items()
+             if name not in ("cmdstat_config|resetstat", "cmdstat_info")}
+    return sum(calls for name, calls in stats.items() if name not in IN_SCRIPT)
+
+
+@pytest.mark.redis
+def test_the_stock_fixed_window_needs_three_round_trips_where_ours_needs_one(redis_server):
+    """The reason for the custom strategy: RateLimit-* need the window after the hit."""
+    item = parse("100/minute")
+    stock = FixedWindowRateLimiter(storage_from_string(redis_server.url, key_prefix="t"))
+    ours = ratelimit.FailoverFixedWindow(storage_from_string(redis_server.url, key_prefix="t"))
+    admin = redis_server.client()
+    app = Flask(__name__)
+
+    def stock_request():
+        stock.hit(item, "a", "s")
+        stock.get_window_stats(item, "a", "s")
+
+    def our_request():
+        with app.app_context():
+            ours.hit(item, "b", "s")
+            ours.get_window_stats(item, "b", "s")
+    try:
+        stock_request(), our_request()  # connect and load the scripts
+        assert _round_trips(admin, stock_request) == 3  # EVALSHA, then GET and TTL
+        assert _round_trips(admin, our_request) == 1
+    finally:
+        admin.close()
+
+
+def test_the_flask_limiter_internals_ratelimit_uses_are_unchanged():
+    limiter_class = flask_limiter.Limiter
+    # _AppLimiter overrides these two to keep each app's storage in its own extensions.
+    assert isinstance(inspect.getattr_static(limiter_class, "limiter"), property)
+    assert isinstance(inspect.getattr_static(limiter_class, "storage"), property)
+    # _finish reads the window of the request's limit through RequestLimit.window.
+    assert isinstance(inspect.getattr_static(flask_limiter.RequestLimit, "window"), property)
+    # FailoverFixedWindow replaces these strategy methods and prefixes keys as the storage does.
+    for name in ("hit", "test", "get_window_stats", "clear"):
+        parameters = inspect.signature(getattr(FixedWindowRateLimiter, name)).parameters
+        assert list(parameters)[:3] == ["self", "item", "identifiers"], name
+    assert RedisStorage.prefixed_key(type("S", (), {"key_prefix": "p"})(), "k") == "p:k"
