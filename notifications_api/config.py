@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from dotenv import dotenv_values
 from limits import parse_many
-from psycopg.conninfo import make_conninfo
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 PLACEHOLDERS = frozenset({
     "change-me", "changeme", "change-me-in-production", "secret", "password",
@@ -21,6 +22,8 @@ MIN_SECRET_LENGTH = 32
 ENVIRONMENTS = ("development", "test", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+# libpq's target_session_attrs; the service writes, so read-write (or primary) is what it needs.
+TARGET_SESSION_ATTRS = ("read-write", "primary", "any", "read-only", "standby", "prefer-standby")
 
 
 class ConfigError(Exception):
@@ -108,6 +111,14 @@ def _limit(value: str) -> str:
     return value
 
 
+def _ports(value: str) -> str:
+    """One port, or one per DB_HOST host ("5432,5433"): libpq's own `port=` list."""
+    parts = [part.strip() for part in value.split(",")]
+    for part in parts:
+        _int(1, 65535)(part)
+    return ",".join(parts)
+
+
 def _prepare_threshold(value: str) -> int | None:
     if value.strip() == "":
         return None
@@ -126,10 +137,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "CORS_ORIGINS": (_origins, ""),
     "DATABASE_URL": (_str, ""),
     "DB_HOST": (_str, ""),
-    "DB_PORT": (_int(1, 65535), "5432"),
+    "DB_PORT": (_ports, "5432"),
     "DB_NAME": (_str, "activity_platform"),
     "DB_USER": (_str, "api_user"),
     "DB_PASSWORD": (_str, ""),
+    "DB_TARGET_SESSION_ATTRS": (_choice(TARGET_SESSION_ATTRS), "read-write"),
     "DB_SSLMODE": (_choice(("disable", "allow", "prefer", "require", "verify-ca", "verify-full")), "prefer"),
     "DB_POOL_MIN_SIZE": (_int(0, 1000), "1"),
     "DB_POOL_MAX_SIZE": (_int(1, 1000), "8"),
@@ -216,6 +228,7 @@ def _check(config: dict[str, Any]) -> list[str]:
     for name in SECRETS:
         if not config[name]:
             problems.append(f"{name} is required")
+    problems.extend(_target_session_attrs_problems(config))
     if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
     if config["ENVIRONMENT"] == "production":
@@ -234,14 +247,34 @@ def _check(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _target_session_attrs_problems(config: Mapping[str, Any]) -> list[str]:
+    """A DATABASE_URL naming another target_session_attrs than DB_TARGET_SESSION_ATTRS is ambiguous."""
+    if not config["DATABASE_URL"]:
+        return []
+    try:
+        given = conninfo_to_dict(config["DATABASE_URL"]).get("target_session_attrs")
+    except psycopg.ProgrammingError:
+        return ["DATABASE_URL is not a valid libpq URL or conninfo"]
+    if given and given != config["DB_TARGET_SESSION_ATTRS"]:
+        return [f"DATABASE_URL asks for target_session_attrs={given} but DB_TARGET_SESSION_ATTRS is "
+                f"{config['DB_TARGET_SESSION_ATTRS']}: set DB_TARGET_SESSION_ATTRS instead"]
+    return []
+
+
 def database_conninfo(config: Mapping[str, Any]) -> str:
-    """The libpq connection string: DATABASE_URL when set, else the DB_* parts."""
+    """The libpq connection string: DATABASE_URL when set, else the DB_* parts.
+
+    Always with `target_session_attrs` (default read-write): given several hosts (`host=a,b`, a
+    failover pair), libpq connects to the one that accepts writes and skips a standby.
+    """
+    attrs = config["DB_TARGET_SESSION_ATTRS"]
     if config["DATABASE_URL"]:
-        return config["DATABASE_URL"]
+        return make_conninfo(config["DATABASE_URL"], target_session_attrs=attrs)
     # keyword form: quoting is libpq's, and DB_HOST may also be a Unix-socket directory
     return make_conninfo(host=config["DB_HOST"] or "localhost", port=config["DB_PORT"],
                          dbname=config["DB_NAME"], user=config["DB_USER"],
-                         password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"])
+                         password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"],
+                         target_session_attrs=attrs)
 
 
 def redis_uri(config: Mapping[str, Any]) -> str | None:
