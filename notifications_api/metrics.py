@@ -92,7 +92,8 @@ class _Metrics:
                                     ("reason",))
         self.db_outages = Histogram(
             f"{PREFIX}_db_outage_seconds",
-            "From the first failed call of an outage to the next success, per worker.", buckets=OUTAGE_BUCKETS)
+            "From the first failed call of an outage to the next success, per worker.",
+            buckets=OUTAGE_BUCKETS)
         # Label children cached here: a dict lookup per event instead of labels() validation.
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], Any] = {}
