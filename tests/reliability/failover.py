@@ -236,3 +236,107 @@ def private_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     return path
+
+
+class SentinelRedis:
+    """A Redis primary, one replica and three sentinels (`redis-server CONF --sentinel`) on free ports.
+
+    Never the Debian redis-sentinel system service (26379): everything here is ours to kill.
+    """
+
+    MASTER = "mymaster"
+
+    def __init__(self, work: Path, down_after_ms: int = 1000):
+        self.work = Path(work)
+        self.executable = shutil.which("redis-server")
+        if self.executable is None:
+            raise RuntimeError("redis-server is not installed")
+        self.servers: dict[int, subprocess.Popen] = {}
+        self.sentinels: dict[int, subprocess.Popen] = {}
+        self.primary_port = self._server()
+        self.replica_port = self._server("--replicaof", "127.0.0.1", str(self.primary_port))
+        for _ in range(3):
+            port = free_port()
+            conf = self.work / f"sentinel-{port}.conf"
+            conf.write_text("\n".join([
+                f"port {port}", "bind 127.0.0.1", f"dir {self.work}",
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary_port} 2",
+                f"sentinel down-after-milliseconds {self.MASTER} {down_after_ms}",
+                f"sentinel failover-timeout {self.MASTER} 10000",
+                f"sentinel parallel-syncs {self.MASTER} 1", ""]))
+            self.sentinels[port] = self._spawn([str(conf), "--sentinel"], f"sentinel-{port}")
+        deadline = time.monotonic() + 15
+        while not (self._replicating() and self._sentinels_agree()):
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the Sentinel setup did not settle")
+            time.sleep(0.1)
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
+        with open(self.work / f"{name}.log", "w") as log:
+            return subprocess.Popen([self.executable, *args], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def _server(self, *extra: str) -> int:
+        port = free_port()
+        self.servers[port] = self._spawn(
+            ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.work), *extra], f"redis-{port}")
+        return port
+
+    def client(self, port: int):
+        import redis
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+
+    def _replicating(self) -> bool:
+        try:
+            return self.client(self.replica_port).info("replication").get("master_link_status") == "up"
+        except Exception:
+            return False
+
+    def _sentinels_agree(self) -> bool:
+        """Every sentinel knows the replica and the other two sentinels."""
+        try:
+            for port in self.sentinels:
+                master = self.client(port).execute_command("SENTINEL", "MASTER", self.MASTER)
+                fields = dict(zip(master[::2], master[1::2]))
+                if int(fields[b"num-slaves"]) < 1 or int(fields[b"num-other-sentinels"]) < 2:
+                    return False
+            return True
+        except Exception:
+            return False
+
+    def master_port(self) -> int | None:
+        """The primary's port as the sentinels' majority sees it."""
+        seen = []
+        for port in self.sentinels:
+            try:
+                host, master = self.client(port).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER)
+                seen.append(int(master))
+            except Exception:
+                continue
+        for candidate in set(seen):
+            if seen.count(candidate) >= 2:
+                return candidate
+        return None
+
+    @property
+    def uri(self) -> str:
+        """The limiter's storage URI: every sentinel, then the service name."""
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.MASTER}"
+
+    def kill_primary(self) -> int:
+        port = self.master_port()
+        process = self.servers.pop(port)
+        process.kill()
+        process.wait(10)
+        return port
+
+    def close(self) -> None:
+        for process in [*self.servers.values(), *self.sentinels.values()]:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+        self.servers.clear()
+        self.sentinels.clear()
