@@ -227,6 +227,17 @@ def app_sessions(cluster: AutoFailoverCluster, node: str) -> int:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (APP_ROLE,)).fetchone()[0]
 
 
+def operator_view(server: Gunicorn) -> tuple[Counter, Counter, list[float]]:
+    """The log lines of a switch: 503s by reason, discarded connections, each worker's outage."""
+    events = server.log_events()
+    reasons = Counter(e.get("reason") for e in events if e.get("event") == "database_exception")
+    discarded = Counter(e.get("reason") for e in events if e.get("event") == "database_connection_discarded")
+    recoveries = [e["outage_seconds"] for e in events if e.get("event") == "database_recovered"]
+    print(f"503 reasons {dict(reasons)}; discarded connections {dict(discarded)}; "
+          f"outages seen by the workers {recoveries}")
+    return reasons, discarded, recoveries
+
+
 def metric(server: Gunicorn, name: str) -> float:
     text = request(server.port, "GET", "/metrics").raw.decode()
     return sum(float(v) for v in re.findall(r"^%s(?:\{[^}]*\})? ([0-9.e+]+)$" % re.escape(name), text, re.M))
@@ -312,12 +323,7 @@ def test_killing_the_primary_twice_loses_no_acknowledged_write(cluster, service)
     check_ground_truth(cluster, service, load)
 
     # What the operator sees: 503s with their reason, connections discarded, the time to recovery.
-    events = service.log_events()
-    reasons = Counter(e.get("reason") for e in events if e.get("event") == "database_exception")
-    recoveries = [e["outage_seconds"] for e in events if e.get("event") == "database_recovered"]
-    discarded = Counter(e.get("reason") for e in events if e.get("event") == "database_connection_discarded")
-    print(f"503 reasons {dict(reasons)}; discarded connections {dict(discarded)}; "
-          f"outages seen by the workers {recoveries}")
+    reasons, discarded, recoveries = operator_view(service)
     assert reasons and None not in reasons, reasons
     assert recoveries and all(0 < s < 60 for s in recoveries)
     assert discarded, "the pool never said it dropped the dead primary's connections"
@@ -345,5 +351,7 @@ def test_a_planned_switchover_costs_about_a_second(cluster, service):
           f"{len(load.outcomes)} requests: {summary(load.outcomes)}")
     check_answers(load.outcomes)
     check_ground_truth(cluster, service, load)
+    reasons, _, _ = operator_view(service)
+    assert None not in reasons, reasons
     cluster.wait_settled("node_b")
     assert app_sessions(cluster, "node_a") == 0  # the demoted primary keeps none of our connections
