@@ -64,7 +64,9 @@ stable `code`; field errors are under `errors`, keyed by the field's path (`limi
 404/405 (routing), 401/403 (credentials), 429 (rate limit), 413/415/400 (the body as bytes),
 422 (its content). A method a path does not list is `405 method_not_allowed` with an `Allow` header.
 A `500 internal_error` never holds a stack trace or SQL; `503 database_unavailable` carries
-`Retry-After`.
+`Retry-After`: it is what a database failover costs (seconds; never a 500). A create answered
+503, or whose reply was lost, may have been stored: retry it with the same `dedupe_key` /
+`Idempotency-Key` (stored once; the retry answers `200` with `result: duplicate`).
 
 **Every response** carries `X-Request-ID` (the caller's when it is 1-128 characters of
 `[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),
