@@ -7,6 +7,7 @@ in_hot_standby) stands in for a demoted node; the real failover is tests/reliabi
 from __future__ import annotations
 
 import logging
+import socket
 
 import psycopg
 import pytest
@@ -86,3 +87,29 @@ def test_recovery_after_an_outage_is_logged_with_its_duration(pool, caplog):
     recovered = [r for r in caplog.records if getattr(r, "event", None) == "database_recovered"]
     assert len(recovered) == 1 and recovered[0].outage_seconds > 0
     assert [e[0] for e in pool.events].count("recovered") == 1
+
+
+def test_a_multi_host_conninfo_skips_a_dead_host(database):
+    """The first listed node is down (a killed primary): the pool connects to the next one."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from notifications_api.config import database_conninfo
+
+    params = conninfo_to_dict(database.app)
+    dead = free_port()
+    conninfo = database_conninfo({
+        "DATABASE_URL": make_conninfo(database.app, host=f"127.0.0.1,{params.get('host') or 'localhost'}",
+                                      port=f"{dead},{params.get('port') or 5432}"),
+        "DB_TARGET_SESSION_ATTRS": "read-write"})
+    db = Database({"DATABASE_CONNINFO": conninfo, "DB_POOL_TIMEOUT": 3.0, "DB_POOL_MIN_SIZE": 1,
+                   "DB_POOL_MAX_SIZE": 1, "DB_STATEMENT_TIMEOUT_MS": 5000, "DB_PREPARE_THRESHOLD": None})
+    try:
+        assert db.call("test", "SELECT 1", ()) == [(1,)]
+    finally:
+        db.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
