@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 from limits import parse_many
+import psycopg
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -24,6 +25,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 # libpq sslmodes that always encrypt; anything weaker may talk to PostgreSQL in clear text.
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+# libpq's target_session_attrs; the service writes, so read-write (or primary) is what it needs.
+TARGET_SESSION_ATTRS = ("read-write", "primary", "any", "read-only", "standby", "prefer-standby")
 
 
 class ConfigError(Exception):
@@ -111,6 +114,14 @@ def _limit(value: str) -> str:
     return value
 
 
+def _ports(value: str) -> str:
+    """One port, or one per DB_HOST host ("5432,5433"): libpq's own `port=` list."""
+    parts = [part.strip() for part in value.split(",")]
+    for part in parts:
+        _int(1, 65535)(part)
+    return ",".join(parts)
+
+
 def _prepare_threshold(value: str) -> int | None:
     if value.strip() == "":
         return None
@@ -129,13 +140,14 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "CORS_ORIGINS": (_origins, ""),
     "DATABASE_URL": (_str, ""),
     "DB_HOST": (_str, ""),
-    "DB_PORT": (_int(1, 65535), "5432"),
+    "DB_PORT": (_ports, "5432"),
     "DB_NAME": (_str, "activity_platform"),
     "DB_USER": (_str, "api_user"),
     "DB_PASSWORD": (_str, ""),
     "DB_SSLMODE": (_choice(("disable", "allow", "prefer") + TLS_SSLMODES), "prefer"),
     # Production opt-out of the TLS guardrail (a Unix socket, a sidecar PgBouncer on localhost).
     "DB_ALLOW_WEAK_SSLMODE": (_bool, "false"),
+    "DB_TARGET_SESSION_ATTRS": (_choice(TARGET_SESSION_ATTRS), "read-write"),
     "DB_POOL_MIN_SIZE": (_int(0, 1000), "1"),
     "DB_POOL_MAX_SIZE": (_int(1, 1000), "8"),
     "DB_POOL_TIMEOUT": (_float(0.1), "5"),
@@ -247,6 +259,7 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             problems.append(f"{name} is required")
     if config["REDIS_URL"]:
         problems.extend(_redis_url_problems(config))
+    problems.extend(_target_session_attrs_problems(config))
     if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
     if config["ENVIRONMENT"] == "production":
@@ -279,14 +292,34 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def _target_session_attrs_problems(config: Mapping[str, Any]) -> list[str]:
+    """A DATABASE_URL naming another target_session_attrs than DB_TARGET_SESSION_ATTRS is ambiguous."""
+    if not config["DATABASE_URL"]:
+        return []
+    try:
+        given = conninfo_to_dict(config["DATABASE_URL"]).get("target_session_attrs")
+    except psycopg.ProgrammingError:
+        return ["DATABASE_URL is not a valid libpq URL or conninfo"]
+    if given and given != config["DB_TARGET_SESSION_ATTRS"]:
+        return [f"DATABASE_URL asks for target_session_attrs={given} but DB_TARGET_SESSION_ATTRS is "
+                f"{config['DB_TARGET_SESSION_ATTRS']}: set DB_TARGET_SESSION_ATTRS instead"]
+    return []
+
+
 def database_conninfo(config: Mapping[str, Any]) -> str:
-    """The libpq connection string: DATABASE_URL when set, else the DB_* parts."""
+    """The libpq connection string: DATABASE_URL when set, else the DB_* parts.
+
+    Always with `target_session_attrs` (default read-write): given several hosts (`host=a,b`, a
+    failover pair), libpq connects to the one that accepts writes and skips a standby.
+    """
+    attrs = config["DB_TARGET_SESSION_ATTRS"]
     if config["DATABASE_URL"]:
-        return config["DATABASE_URL"]
+        return make_conninfo(config["DATABASE_URL"], target_session_attrs=attrs)
     # keyword form: quoting is libpq's, and DB_HOST may also be a Unix-socket directory
     return make_conninfo(host=config["DB_HOST"] or "localhost", port=config["DB_PORT"],
                          dbname=config["DB_NAME"], user=config["DB_USER"],
-                         password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"])
+                         password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"],
+                         target_session_attrs=attrs)
 
 
 REDIS_URL_SCHEMES = ("redis", "rediss", "redis+sentinel")

@@ -44,6 +44,10 @@ ROLLED_BACK = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetec
 # Class 22 (data exception) primary messages quote the offending input ("invalid input syntax for
 # type uuid: \"...\""): a parameter value, which never goes into a log line.
 _QUOTED = re.compile(r'"[^"]*"')
+# ... and these SQLSTATEs whatever their class: 25006 read_only_sql_transaction is the answer of
+# a primary that was demoted (or fenced read-only) during a failover.
+UNAVAILABLE_SQLSTATES = {"25006": "read_only"}
+SHUTDOWN_SQLSTATES = {"57P01": "server_shutdown", "57P02": "server_shutdown", "57P03": "server_starting"}
 
 
 def _idle_check(conn: psycopg.Connection) -> None:
@@ -59,6 +63,17 @@ def _idle_check(conn: psycopg.Connection) -> None:
     poller.register(conn.pgconn.socket, select.POLLIN)
     if poller.poll(0) or idle > IDLE_CHECK_SECONDS:
         ConnectionPool.check_connection(conn)
+
+
+def _read_only_server(conn: psycopg.Connection) -> bool:
+    """The server said (ParameterStatus, PostgreSQL 14+) it is a standby or refuses writes.
+
+    A demoted primary (a failover's old node back as a standby, or fenced read-only) must
+    never receive a write: its connections are discarded, not reused. No round trip.
+    """
+    pgconn = conn.pgconn
+    return (pgconn.parameter_status(b"in_hot_standby") == b"on"
+            or pgconn.parameter_status(b"default_transaction_read_only") == b"on")
 
 
 class _UuidAsText(Loader):
@@ -113,7 +128,11 @@ class Database:
             min_size=config["DB_POOL_MIN_SIZE"],
             max_size=config["DB_POOL_MAX_SIZE"],
             timeout=self.timeout,
-            check=_idle_check,
+            check=self._checkout_check,
+            # A lost connection is re-opened by a retry chain that backs off 1, 2, 4, 8 s...: after
+            # a 10 s failover the pool would wait seconds more before trying the new primary. Chains
+            # end after one pool timeout instead; then each waiting request starts a fresh attempt.
+            reconnect_timeout=max(self.timeout, 1.0),
             # No `reset` hook: with one, psycopg_pool hands every returned connection to a
             # worker thread (a queue hop and a context switch per request, and a connection
             # that is not back in the pool when the next request asks). The last-use time
@@ -132,6 +151,11 @@ class Database:
         self._connect_errors_seen = 0
         self._lock = threading.Lock()
         self.observers: list[Callable[[str, float], None]] = []
+        # (event, label, value): ("unavailable", reason, 1), ("discarded", reason, 1),
+        # ("recovered", "", seconds the outage lasted). metrics.py turns them into series.
+        self.event_observers: list[Callable[[str, str, float], None]] = []
+        self._outage_since = 0.0
+        self._checkout = threading.local()  # failed checks during this thread's current checkout
 
     def open(self) -> None:
         with self._lock:
@@ -154,6 +178,7 @@ class Database:
         wait = timeout or self.timeout
         if self._failing_until and time.monotonic() < self._failing_until:
             wait = min(wait, FAST_FAIL_SECONDS)
+        self._checkout.failed = 0
         try:
             try:
                 rows = self._execute(query, params, wait)
@@ -161,12 +186,21 @@ class Database:
                 log.info("database call rolled back; retrying once", extra={
                     "event": "database_retry", "function": function, "sqlstate": exc.sqlstate})
                 rows = self._execute(query, params, wait)
+            if self._outage_since:
+                self._recovered()
             self._failing_until = 0.0
             return rows
         except (psycopg.Error, PoolTimeout) as exc:
-            error = _map_error(function, exc)
-            if error.status == 503 and self._is_outage(exc):
-                self._failing_until = time.monotonic() + OUTAGE_MEMORY_SECONDS
+            # during an outage, a pool timeout is one more sign of it (not saturation)
+            outage = _unavailable(exc) and (
+                self._is_outage(exc) or (isinstance(exc, PoolTimeout) and wait == FAST_FAIL_SECONDS))
+            reason = _unavailable_reason(exc, outage)
+            error = _map_error(function, exc, reason)
+            if error.status == 503:
+                self._notify("unavailable", reason, 1.0)
+                if outage:
+                    self._failing_until = time.monotonic() + OUTAGE_MEMORY_SECONDS
+                    self._outage_since = self._outage_since or time.monotonic()
             raise error from exc
         finally:
             elapsed = time.perf_counter() - started
@@ -177,6 +211,9 @@ class Database:
         with self.pool.connection(timeout=wait) as conn:
             try:
                 return conn.execute(query, params).fetchall()
+            except psycopg.Error as exc:
+                self._discard_if_unusable(conn, exc)
+                raise
             finally:
                 conn.nt_used_at = time.monotonic()  # read by _idle_check at the next checkout
 
@@ -192,6 +229,61 @@ class Database:
             return outage
         return True
 
+    # -- failover: what a switch looks like from here --------------------------------------
+
+    def _checkout_check(self, conn: psycopg.Connection) -> None:
+        """The pool's check: a dead connection, or one to a server that went read-only, is closed
+        so the pool drops it and hands out (or opens) another; target_session_attrs finds the primary.
+
+        Only the first failed check of a checkout asks the pool for another connection: after two,
+        psycopg_pool backs off for up to the whole timeout again (past DB_POOL_TIMEOUT). From the
+        second on (a failover: every pooled connection is dead) the closed connection is handed out,
+        and the call fails at once: a 503.
+        """
+        if _read_only_server(conn):
+            self._discard(conn, "read_only")
+        else:
+            try:
+                _idle_check(conn)
+                return
+            except psycopg.Error:
+                self._discard(conn, "broken")
+        failed = getattr(self._checkout, "failed", 0)
+        self._checkout.failed = failed + 1
+        if not failed:
+            raise psycopg.OperationalError("pooled connection unusable")
+
+    def _discard_if_unusable(self, conn: psycopg.Connection, exc: psycopg.Error) -> None:
+        """After a failed call: a connection to a demoted node is closed (the pool replaces it)."""
+        if conn.closed:
+            return  # discarded by the checkout check already
+        if conn.broken:
+            self._discard(conn, "broken")
+        elif getattr(exc, "sqlstate", None) in UNAVAILABLE_SQLSTATES or _read_only_server(conn):
+            self._discard(conn, "read_only")
+
+    def _discard(self, conn: psycopg.Connection, reason: str) -> None:
+        log.warning("pool discarding a connection", extra={
+            "event": "database_connection_discarded", "reason": reason})
+        self._notify("discarded", reason, 1.0)
+        conn.close()
+
+    def _recovered(self) -> None:
+        with self._lock:
+            since, self._outage_since = self._outage_since, 0.0
+        if since:
+            seconds = time.monotonic() - since
+            log.warning("database available again", extra={
+                "event": "database_recovered", "outage_seconds": round(seconds, 3)})
+            self._notify("recovered", "", seconds)
+
+    def _notify(self, event: str, label: str, value: float) -> None:
+        for observe in self.event_observers:
+            try:
+                observe(event, label, value)
+            except Exception:  # metrics never turn a database answer into a 500
+                log.exception("a database event observer failed")
+
     def ping(self, timeout: float = 2.0) -> bool:
         try:
             self.call("health", "SELECT 1", (), timeout=timeout)
@@ -200,7 +292,25 @@ class Database:
             return False
 
 
-def _map_error(function: str, exc: Exception) -> ApiError:
+def _unavailable(exc: Exception) -> bool:
+    return isinstance(exc, UNAVAILABLE) or getattr(exc, "sqlstate", None) in UNAVAILABLE_SQLSTATES
+
+
+def _unavailable_reason(exc: Exception, outage: bool) -> str:
+    """Why the database could not serve a call, for the 503's log line and metric label."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in UNAVAILABLE_SQLSTATES:
+        return UNAVAILABLE_SQLSTATES[sqlstate]
+    if sqlstate in SHUTDOWN_SQLSTATES:
+        return SHUTDOWN_SQLSTATES[sqlstate]
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "statement_timeout"
+    if isinstance(exc, PoolTimeout):
+        return "no_connection" if outage else "pool_saturated"
+    return "connection_lost"
+
+
+def _map_error(function: str, exc: Exception, reason: str | None = None) -> ApiError:
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate in FUNCTION_ERRORS:
         status, code, detail = FUNCTION_ERRORS[sqlstate]
@@ -211,8 +321,8 @@ def _map_error(function: str, exc: Exception) -> ApiError:
         return ApiError(422, "validation_error", f"{field}: {message}", errors={field: [message]})
     fields = {"event": "database_exception", "function": function, "error": type(exc).__name__,
               "sqlstate": sqlstate, "db_message": _primary_message(exc, sqlstate)}
-    if isinstance(exc, UNAVAILABLE):
-        log.warning("database unavailable", extra=fields)
+    if _unavailable(exc):
+        log.warning("database unavailable", extra={**fields, "reason": reason})
         return ApiError(503, "database_unavailable", "The database is unavailable; retry shortly.",
                         headers={"Retry-After": RETRY_AFTER})
     log.error("database error", extra=fields)

@@ -28,6 +28,7 @@ PREFIX = "notifications_api"
 # Around the 200 ms p95 target, so the alert's histogram_quantile() has resolution there.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 POOL_REFRESH_SECONDS = 5.0
+OUTAGE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 MAX_NOTIFICATION_TYPES = 200  # label values per process; more go to "other" (bounded cardinality)
 UNMATCHED_ROUTE = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -79,6 +80,17 @@ class _Metrics:
                                   multiprocess_mode="livesum")
         self.pool_timeouts = Counter(f"{PREFIX}_db_pool_timeouts_total",
                                      "Connection requests that failed (timed out or queue full).")
+        # Failover and outages (db.Database.event_observers): why calls got a 503, connections the
+        # pool threw away (e.g. to a demoted primary), and how long each outage lasted.
+        self.db_unavailable = Counter(f"{PREFIX}_db_unavailable_total",
+                                      "Stored-function calls answered 503, by reason.", ("reason",))
+        self.db_discarded = Counter(f"{PREFIX}_db_connections_discarded_total",
+                                    "Pooled connections discarded, by reason (read_only: a demoted node).",
+                                    ("reason",))
+        self.db_outages = Histogram(
+            f"{PREFIX}_db_outage_seconds",
+            "From the first failed call of an outage to the next success, per worker.",
+            buckets=OUTAGE_BUCKETS)
         # Label children cached here: a dict lookup per event instead of labels() validation.
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], Any] = {}
@@ -146,6 +158,17 @@ def record_notifications_created(notification_type: str, count: int) -> None:
 def observe_function(function: str, seconds: float) -> None:
     """Database.observers callback: one stored-function call took `seconds`."""
     _get().function_child(function).observe(seconds)
+
+
+def observe_database_event(event: str, label: str, value: float) -> None:
+    """Database.event_observers callback: a 503's reason, a discarded connection, a recovery."""
+    metrics = _get()
+    if event == "unavailable":
+        metrics.db_unavailable.labels(label).inc(value)
+    elif event == "discarded":
+        metrics.db_discarded.labels(label).inc(value)
+    elif event == "recovered":
+        metrics.db_outages.observe(value)
 
 
 # --- Pool gauges ---------------------------------------------------------------------------------
@@ -238,6 +261,7 @@ def init_app(app: Flask) -> None:
     state = _PoolState(database)
     app.extensions[EXTENSION] = state
     database.observers.append(observe_function)
+    database.event_observers.append(observe_database_event)
     app.register_blueprint(bp)
     multiprocess = metrics.multiprocess
 

@@ -67,6 +67,9 @@ is `405 method_not_allowed` with an `Allow` header.
 A `500 internal_error` never holds a stack trace or SQL; `503 database_unavailable` carries
 `Retry-After`. A call the database rolled back (serialization failure, deadlock) is retried once
 by the server before it answers 503: such a 503 changed nothing, so retrying it is safe.
+A 503 is also what a database failover costs (seconds; never a 500). A create answered
+503, or whose reply was lost, may have been stored: retry it with the same `dedupe_key` /
+`Idempotency-Key` (stored once; the retry answers `200` with `result: duplicate`).
 
 **Every response** carries `X-Request-ID` (the caller's when it is 1-128 characters of
 `[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),

@@ -425,7 +425,8 @@ def test_alert_rules_parse_and_use_real_metrics():
     (group,) = rules["groups"]
     alerts = {rule["alert"]: rule for rule in group["rules"]}
     assert {"NotificationsApiLatencyP95High", "NotificationsApiDbPoolNearlyExhausted",
-            "NotificationsApiErrorRateHigh", "NotificationsApiHealthFailing"} <= set(alerts)
+            "NotificationsApiErrorRateHigh", "NotificationsApiHealthFailing",
+            "NotificationsApiDatabaseUnavailable"} <= set(alerts)
     known = _exposed_metric_names() | {"up"}
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in ("warning", "critical"), name

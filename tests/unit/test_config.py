@@ -34,7 +34,7 @@ def test_defaults_are_typed():
     assert config["API_V1_PREFIX"] == "/api/v1"
     assert conninfo_to_dict(config["DATABASE_CONNINFO"]) == {
         "host": "localhost", "port": "5432", "dbname": "activity_platform", "user": "api_user",
-        "sslmode": "prefer"}
+        "sslmode": "prefer", "target_session_attrs": "read-write"}
 
 
 def test_values_are_parsed_to_their_types():
@@ -55,7 +55,35 @@ def test_values_are_parsed_to_their_types():
 
 def test_database_url_overrides_db_parts():
     config = load_config(env={**BASE, "DATABASE_URL": "postgresql://u:p@db:6432/x", "DB_HOST": "ignored"})
-    assert config["DATABASE_CONNINFO"] == "postgresql://u:p@db:6432/x"
+    assert conninfo_to_dict(config["DATABASE_CONNINFO"]) == {
+        "host": "db", "port": "6432", "dbname": "x", "user": "u", "password": "p",
+        "target_session_attrs": "read-write"}
+
+
+def test_a_failover_pair_is_reached_by_a_multi_host_conninfo_that_asks_for_the_writable_one():
+    """URL and keyword form, and the DB_* parts: several hosts, each its own port; always read-write."""
+    for env in ({"DATABASE_URL": "postgresql://u:p@pg-a:5432,pg-b:5433/x"},
+                {"DATABASE_URL": "host=pg-a,pg-b port=5432,5433 dbname=x user=u password=p"},
+                {"DB_HOST": "pg-a,pg-b", "DB_PORT": "5432, 5433", "DB_NAME": "x", "DB_USER": "u",
+                 "DB_PASSWORD": "p"}):
+        params = conninfo_to_dict(load_config(env={**BASE, **env})["DATABASE_CONNINFO"])
+        assert (params["host"], params["port"], params["target_session_attrs"]) == \
+            ("pg-a,pg-b", "5432,5433", "read-write"), env
+    assert load_config(env={**BASE, "DB_HOST": "a,b"})["DB_PORT"] == "5432"  # one port for all hosts
+
+
+def test_target_session_attrs_is_configurable_and_a_conflicting_url_is_refused():
+    config = load_config(env={**BASE, "DB_TARGET_SESSION_ATTRS": "primary",
+                              "DATABASE_URL": "postgresql://u@a,b/x?target_session_attrs=primary"})
+    assert conninfo_to_dict(config["DATABASE_CONNINFO"])["target_session_attrs"] == "primary"
+    found, _ = problems({**BASE, "DATABASE_URL": "postgresql://u:secret-pw@a,b/x?target_session_attrs=any"})
+    assert found == ["DATABASE_URL asks for target_session_attrs=any but DB_TARGET_SESSION_ATTRS is "
+                     "read-write: set DB_TARGET_SESSION_ATTRS instead"]
+    found, text = problems({**BASE, "DATABASE_URL": "postgresql://u:secret-pw@a/x?nonsense=1"})
+    assert found == ["DATABASE_URL is not a valid libpq URL or conninfo"] and "secret-pw" not in text
+    found, _ = problems({**BASE, "DB_PORT": "5432,x", "DB_TARGET_SESSION_ATTRS": "writable"})
+    assert any(p.startswith("DB_PORT must be a whole number") for p in found), found
+    assert any(p.startswith("DB_TARGET_SESSION_ATTRS must be one of") for p in found), found
 
 
 def test_db_parts_are_quoted_into_a_conninfo():
@@ -63,7 +91,7 @@ def test_db_parts_are_quoted_into_a_conninfo():
                               "DB_PASSWORD": "p@ss/wo'rd", "DB_SSLMODE": "require"})
     assert conninfo_to_dict(config["DATABASE_CONNINFO"]) == {
         "host": "db.internal", "port": "5432", "dbname": "activity_platform", "user": "api user",
-        "password": "p@ss/wo'rd", "sslmode": "require"}
+        "password": "p@ss/wo'rd", "sslmode": "require", "target_session_attrs": "read-write"}
 
 
 def test_db_host_may_be_a_socket_directory():
