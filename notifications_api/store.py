@@ -26,6 +26,20 @@ UPDATE_SETTINGS = "SELECT * FROM activity.sp_update_notification_settings(%s::uu
 PURGE = "SELECT * FROM activity.sp_purge_notifications(%s::int, %s::int)"
 
 
+def _select(function: str, columns: tuple[str, ...], args: str) -> str:
+    """A call that names the columns it reads: rows map to dicts by name, never by position."""
+    return f"SELECT {', '.join(columns)} FROM activity.{function}({args})"
+
+
+def _dicts(columns: tuple[str, ...], rows: list[tuple]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, row)) for row in rows]
+
+
+COUNTS_COLUMNS = ("user_id", "unread_count", "unseen_count", "version")
+COUNTS_MANY = _select("sp_get_unread_counts_many", COUNTS_COLUMNS, "%s::uuid[]")
+ADVANCE_CLOCKS = _select("sp_advance_clocks", COUNTS_COLUMNS, "%s::int")
+
+
 def list_notifications(db: Database, user_id: str, status: str | None, types: list[str] | None,
                        limit: int, after: tuple[datetime, UUID] | None) -> list[tuple]:
     created_at, notification_id = after or (None, None)
@@ -61,6 +75,19 @@ def unread_counts(db: Database, user_id: str, by_type: bool = True,
     count, types, version = db.call("sp_get_unread_count", UNREAD,
                                     (user_id, by_type, known_version, known_count))[0]
     return count, types, version
+
+
+def unread_counts_many(db: Database, user_ids: list[str | UUID]) -> list[dict[str, Any]]:
+    """The current counts of many users (one row per distinct id, ascending; zeros for a user
+    without notifications): user_id, unread_count, unseen_count, version."""
+    return _dicts(COUNTS_COLUMNS, db.call("sp_get_unread_counts_many", COUNTS_MANY, (list(user_ids),)))
+
+
+def advance_clocks(db: Database, limit: int) -> list[dict[str, Any]]:
+    """Fold the clock (snooze ends, expiries) into the counts of up to `limit` due users; the
+    users whose counts changed, with their new counts (same keys as unread_counts_many). Safe to
+    run on several replicas at once."""
+    return _dicts(COUNTS_COLUMNS, db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit,)))
 
 
 def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, Any],

@@ -167,7 +167,8 @@ def test_bulk_before_keeps_newer_unread(client, user, user_headers, notify, data
     h = user_headers(user)
     old = notify(user)
     with psycopg.connect(database.admin, autocommit=True) as conn:
-        conn.execute("UPDATE activity.notifications SET created_at = created_at - interval '1 hour' "
+        conn.execute("UPDATE activity.notifications SET created_at = created_at - interval '1 hour',"
+                     " delivered_at = delivered_at - interval '1 hour' "
                      "WHERE notification_id = %s", (old["notification_id"],))
     fresh = notify(user)
     cutoff = (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat()

@@ -63,3 +63,46 @@ def recount(admin_conn, user_id) -> tuple[int, dict, int]:
         " WHERE user_id = %s AND status = 'unread' GROUP BY 1", (user_id,)).fetchall())
     assert per_type == actual, (per_type, actual)
     return stored, per_type, sum(actual.values())
+
+
+# -- inbox v2: the clock and the ground truth ---------------------------------------------------
+
+NOTIFICATION_TIMES = ["created_at", "delivered_at", "seen_at", "read_at", "archived_at", "snoozed_until",
+                      "expires_at"]
+COUNTER_TIMES = ["folded_at", "next_change_at", "next_expiry"]
+
+
+def travel(admin_conn, user_id, seconds: float) -> None:
+    """Move the clock `seconds` forward for one user: every stored instant of the user moves back
+    by that much (the same thing, seen from the rows), as this release's functions would write it
+    (activity.inbox_v2 on: not a write by older code)."""
+    shift = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in NOTIFICATION_TIMES)
+    shift_counters = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in COUNTER_TIMES)
+    with admin_conn.transaction():
+        admin_conn.execute("SET LOCAL activity.inbox_v2 = 'on'")
+        admin_conn.execute(f"UPDATE activity.notifications SET {shift} WHERE user_id = %(u)s",
+                           {"s": seconds, "u": user_id})
+        admin_conn.execute(f"UPDATE activity.notification_counters SET {shift_counters} WHERE user_id = %(u)s",
+                           {"s": seconds, "u": user_id})
+
+
+def truth(admin_conn, user_id) -> dict:
+    """unread_count, unseen_count and by_type by COUNT(*) over the user's rows, now."""
+    rows = admin_conn.execute(
+        """SELECT notification_type, status = 'unread', seen_at IS NULL AND read_at IS NULL
+             FROM activity.notifications
+            WHERE user_id = %s AND status <> 'archived'
+              AND (snoozed_until IS NULL OR snoozed_until <= now())
+              AND (expires_at IS NULL OR expires_at > now())""", (user_id,)).fetchall()
+    by_type: dict[str, int] = {}
+    for notification_type, is_unread, _ in rows:
+        if is_unread:
+            by_type[notification_type] = by_type.get(notification_type, 0) + 1
+    return {"unread_count": sum(1 for r in rows if r[1]), "unseen_count": sum(1 for r in rows if r[2]),
+            "by_type": by_type}
+
+
+def counts(conn, user_id, known_version=None) -> dict:
+    """This release's unread count: unread_count, unseen_count, by_type, version."""
+    [row] = call(conn, "sp_get_unread_count", user_id=user_id, by_type=True, known_version=known_version)
+    return row

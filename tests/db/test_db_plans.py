@@ -31,10 +31,14 @@ INSERT INTO activity.notifications (user_id, notification_type, title, created_a
 SELECT md5('heavy')::uuid, (ARRAY['comment', 'mention'])[1 + g % 2], 't', now() - g * interval '1 second'
   FROM generate_series(1, {heavy}) g;
 
-INSERT INTO activity.notification_counters (user_id, unread_count, version)
-SELECT user_id, count(*) FILTER (WHERE status = 'unread'), 1 FROM activity.notifications GROUP BY user_id;
-INSERT INTO activity.notification_type_counters (user_id, notification_type, unread_count)
-SELECT user_id, notification_type, count(*) FROM activity.notifications WHERE status = 'unread' GROUP BY 1, 2;
+SET activity.inbox_v2 = 'on';  -- written as this release's functions would (0130's trigger)
+INSERT INTO activity.notification_counters (user_id, unread_count, version, inbox_unread, inbox_unseen, folded_at)
+SELECT user_id, count(*) FILTER (WHERE status = 'unread'), 1, count(*) FILTER (WHERE status = 'unread'),
+       count(*) FILTER (WHERE status = 'unread'), now()
+  FROM activity.notifications GROUP BY user_id;
+INSERT INTO activity.notification_type_counters (user_id, notification_type, unread_count, inbox_unread)
+SELECT user_id, notification_type, count(*), count(*) FROM activity.notifications WHERE status = 'unread'
+ GROUP BY 1, 2;
 """
 HEAVY = "md5('heavy')::uuid"
 LIGHT = "md5('light7')::uuid"
