@@ -35,13 +35,18 @@ STORED_FUNCTIONS = (
     "sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
     "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
     "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
-    "sp_purge_notifications",
+    "sp_purge_notifications", "sp_inbox_list", "sp_inbox_get", "sp_inbox_mark_read", "sp_bulk_update",
+    "sp_inbox_snooze", "sp_inbox_create", "sp_retract_notifications", "sp_get_unread_counts_many",
+    "sp_advance_clocks",
 )
+# Inbox state changes by action (endpoints 3, 3b, 4, 5, 10, 11, 11b, 13): a fixed set of labels.
+ACTIONS = ("seen", "read", "unread", "archive", "unarchive", "delete", "snooze", "wake", "retract")
 PROBLEM_CODES = (
     "invalid_json", "missing_token", "invalid_token", "token_expired", "user_not_found",
     "invalid_service_token", "user_inactive", "service_token_required", "not_found",
     "notification_not_found", "method_not_allowed", "payload_too_large", "unsupported_media_type",
     "validation_error", "rate_limited", "database_unavailable", "internal_error",
+    "notification_snoozed", "notification_archived",
 )
 
 bp = Blueprint("metrics", __name__)
@@ -71,6 +76,8 @@ class _Metrics:
         self.rate_limited = Counter(f"{PREFIX}_rate_limited_total", "Requests rejected by a rate limit.")
         self.created = Counter(f"{PREFIX}_notifications_created_total",
                                "Notifications created, by notification type.", ("notification_type",))
+        self.changed = Counter(f"{PREFIX}_notifications_changed_total",
+                               "Notifications whose state an action changed, by action.", ("action",))
         # livesum: the sum over the workers that are alive (a dead worker's files are removed).
         self.pool_size = Gauge(f"{PREFIX}_db_pool_size", "Open connections in the pools.",
                                multiprocess_mode="livesum")
@@ -88,6 +95,7 @@ class _Metrics:
         self._functions = {name: self.functions.labels(name) for name in STORED_FUNCTIONS}
         self._errors = {code: self.errors.labels(code) for code in PROBLEM_CODES}
         self._created: dict[str, Any] = {}
+        self._changed = {action: self.changed.labels(action) for action in ACTIONS}
 
     def request_child(self, route: str, method: str, status: int):
         key = (route, method, status)
@@ -144,6 +152,12 @@ def record_notifications_created(notification_type: str, count: int) -> None:
     """Count `count` notifications created with this type (after sp_create_notification)."""
     if count:
         _get().created_child(notification_type).inc(count)
+
+
+def record_notifications_changed(action: str, count: int) -> None:
+    """Count `count` notifications whose state `action` (one of ACTIONS) changed."""
+    if count:
+        _get()._changed[action].inc(count)
 
 
 def observe_function(function: str, seconds: float) -> None:

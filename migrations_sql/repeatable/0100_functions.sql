@@ -6,7 +6,7 @@
 --
 -- Errors (SQLSTATE, MESSAGE = human text, DETAIL = field path for NA422):
 --   NA401 user not found, NA403 user inactive, NA404 notification not found,
---   NA422 invalid argument.
+--   NA422 invalid argument, NAS09 notification snoozed, NAA09 notification archived (409s).
 --
 -- Locking discipline (deadlock freedom): every function that changes a user's
 -- notifications first locks that user's notification_counters row, then the
@@ -441,6 +441,113 @@ BEGIN
 END
 $$;
 
+-- The inbox v2 list: ordered by (delivered_at, notification_id) descending, one static query per
+-- status, each matching the predicate of its partial keyset index; a missing cursor is
+-- (infinity, max uuid) so the cursor is always an index condition. Snoozed rows sit above now()
+-- in the inbox and unread indexes (delivered_at = their until): `delivered_at <= now()` keeps
+-- them out of the scanned range, and status=snoozed is exactly the range above now().
+CREATE OR REPLACE FUNCTION activity.sp_inbox_list(
+    p_user_id uuid,
+    p_status text DEFAULT NULL,
+    p_types text[] DEFAULT NULL,
+    p_limit integer DEFAULT 20,
+    p_cursor_delivered_at timestamptz DEFAULT NULL,
+    p_cursor_id uuid DEFAULT NULL)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_ts timestamptz := COALESCE(p_cursor_delivered_at, 'infinity');
+    v_id uuid := COALESCE(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
+    v_types text[] := CASE WHEN cardinality(p_types) > 0 THEN p_types END;
+    v_now timestamptz := now();
+BEGIN
+    PERFORM _check_user(p_user_id);
+    IF p_status IS NOT NULL AND p_status NOT IN ('unread', 'read', 'archived', 'snoozed', 'all') THEN
+        PERFORM _invalid('status', 'status must be one of unread, read, archived, snoozed, all');
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 101 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 101');
+    END IF;
+    IF (p_cursor_delivered_at IS NULL) <> (p_cursor_id IS NULL) THEN
+        PERFORM _invalid('cursor', 'cursor needs both delivered_at and notification_id');
+    END IF;
+
+    IF p_status IS NULL THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status <> 'archived'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'unread' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'unread'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'read' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'read'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'archived' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'archived'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'snoozed' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status <> 'archived'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at > v_now
+           AND n.snoozed_until > v_now
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION activity.sp_inbox_get(p_user_id uuid, p_notification_id uuid)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    PERFORM _check_user(p_user_id);
+    RETURN QUERY
+    SELECT (_out(n)).* FROM notifications n
+     WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+       AND (n.expires_at IS NULL OR n.expires_at > now());
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'NA404', MESSAGE = 'notification not found';
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- 2. one notification
 -- ---------------------------------------------------------------------------
@@ -526,7 +633,7 @@ $$;
 
 -- Reading sets read_at (kept when already read) and seen_at when null; marking unread keeps
 -- seen_at. On an archived notification only the read state is recorded (archived wins). A
--- snoozed one is NA409 notification_snoozed.
+-- snoozed one is NAS09 notification_snoozed.
 CREATE OR REPLACE FUNCTION activity.sp_inbox_mark_read(
     p_user_id uuid, p_notification_id uuid, p_read boolean DEFAULT true)
 RETURNS SETOF activity.inbox_notification
@@ -542,7 +649,7 @@ BEGIN
     v_at := _lock_and_fold(p_user_id);
     v_old := _lock_notification(p_user_id, p_notification_id);
     IF v_old.status <> 'archived' AND v_old.snoozed_until > now() THEN
-        RAISE EXCEPTION USING ERRCODE = 'NA409', MESSAGE = 'notification is snoozed', DETAIL = 'notification_snoozed';
+        RAISE EXCEPTION USING ERRCODE = 'NAS09', MESSAGE = 'notification is snoozed', DETAIL = 'notification_snoozed';
     END IF;
     IF v_read AND v_old.read_at IS NULL THEN
         UPDATE notifications n
@@ -750,6 +857,145 @@ BEGIN
 
     UPDATE email_outbox o SET status = 'cancelled'
      WHERE o.user_id = p_user_id AND o.notification_id = p_notification_id AND o.status = 'pending';
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 11. / 11b. snooze, wake now
+-- ---------------------------------------------------------------------------
+
+-- p_until NULL: wake now. Snoozing makes the row unread and unseen with delivered_at =
+-- snoozed_until = until: at until it simply is an inbox row again, delivered then (no write at
+-- wake-up time; the counts fold it in by the clock). Waking now: delivered_at = snoozed_until =
+-- now. Errors in the API's order: until out of range (NA422), not found (NA404), until after the
+-- expiry (NA422), archived (NAA09 notification_archived).
+CREATE OR REPLACE FUNCTION activity.sp_inbox_snooze(p_user_id uuid, p_notification_id uuid, p_until timestamptz)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_at timestamptz;
+    v_old notifications%ROWTYPE;
+    v_new notifications%ROWTYPE;
+BEGIN
+    PERFORM _check_user(p_user_id);
+    IF p_until IS NOT NULL AND (p_until < now() + interval '60 seconds' OR p_until > now() + interval '90 days') THEN
+        PERFORM _invalid('until', 'until must be at least 60 seconds and at most 90 days ahead');
+    END IF;
+    v_at := _lock_and_fold(p_user_id);
+    v_old := _lock_notification(p_user_id, p_notification_id);
+    v_new := v_old;
+    IF p_until IS NOT NULL THEN
+        IF p_until > v_old.expires_at THEN
+            PERFORM _invalid('until', 'until must not be after the notification''s expires_at');
+        END IF;
+        IF v_old.status = 'archived' THEN
+            RAISE EXCEPTION USING ERRCODE = 'NAA09', MESSAGE = 'notification is archived',
+                DETAIL = 'notification_archived';
+        END IF;
+        UPDATE notifications n
+           SET status = 'unread', read_at = NULL, seen_at = NULL, delivered_at = p_until, snoozed_until = p_until
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
+    ELSIF v_old.status <> 'archived' AND v_old.snoozed_until > now() THEN
+        UPDATE notifications n SET delivered_at = now(), snoozed_until = now()
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
+    END IF;
+    IF v_new IS DISTINCT FROM v_old THEN
+        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)]);
+    END IF;
+    RETURN QUERY SELECT (_out(v_new)).*;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 13. retraction by the producer
+-- ---------------------------------------------------------------------------
+
+-- Exactly one of p_dedupe_key or (p_target_type, p_target_id); the others narrow. Reads only
+-- the matching rows (indexes leading with dedupe_key / (target_type, target_id)), locks the
+-- affected users' counters rows in ascending user_id (every multi-user writer's order), deletes
+-- up to p_limit rows, cancels their pending e-mails; counts follow at each user's folded instant.
+CREATE OR REPLACE FUNCTION activity.sp_retract_notifications(
+    p_dedupe_key text DEFAULT NULL,
+    p_target_type text DEFAULT NULL,
+    p_target_id text DEFAULT NULL,
+    p_notification_type text DEFAULT NULL,
+    p_actor_user_id uuid DEFAULT NULL,
+    p_user_ids uuid[] DEFAULT NULL,
+    p_limit integer DEFAULT 10000)
+RETURNS TABLE(retracted_count integer, has_more boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_uids uuid[];
+    v_nids uuid[];
+    v_users uuid[];
+    v_more boolean;
+    v_deleted integer;
+    v_deltas count_delta[];
+BEGIN
+    IF (p_dedupe_key IS NULL) = (p_target_type IS NULL AND p_target_id IS NULL) THEN
+        PERFORM _invalid('dedupe_key', 'give exactly one of dedupe_key or target_type with target_id');
+    END IF;
+    IF p_dedupe_key IS NULL AND (p_target_type IS NULL OR p_target_id IS NULL) THEN
+        PERFORM _invalid(CASE WHEN p_target_type IS NULL THEN 'target_type' ELSE 'target_id' END,
+                         'target_type and target_id go together');
+    END IF;
+    IF p_user_ids IS NOT NULL AND (cardinality(p_user_ids) < 1 OR cardinality(p_user_ids) > 1000) THEN
+        PERFORM _invalid('user_ids', 'user_ids must hold 1 to 1000 user ids');
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 10000');
+    END IF;
+
+    IF p_dedupe_key IS NOT NULL THEN
+        SELECT array_agg(m.user_id), array_agg(m.notification_id) INTO v_uids, v_nids
+          FROM (SELECT n.user_id, n.notification_id FROM notifications n
+                 WHERE n.dedupe_key = p_dedupe_key
+                   AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
+                   AND (p_actor_user_id IS NULL OR n.actor_user_id = p_actor_user_id)
+                   AND (p_user_ids IS NULL OR n.user_id = ANY (p_user_ids))
+                 LIMIT p_limit + 1) m;
+    ELSE
+        SELECT array_agg(m.user_id), array_agg(m.notification_id) INTO v_uids, v_nids
+          FROM (SELECT n.user_id, n.notification_id FROM notifications n
+                 WHERE n.target_type = p_target_type AND n.target_id = p_target_id
+                   AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
+                   AND (p_actor_user_id IS NULL OR n.actor_user_id = p_actor_user_id)
+                   AND (p_user_ids IS NULL OR n.user_id = ANY (p_user_ids))
+                 LIMIT p_limit + 1) m;
+    END IF;
+    IF v_uids IS NULL THEN
+        RETURN QUERY SELECT 0, false;
+        RETURN;
+    END IF;
+    v_more := cardinality(v_uids) > p_limit;
+    v_uids := v_uids[1:p_limit];
+    v_nids := v_nids[1:p_limit];
+
+    PERFORM _writing_counts();
+    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_users FROM unnest(v_uids) AS u;
+    PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_users) ORDER BY c.user_id FOR UPDATE;
+
+    WITH gone AS (
+        DELETE FROM notifications n
+         USING unnest(v_uids, v_nids) AS k(uid, nid)
+         WHERE n.user_id = k.uid AND n.notification_id = k.nid
+        RETURNING n.*
+    ), mail AS (
+        UPDATE email_outbox o SET status = 'cancelled'
+          FROM gone g
+         WHERE o.user_id = g.user_id AND o.notification_id = g.notification_id AND o.status = 'pending'
+    )
+    SELECT count(*), array_agg(_row_delta(g::notifications, NULL::notifications, c.folded_at))
+                         FILTER (WHERE c.user_id IS NOT NULL)
+      INTO v_deleted, v_deltas
+      FROM gone g LEFT JOIN notification_counters c ON c.user_id = g.user_id;
+    PERFORM _apply(v_deltas);
+    RETURN QUERY SELECT v_deleted, v_more;
 END
 $$;
 
@@ -1420,6 +1666,10 @@ GRANT EXECUTE ON FUNCTION
     activity.sp_get_unread_counts_many(uuid[]),
     activity.sp_advance_clocks(integer),
     activity.sp_inbox_mark_read(uuid, uuid, boolean),
+    activity.sp_inbox_list(uuid, text, text[], integer, timestamptz, uuid),
+    activity.sp_inbox_get(uuid, uuid),
+    activity.sp_inbox_snooze(uuid, uuid, timestamptz),
+    activity.sp_retract_notifications(text, text, text, text, uuid, uuid[], integer),
     activity.sp_bulk_update(uuid, text, uuid[], text, text, text, boolean, timestamptz),
     activity.sp_inbox_create(uuid[], text, text, text, uuid, text, text, text, jsonb, text, text,
                              timestamptz, text, boolean),
