@@ -147,9 +147,14 @@ AS $$
            )::activity.count_delta
 $$;
 
+-- (an earlier form of this branch had no p_at; two forms would make every call ambiguous)
+DROP FUNCTION IF EXISTS activity._apply(activity.count_delta[]);
+
 -- Apply row deltas (of one or many users, whose counters rows the caller has locked) and bump
 -- each touched user's version. Counts of a user whose inbox counts are "not computed" stay NULL.
-CREATE OR REPLACE FUNCTION activity._apply(p_deltas activity.count_delta[])
+-- p_at: the instant the deltas were evaluated at, when later than the folded instant (what
+-- _fold_locked returned: nothing changes by the clock between the two), becomes the new one.
+CREATE OR REPLACE FUNCTION activity._apply(p_deltas activity.count_delta[], p_at timestamptz DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
@@ -164,6 +169,7 @@ BEGIN
            inbox_unseen = c.inbox_unseen + u.d_unseen,
            next_change_at = LEAST(c.next_change_at, u.next_at),
            next_expiry = LEAST(c.next_expiry, u.legacy_expires_at),
+           folded_at = GREATEST(c.folded_at, p_at),
            version = c.version + 1
       FROM (SELECT d.user_id, sum(d.d_legacy) AS d_legacy, sum(d.d_unread) AS d_unread,
                    sum(d.d_unseen) AS d_unseen, min(d.next_at) AS next_at,
@@ -201,24 +207,30 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 BEGIN
     PERFORM _writing_counts();
+    -- the legacy counts too (unread rows, expired or not): exact again after hand edits
     WITH per_type AS (
-        SELECT n.notification_type, count(*) AS cnt FROM notifications n
+        SELECT n.notification_type,
+               count(*) FILTER (WHERE _c_unread(n.status, n.snoozed_until, n.expires_at, p_at) = 1) AS inbox,
+               count(*) AS legacy
+          FROM notifications n
          WHERE n.user_id = p_user_id AND n.status = 'unread'
-           AND _in_inbox(n.status, n.snoozed_until, n.expires_at, p_at)
          GROUP BY n.notification_type
     ), cleared AS (
         UPDATE notification_type_counters x
-           SET inbox_unread = COALESCE((SELECT p.cnt FROM per_type p WHERE p.notification_type = x.notification_type), 0)
-         WHERE x.user_id = p_user_id
+           SET inbox_unread = COALESCE(p.inbox, 0), unread_count = COALESCE(p.legacy, 0)
+          FROM notification_type_counters y
+          LEFT JOIN per_type p ON p.notification_type = y.notification_type
+         WHERE y.user_id = p_user_id AND x.user_id = y.user_id AND x.notification_type = y.notification_type
         RETURNING x.notification_type
     )
     INSERT INTO notification_type_counters (user_id, notification_type, unread_count, inbox_unread)
-    SELECT p_user_id, p.notification_type, 0, p.cnt FROM per_type p
+    SELECT p_user_id, p.notification_type, p.legacy, p.inbox FROM per_type p
      WHERE p.notification_type NOT IN (SELECT c.notification_type FROM cleared c)
      ORDER BY p.notification_type;
 
     UPDATE notification_counters c
        SET inbox_unread = r.unread, inbox_unseen = r.unseen, folded_at = p_at,
+           unread_count = r.legacy, next_expiry = r.legacy_expiry,
            next_change_at = LEAST(
                (SELECT min(n.expires_at) FROM notifications n
                  WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.expires_at > p_at),
@@ -226,15 +238,18 @@ BEGIN
                  WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.snoozed_until > p_at))
       FROM (SELECT count(*) FILTER (WHERE _c_unread(n.status, n.snoozed_until, n.expires_at, p_at) = 1) AS unread,
                    count(*) FILTER (WHERE _c_unseen(n.status, n.seen_at, n.read_at, n.snoozed_until,
-                                                    n.expires_at, p_at) = 1) AS unseen
+                                                    n.expires_at, p_at) = 1) AS unseen,
+                   count(*) FILTER (WHERE n.status = 'unread') AS legacy,
+                   min(n.expires_at) FILTER (WHERE n.status = 'unread') AS legacy_expiry
               FROM notifications n WHERE n.user_id = p_user_id AND n.status <> 'archived') r
      WHERE c.user_id = p_user_id;
 END
 $$;
 
--- Bring a user's counts to now (caller holds the counters row lock); returns the folded instant,
--- the instant at which writers evaluate row contributions. Writes only when the counts were not
--- computed or the clock has changed them (now() >= next_change_at).
+-- Bring a user's counts to now (caller holds the counters row lock); returns the instant at which
+-- writers evaluate row contributions (and pass to _apply): max(folded_at, now()), equivalent to
+-- folded_at when nothing was due. Writes only when the counts were not computed or the clock has
+-- changed them (now() >= next_change_at).
 CREATE OR REPLACE FUNCTION activity._fold_locked(p_user_id uuid)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
@@ -258,7 +273,7 @@ BEGIN
         RETURN v_to;
     END IF;
     IF v_next IS NULL OR v_next > now() THEN
-        RETURN v_from;
+        RETURN v_to;  -- no row changes by the clock in (folded_at, v_to]
     END IF;
 
     SELECT array_agg(ROW(p_user_id, n.notification_type, 0,
@@ -667,7 +682,7 @@ BEGIN
         v_new := v_old;  -- already in the requested state: nothing changes, no version bump
     END IF;
     IF v_new IS DISTINCT FROM v_old THEN
-        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)]);
+        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
     END IF;
     RETURN QUERY SELECT (_out(v_new)).*;
 END
@@ -801,7 +816,7 @@ BEGIN
         SELECT array_agg(c.d) INTO v_deltas FROM changed c;
     END IF;
 
-    PERFORM _apply(v_deltas);
+    PERFORM _apply(v_deltas, v_at);
     RETURN QUERY
     SELECT COALESCE(cardinality(v_deltas), 0), c.inbox_unread, c.inbox_unseen
       FROM notification_counters c WHERE c.user_id = p_user_id;
@@ -853,7 +868,7 @@ BEGIN
          WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
         RETURNING * INTO v_new;
     END IF;
-    PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)]);
+    PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
 
     UPDATE email_outbox o SET status = 'cancelled'
      WHERE o.user_id = p_user_id AND o.notification_id = p_notification_id AND o.status = 'pending';
@@ -903,7 +918,7 @@ BEGIN
         RETURNING * INTO v_new;
     END IF;
     IF v_new IS DISTINCT FROM v_old THEN
-        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)]);
+        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
     END IF;
     RETURN QUERY SELECT (_out(v_new)).*;
 END
