@@ -529,7 +529,9 @@ BEGIN
         SELECT (_out(n)).* FROM notifications n
          WHERE n.user_id = p_user_id AND n.status <> 'archived'
            AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at > v_now
-           AND n.snoozed_until > v_now
+           -- a snooze sets both; nothing else is delivered later (COALESCE: not a proof of
+           -- "snoozed_until IS NOT NULL", so the unbounded fold index is never chosen for a page)
+           AND n.delivered_at = COALESCE(n.snoozed_until, '-infinity')
            AND (n.expires_at IS NULL OR n.expires_at > v_now)
            AND (v_types IS NULL OR n.notification_type = ANY (v_types))
          ORDER BY n.delivered_at DESC, n.notification_id DESC
@@ -995,10 +997,12 @@ BEGIN
     SELECT array_agg(DISTINCT u ORDER BY u) INTO v_users FROM unnest(v_uids) AS u;
     PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_users) ORDER BY c.user_id FOR UPDATE;
 
+    -- the rows picked above, found again through the same index (never a join that could scan)
     WITH gone AS (
         DELETE FROM notifications n
-         USING unnest(v_uids, v_nids) AS k(uid, nid)
-         WHERE n.user_id = k.uid AND n.notification_id = k.nid
+         WHERE ((p_dedupe_key IS NOT NULL AND n.dedupe_key = p_dedupe_key)
+                OR (p_dedupe_key IS NULL AND n.target_type = p_target_type AND n.target_id = p_target_id))
+           AND n.notification_id = ANY (v_nids) AND n.user_id = ANY (v_users)
         RETURNING n.*
     ), mail AS (
         UPDATE email_outbox o SET status = 'cancelled'
