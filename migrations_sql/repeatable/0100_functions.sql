@@ -747,7 +747,7 @@ BEGIN
     v_at := _lock_and_fold(p_user_id);
     IF p_action = 'delete' THEN
         WITH sel AS (
-            SELECT n.* FROM notifications n
+            SELECT n.ctid, n.* FROM notifications n
              WHERE n.user_id = p_user_id
                AND (n.expires_at IS NULL OR n.expires_at > v_now)
                AND (p_notification_ids IS NULL OR n.notification_id = ANY (p_notification_ids))
@@ -762,8 +762,8 @@ BEGIN
                FOR UPDATE
         ), gone AS (
             DELETE FROM notifications n USING sel o
-             WHERE n.user_id = o.user_id AND n.notification_id = o.notification_id
-            RETURNING o.*
+             WHERE n.ctid = o.ctid AND n.user_id = p_user_id
+            RETURNING n.*
         ), mail AS (
             UPDATE email_outbox m SET status = 'cancelled'
               FROM gone g
@@ -772,7 +772,7 @@ BEGIN
         SELECT array_agg(_row_delta(g::notifications, NULL::notifications, v_at)) INTO v_deltas FROM gone g;
     ELSE
         WITH sel AS (
-            SELECT n.* FROM notifications n
+            SELECT n.ctid, n.* FROM notifications n
              WHERE n.user_id = p_user_id
                AND (n.expires_at IS NULL OR n.expires_at > v_now)
                AND (p_notification_ids IS NULL OR n.notification_id = ANY (p_notification_ids))
@@ -810,7 +810,8 @@ BEGIN
                    snoozed_until = CASE WHEN p_action = 'archive' AND n.snoozed_until > v_now THEN v_now
                                         ELSE n.snoozed_until END
               FROM sel o
-             WHERE n.user_id = o.user_id AND n.notification_id = o.notification_id
+             -- the locked row itself, by its tuple id (a join on the key could hash-scan the table)
+             WHERE n.ctid = o.ctid AND n.user_id = p_user_id
             RETURNING _delta(n.user_id, n.notification_type,
                              o.status, o.seen_at, o.read_at, o.snoozed_until, o.expires_at,
                              n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_at) AS d
