@@ -997,6 +997,9 @@ BEGIN
     PERFORM _writing_counts();
     SELECT array_agg(DISTINCT u ORDER BY u) INTO v_users FROM unnest(v_uids) AS u;
     PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_users) ORDER BY c.user_id FOR UPDATE;
+    -- counts not computed (older code wrote, rows edited by hand) are recounted first, due folds done
+    PERFORM _fold_locked(c.user_id) FROM notification_counters c
+      WHERE c.user_id = ANY (v_users) AND (c.inbox_unread IS NULL OR c.next_change_at <= now());
 
     -- the rows picked above, found again through the same index (never a join that could scan)
     WITH gone AS (
@@ -1618,6 +1621,9 @@ BEGIN
     END IF;
     SELECT array_agg(DISTINCT u ORDER BY u) INTO v_users FROM unnest(v_uids) AS u;
     PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_users) ORDER BY c.user_id FOR UPDATE;
+    -- counts not computed (older code wrote, rows edited by hand) are recounted first, due folds done
+    PERFORM _fold_locked(c.user_id) FROM notification_counters c
+      WHERE c.user_id = ANY (v_users) AND (c.inbox_unread IS NULL OR c.next_change_at <= now());
     -- (a user without a counters row has nothing counted; FROM gone JOIN counters skips it)
 
     WITH gone AS (

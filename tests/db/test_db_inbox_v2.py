@@ -268,3 +268,23 @@ def test_counts_match_ground_truth_after_every_step(db_app, db_admin, db_user, s
         assert {k: advanced[u][k] for k in ("unread_count", "unseen_count")} == {
             k: truth(db_admin, u)[k] for k in ("unread_count", "unseen_count")}
     exact(db_app, db_admin, u)
+
+
+def test_retraction_and_purge_recount_users_written_by_others_first(db_app, db_admin, db_user):
+    u = db_user()
+    create_one(db_app, u)
+    # rows the functions never counted (inserted by hand), then the counters row touched by hand
+    db_admin.execute("INSERT INTO activity.notifications (user_id, notification_type, title, target_type,"
+                     " target_id, expires_at) SELECT %s, 'like', 't', 'post', 'p-hand',"
+                     " CASE WHEN g %% 2 = 0 THEN now() + interval '1 hour' END FROM generate_series(1, 6) g", (u,))
+    db_admin.execute("UPDATE activity.notification_counters SET version = version + 1 WHERE user_id = %s", (u,))
+    [r] = call(db_app, "sp_retract_notifications", target_type="post", target_id="p-hand", limit=4)
+    assert r == {"retracted_count": 4, "has_more": True}
+    exact(db_app, db_admin, u)
+    travel(db_admin, u, 7200)  # the rest expire by the clock
+    db_admin.execute("UPDATE activity.notification_counters SET version = version + 1 WHERE user_id = %s", (u,))
+    call(db_app, "sp_purge_notifications", archived_older_than_days=90, batch_size=100)
+    exact(db_app, db_admin, u)
+    assert db_admin.execute("SELECT unread_count FROM activity.notification_counters WHERE user_id = %s",
+                            (u,)).fetchone()[0] == db_admin.execute(
+        "SELECT count(*) FROM activity.notifications WHERE user_id = %s AND status = 'unread'", (u,)).fetchone()[0]
