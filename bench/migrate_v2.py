@@ -71,6 +71,10 @@ def main(argv=None) -> int:
             conn.execute("INSERT INTO activity.notification_counters (user_id, unread_count, version)"
                          " SELECT user_id, count(*) FILTER (WHERE status = 'unread'), 1"
                          " FROM activity.notifications GROUP BY user_id")
+            conn.execute("INSERT INTO activity.notification_type_counters"
+                         " (user_id, notification_type, unread_count)"
+                         " SELECT user_id, notification_type, count(*) FROM activity.notifications"
+                         " WHERE status = 'unread' GROUP BY 1, 2")
             conn.execute("VACUUM ANALYZE activity.notifications")
             report["table_mb"] = conn.execute(
                 "SELECT pg_total_relation_size('activity.notifications') / 1048576").fetchone()[0]

@@ -8,12 +8,15 @@
 -- Every statement can run again: a run that failed half-way is simply started again.
 
 -- Backfill in primary-key order, 5 000 rows per transaction: O(rows) in total, each batch locks
--- only its own rows for a few milliseconds.
+-- only its own rows for a few milliseconds. SKIP LOCKED: a row a writer holds right now is left
+-- for the second loop (waiting for it could deadlock with that writer, which may want a row of
+-- this batch next); the rows the previous release inserts meanwhile get delivered_at by default.
 DO $$
 DECLARE
     v_uid uuid := '00000000-0000-0000-0000-000000000000';
     v_nid uuid := '00000000-0000-0000-0000-000000000000';
     v_first boolean := true;
+    v_done integer;
 BEGIN
     LOOP
         WITH batch AS (
@@ -21,17 +24,38 @@ BEGIN
              WHERE v_first OR (n.user_id, n.notification_id) > (v_uid, v_nid)
              ORDER BY n.user_id, n.notification_id
              LIMIT 5000
+        ), free AS (
+            SELECT n.user_id, n.notification_id FROM activity.notifications n
+              JOIN batch b ON n.user_id = b.user_id AND n.notification_id = b.notification_id
+             WHERE n.delivered_at IS NULL
+               FOR UPDATE OF n SKIP LOCKED
         ), done AS (
             UPDATE activity.notifications n
                SET delivered_at = n.created_at, seen_at = COALESCE(n.seen_at, n.read_at)
-              FROM batch b
-             WHERE n.user_id = b.user_id AND n.notification_id = b.notification_id AND n.delivered_at IS NULL
+              FROM free f
+             WHERE n.user_id = f.user_id AND n.notification_id = f.notification_id
         )
         SELECT b.user_id, b.notification_id INTO v_uid, v_nid
           FROM batch b ORDER BY b.user_id DESC, b.notification_id DESC LIMIT 1;
         EXIT WHEN NOT FOUND;
         v_first := false;
         COMMIT;
+    END LOOP;
+    LOOP  -- what was locked during the pass (a scan per round; normally one short round)
+        WITH free AS (
+            SELECT n.user_id, n.notification_id FROM activity.notifications n
+             WHERE n.delivered_at IS NULL LIMIT 5000 FOR UPDATE SKIP LOCKED
+        )
+        UPDATE activity.notifications n
+           SET delivered_at = n.created_at, seen_at = COALESCE(n.seen_at, n.read_at)
+          FROM free f
+         WHERE n.user_id = f.user_id AND n.notification_id = f.notification_id;
+        GET DIAGNOSTICS v_done = ROW_COUNT;
+        COMMIT;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM activity.notifications n WHERE n.delivered_at IS NULL);
+        IF v_done = 0 THEN
+            PERFORM pg_sleep(0.1);  -- only locked rows left: their writers finish in milliseconds
+        END IF;
     END LOOP;
 END
 $$;

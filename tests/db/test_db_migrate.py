@@ -229,3 +229,19 @@ def test_v1_data_migrates_without_losing_a_row_or_a_count_and_rollback_still_wor
                 " count(*) FILTER (WHERE seen_at IS NULL AND read_at IS NULL)"
                 " FROM activity.notifications WHERE user_id = %s AND status <> 'archived'", (u,)).fetchone()
             assert (row[0], row[1]) == truth and (row[0], row[2]) == legacy[u]
+
+
+def test_inbox_v2_online_files_can_run_again(db_env):
+    """0130 and 0131 run outside a transaction: after a failure half-way the Job simply runs them
+    again, so every statement must succeed a second time over what the first run left."""
+    from notifications_api.migrate import discover
+    fresh = db_env.fresh_database()
+    migrate(fresh, echo=lambda *_: None)
+    online = [m for m in discover() if m.name in ("0130_inbox_v2.sql", "0131_inbox_v2_online.sql")]
+    assert [m.transactional for m in online] == [False, False]
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        for m in online:
+            for statement in m.statements():
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                            " WHERE NOT i.indisvalid").fetchone()[0] == 0
