@@ -362,3 +362,41 @@ def test_retraction_cancels_pending_emails(client, make_user, service_headers, d
         client.post(f"{P}/retract", json={"dedupe_key": "mail-1"}, headers=service_headers)
         assert conn.execute("SELECT status FROM activity.email_outbox WHERE notification_id = %s",
                             (nid,)).fetchone()[0] == "cancelled"
+
+
+# -- log events and metrics by action ---------------------------------------------------------------
+
+def test_events_and_metrics_by_action(make_app, make_user, capfd):
+    import json
+
+    from prometheus_client import REGISTRY
+
+    from notifications_api.auth import issue_token
+    app = make_app(LOG_LEVEL="INFO")
+    client, user = app.test_client(), make_user()
+    h = {"Authorization": f"Bearer {issue_token(app.config, user)}"}
+    service = {"X-Service-Token": app.config["SERVICE_TOKEN"]}
+
+    def changed(action):
+        return REGISTRY.get_sample_value("notifications_api_notifications_changed_total", {"action": action}) or 0
+    before = {a: changed(a) for a in ("archive", "snooze", "wake", "retract", "seen")}
+    ids = [client.post(P, json={"user_id": user, "notification_type": "like", "title": "t", "target_type": "post",
+                                "target_id": f"p-{i}", "dedupe_key": f"log-{i}"}, headers=service).get_json()
+           ["results"][0]["notification"]["notification_id"] for i in range(3)]
+    capfd.readouterr()
+    client.post(f"{P}/bulk", json={"action": "seen", "all": True}, headers=h)
+    client.put(f"{P}/{ids[0]}/snooze", json={"until": ahead(600)}, headers=h)
+    client.delete(f"{P}/{ids[0]}/snooze", headers=h)
+    client.post(f"{P}/bulk", json={"action": "archive", "notification_ids": ids[:2]}, headers=h)
+    client.post(f"{P}/retract", json={"target_type": "post", "target_id": "p-2"}, headers=service)
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    events = [(e["event"], e.get("action"), e.get("updated_count", e.get("retracted_count")))
+              for e in lines if e.get("event") and e.get("message") != "request"]
+    assert ("notifications_bulk_updated", "seen", 3) in events
+    assert ("notifications_bulk_updated", "archive", 2) in events
+    assert ("notifications_retracted", None, 1) in events
+    assert {"notification_snoozed", "notification_woken"} <= {e[0] for e in events}
+    retracted = next(e for e in lines if e.get("event") == "notifications_retracted")
+    assert retracted["service"] and retracted["has_more"] is False
+    assert {a: changed(a) - before[a] for a in before} == {"archive": 2, "snooze": 1, "wake": 1, "retract": 1,
+                                                           "seen": 3}
