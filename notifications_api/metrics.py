@@ -37,7 +37,7 @@ STORED_FUNCTIONS = (
     "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
     "sp_purge_notifications", "sp_inbox_list", "sp_inbox_get", "sp_inbox_mark_read", "sp_bulk_update",
     "sp_inbox_snooze", "sp_inbox_create", "sp_retract_notifications", "sp_get_unread_counts_many",
-    "sp_advance_clocks",
+    "sp_advance_clocks", "sp_inbox_groups",
 )
 # Inbox state changes by action (endpoints 3, 3b, 4, 5, 10, 11, 11b, 13): a fixed set of labels.
 ACTIONS = ("seen", "read", "unread", "archive", "unarchive", "delete", "snooze", "wake", "retract")

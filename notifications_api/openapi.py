@@ -373,6 +373,13 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
     }
     for param in list_params:
         param["description"] = docs[param["name"]]
+    groups_params = converter.schema2parameters(schemas.GroupsQuerySchema, location="query")
+    groups_docs = {"limit": "Page size, 1-100.",
+                   "cursor": "Opaque `next_cursor` of the previous page; bound to the user and to `unread`. "
+                             "Tampered with or out of scope: 422.",
+                   "unread": "`true`: only groups with an unread member. `false` (default). Also `1`/`0`."}
+    for param in groups_params:
+        param["description"] = groups_docs[param["name"]]
     delete_params = converter.schema2parameters(schemas.DeleteQuerySchema, location="query")
     delete_params[0]["description"] = ("`false` (default) archives; `true` deletes for good. Also `1`/`0`; "
                                        "anything else is 422.")
@@ -497,6 +504,36 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
                                "`snoozed_until` = now, unread, unseen. On a notification that is not "
                                "snoozed it changes nothing (200 with it). " + NO_QUERY,
                 "parameters": [id_param, rid], "responses": one,
+            },
+        },
+        f"{n}/groups": {
+            "get": {
+                "operationId": "listNotificationGroups", "tags": ["notifications"], "security": USER,
+                "summary": "The inbox, grouped, newest group first",
+                "description": "Inbox notifications that share a non-null `group_key` form one group; a "
+                               "notification without one is a group of its own (`group_key` null). Groups "
+                               "are ordered by their `latest` member, newest first (a group that gains a "
+                               "member moves to the top). `unread=true` keeps the groups with an unread "
+                               "member; each group's numbers, `latest` and sample still cover all its inbox "
+                               "members. Keyset-paginated like the list (cursor bound to the user and to "
+                               "`unread`); a walk never shows a group twice unless its members changed "
+                               "meanwhile. The counts follow every state change and the clock (snooze "
+                               "ends, expiry). A page costs the same whatever the size of a group or the "
+                               "depth of the page.",
+                "parameters": [*groups_params, "If-None-Match", rid],
+                "responses": {
+                    "200": _ok("A page of groups.", schemas.GroupListSchema,
+                               {"items": [{"group_key": "post-812-likes", "notifications_count": 50,
+                                           "unread_count": 3,
+                                           "sample_actor_user_ids": [EXAMPLE_NOTIFICATION["actor_user_id"]],
+                                           "latest": {**EXAMPLE_NOTIFICATION, "group_key": "post-812-likes",
+                                                      "notification_type": "like"},
+                                           "oldest_delivered_at": "2026-11-20T08:00:00.000000Z"}],
+                                "next_cursor": None},
+                               headers=("ETag", "Link") + RATE_HEADERS),
+                    "304": _not_modified(),
+                    **_problems(*USER_READ_ERRORS),
+                },
             },
         },
         f"{n}/bulk": {

@@ -132,6 +132,13 @@ class ListQuerySchema(Schema):
     cursor = fields.String(validate=validate.Length(1, 512))
 
 
+class GroupsQuerySchema(Schema):
+    limit = QueryInteger(validate=validate.Range(1, 100, error="Must be between {min} and {max}."),
+                         load_default=20)
+    cursor = fields.String(validate=validate.Length(1, 512))
+    unread = QueryBoolean(load_default=False)
+
+
 class DeleteQuerySchema(Schema):
     permanent = QueryBoolean(load_default=False)
 
@@ -315,6 +322,24 @@ class NotificationSchema(Schema):
 
 class NotificationListSchema(Schema):
     items = fields.List(fields.Nested(NotificationSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class GroupSchema(Schema):
+    group_key = fields.String(allow_none=True, required=True, metadata={
+        "description": "null: a notification without a group_key, a group of one."})
+    notifications_count = fields.Integer(required=True)
+    unread_count = fields.Integer(required=True)
+    sample_actor_user_ids = fields.List(fields.UUID(), required=True, metadata={
+        "description": "The distinct non-null actor_user_ids among the group's 10 most recent members, "
+                       "newest first, at most 3."})
+    latest = fields.Nested(NotificationSchema, required=True, metadata={
+        "description": "The member with the greatest (delivered_at, notification_id)."})
+    oldest_delivered_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class GroupListSchema(Schema):
+    items = fields.List(fields.Nested(GroupSchema), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
 
 

@@ -33,6 +33,9 @@ CREATE_COLUMNS = ("result", *OUT)
 CREATE = _select("sp_inbox_create", CREATE_COLUMNS,
                  "%s::uuid[], %s::text, %s::text, %s::text, %s::uuid, %s::text, %s::text, %s::text, "
                  "%s::jsonb, %s::text, %s::text, %s::timestamptz, %s::text, %s::boolean")
+GROUP_COLUMNS = ("notifications_count", "unread_count", "sample_actor_user_ids", "oldest_delivered_at", *OUT)
+GROUPS = _select("sp_inbox_groups", GROUP_COLUMNS,
+                 "%s::uuid, %s::boolean, %s::int, %s::timestamptz, %s::uuid")
 RETRACT_COLUMNS = ("retracted_count", "has_more")
 RETRACT = _select("sp_retract_notifications", RETRACT_COLUMNS,
                   "%s::text, %s::text, %s::text, %s::text, %s::uuid, %s::uuid[], %s::int")
@@ -53,6 +56,15 @@ def list_notifications(db: Database, user_id: str, status: str | None, types: li
     delivered_at, notification_id = after or (None, None)
     return _dicts(OUT, db.call("sp_inbox_list", LIST,
                                (user_id, status, types or None, limit, delivered_at, notification_id)))
+
+
+def list_groups(db: Database, user_id: str, unread: bool, limit: int,
+                after: tuple[datetime, UUID] | None) -> list[dict[str, Any]]:
+    """A page of groups, newest latest member first: the group's numbers and its latest member's
+    fields (group_key is the latest member's); `after` is the last group's latest (delivered_at, id)."""
+    delivered_at, notification_id = after or (None, None)
+    return _dicts(GROUP_COLUMNS, db.call("sp_inbox_groups", GROUPS,
+                                         (user_id, unread, limit, delivered_at, notification_id)))
 
 
 def get_notification(db: Database, user_id: str, notification_id: UUID) -> dict[str, Any]:

@@ -128,8 +128,11 @@ AS $$
 $$;
 
 -- The counts change of one row going from o_* to n_* (NULL status: no row; insert or delete).
+-- (an earlier form had no group; two forms would make calls ambiguous)
+DROP FUNCTION IF EXISTS activity._delta(uuid, text, text, timestamptz, timestamptz, timestamptz, timestamptz,
+                                        text, timestamptz, timestamptz, timestamptz, timestamptz, timestamptz);
 CREATE OR REPLACE FUNCTION activity._delta(
-    p_user_id uuid, p_type text,
+    p_user_id uuid, p_type text, p_group_key text,
     o_status text, o_seen_at timestamptz, o_read_at timestamptz, o_snoozed_until timestamptz, o_expires_at timestamptz,
     n_status text, n_seen_at timestamptz, n_read_at timestamptz, n_snoozed_until timestamptz, n_expires_at timestamptz,
     p_at timestamptz)
@@ -143,8 +146,35 @@ AS $$
                activity._c_unseen(n_status, n_seen_at, n_read_at, n_snoozed_until, n_expires_at, p_at)
                  - activity._c_unseen(o_status, o_seen_at, o_read_at, o_snoozed_until, o_expires_at, p_at),
                activity._next_at(n_status, n_snoozed_until, n_expires_at, p_at),
-               CASE WHEN n_status = 'unread' AND o_status IS DISTINCT FROM 'unread' THEN n_expires_at END
+               CASE WHEN n_status = 'unread' AND o_status IS DISTINCT FROM 'unread' THEN n_expires_at END,
+               p_group_key,
+               COALESCE(activity._in_inbox(n_status, n_snoozed_until, n_expires_at, p_at)::integer, 0)
+                 - COALESCE(activity._in_inbox(o_status, o_snoozed_until, o_expires_at, p_at)::integer, 0)
            )::activity.count_delta
+$$;
+
+-- Set each given group's latest and oldest inbox member (now: not archived, not snoozed, not
+-- expired) from the group's member index; a group with none keeps no latest.
+CREATE OR REPLACE FUNCTION activity._probe_groups(p_user_ids uuid[], p_group_keys text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    UPDATE notification_groups x
+       SET latest_delivered_at = l.delivered_at, latest_id = l.notification_id, oldest_delivered_at = o.delivered_at
+      FROM unnest(p_user_ids, p_group_keys) AS k(uid, gkey)
+      LEFT JOIN LATERAL (
+          SELECT n.delivered_at, n.notification_id FROM notifications n
+           WHERE n.user_id = k.uid AND n.group_key = k.gkey AND n.status <> 'archived'
+             AND n.delivered_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now())
+           ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT 1) l ON true
+      LEFT JOIN LATERAL (
+          SELECT n.delivered_at FROM notifications n
+           WHERE n.user_id = k.uid AND n.group_key = k.gkey AND n.status <> 'archived'
+             AND n.delivered_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now())
+           ORDER BY n.delivered_at, n.notification_id LIMIT 1) o ON true
+     WHERE x.user_id = k.uid AND x.group_key = k.gkey;
+END
 $$;
 
 -- (an earlier form of this branch had no p_at; two forms would make every call ambiguous)
@@ -196,6 +226,30 @@ BEGIN
       FROM t WHERE NOT EXISTS (SELECT 1 FROM updated u
                                 WHERE u.user_id = t.user_id AND u.notification_type = t.notification_type)
      ORDER BY t.user_id, t.notification_type;
+
+    -- groups (users whose counts are computed): member and unread counts add up; each group whose
+    -- membership changed gets its latest and oldest inbox member probed again (index, newest first)
+    WITH t AS (
+        SELECT d.user_id, d.group_key, sum(d.d_member) AS d_member, sum(d.d_unread) AS d_unread
+          FROM unnest(p_deltas) AS d JOIN notification_counters c ON c.user_id = d.user_id
+         WHERE d.group_key IS NOT NULL AND c.inbox_unread IS NOT NULL
+         GROUP BY d.user_id, d.group_key
+        HAVING bool_or(d.d_member <> 0 OR d.d_unread <> 0)
+    ), updated AS (
+        UPDATE notification_groups x
+           SET notifications_count = x.notifications_count + t.d_member, unread_count = x.unread_count + t.d_unread
+          FROM t WHERE x.user_id = t.user_id AND x.group_key = t.group_key
+        RETURNING x.user_id, x.group_key
+    )
+    INSERT INTO notification_groups AS x (user_id, group_key, notifications_count, unread_count)
+    SELECT t.user_id, t.group_key, t.d_member, t.d_unread
+      FROM t WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.user_id = t.user_id AND u.group_key = t.group_key)
+     ORDER BY t.user_id, t.group_key;
+    PERFORM _probe_groups(array_agg(d.user_id), array_agg(d.group_key))
+       FROM (SELECT DISTINCT d.user_id, d.group_key FROM unnest(p_deltas) AS d
+               JOIN notification_counters c ON c.user_id = d.user_id
+              WHERE d.group_key IS NOT NULL AND d.d_member <> 0 AND c.inbox_unread IS NOT NULL) d
+     HAVING count(*) > 0;
 END
 $$;
 
@@ -243,6 +297,19 @@ BEGIN
                    min(n.expires_at) FILTER (WHERE n.status = 'unread') AS legacy_expiry
               FROM notifications n WHERE n.user_id = p_user_id AND n.status <> 'archived') r
      WHERE c.user_id = p_user_id;
+
+    -- the groups: rebuilt from the inbox rows at p_at
+    DELETE FROM notification_groups g WHERE g.user_id = p_user_id;
+    INSERT INTO notification_groups (user_id, group_key, notifications_count, unread_count,
+                                     latest_delivered_at, latest_id, oldest_delivered_at)
+    SELECT DISTINCT ON (n.group_key) p_user_id, n.group_key, count(*) OVER w,
+           count(*) FILTER (WHERE n.status = 'unread') OVER w, n.delivered_at, n.notification_id,
+           min(n.delivered_at) OVER w
+      FROM notifications n
+     WHERE n.user_id = p_user_id AND n.group_key IS NOT NULL
+       AND _in_inbox(n.status, n.snoozed_until, n.expires_at, p_at)
+    WINDOW w AS (PARTITION BY n.group_key)
+     ORDER BY n.group_key, n.delivered_at DESC, n.notification_id DESC;
 END
 $$;
 
@@ -281,7 +348,9 @@ BEGIN
                            - _c_unread(n.status, n.snoozed_until, n.expires_at, v_from),
                          _c_unseen(n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_to)
                            - _c_unseen(n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_from),
-                         NULL, NULL)::count_delta)
+                         NULL, NULL, n.group_key,
+                         _in_inbox(n.status, n.snoozed_until, n.expires_at, v_to)::integer
+                           - _in_inbox(n.status, n.snoozed_until, n.expires_at, v_from)::integer)::count_delta)
       INTO v_deltas
       FROM notifications n
      WHERE n.user_id = p_user_id
@@ -640,6 +709,7 @@ RETURNS activity.count_delta
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT activity._delta(COALESCE(n.user_id, o.user_id), COALESCE(n.notification_type, o.notification_type),
+                           COALESCE(n.group_key, o.group_key),
                            o.status, o.seen_at, o.read_at, o.snoozed_until, o.expires_at,
                            n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, p_at)
 $$;
@@ -812,7 +882,7 @@ BEGIN
               FROM sel o
              -- the locked row itself, by its tuple id (a join on the key could hash-scan the table)
              WHERE n.ctid = o.ctid AND n.user_id = p_user_id
-            RETURNING _delta(n.user_id, n.notification_type,
+            RETURNING _delta(n.user_id, n.notification_type, n.group_key,
                              o.status, o.seen_at, o.read_at, o.snoozed_until, o.expires_at,
                              n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_at) AS d
         )
@@ -876,6 +946,120 @@ BEGIN
     UPDATE email_outbox o SET status = 'cancelled'
      WHERE o.user_id = p_user_id AND o.notification_id = p_notification_id AND o.status = 'pending';
 END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 12. the inbox, grouped
+-- ---------------------------------------------------------------------------
+
+-- One page of groups, newest latest member first: the non-null groups from notification_groups
+-- (a keyset range on the latest member) merged with the ungrouped inbox notifications (groups of
+-- one, a keyset range on their own index), each side at most p_limit rows: the cost does not
+-- depend on the size of a group nor on the depth of the page. Counts are folded first when the
+-- clock has changed them (as the unread count does). One static query per `unread` value, each
+-- matching its partial indexes.
+CREATE OR REPLACE FUNCTION activity.sp_inbox_groups(
+    p_user_id uuid,
+    p_unread boolean DEFAULT false,
+    p_limit integer DEFAULT 20,
+    p_cursor_delivered_at timestamptz DEFAULT NULL,
+    p_cursor_id uuid DEFAULT NULL)
+RETURNS TABLE(notifications_count bigint, unread_count bigint, sample_actor_user_ids uuid[],
+              oldest_delivered_at timestamptz, notification_id uuid, user_id uuid, notification_type text,
+              title text, message text, actor_user_id uuid, target_type text, target_id text, action_url text,
+              payload jsonb, priority text, group_key text, status text, created_at timestamptz,
+              delivered_at timestamptz, seen_at timestamptz, read_at timestamptz, archived_at timestamptz,
+              snoozed_until timestamptz, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ts timestamptz := COALESCE(p_cursor_delivered_at, 'infinity');
+    v_id uuid := COALESCE(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
+    v_now timestamptz := now();
+    v_due boolean;
+BEGIN
+    PERFORM _check_user(p_user_id);
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 101 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 101');
+    END IF;
+    IF (p_cursor_delivered_at IS NULL) <> (p_cursor_id IS NULL) THEN
+        PERFORM _invalid('cursor', 'cursor needs both delivered_at and notification_id');
+    END IF;
+    SELECT c.inbox_unread IS NULL OR c.next_change_at <= now() INTO v_due
+      FROM notification_counters c WHERE c.user_id = p_user_id;
+    IF v_due THEN
+        PERFORM _lock_and_fold(p_user_id);
+    END IF;
+
+    IF p_unread IS TRUE THEN
+        RETURN QUERY
+        WITH page AS (
+            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
+                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
+               FROM notification_groups g
+              WHERE g.user_id = p_user_id AND g.notifications_count > 0 AND g.unread_count > 0
+                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
+              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
+            UNION ALL
+            (SELECT NULL, 1::bigint, 1::bigint, n.delivered_at, n.notification_id, n.delivered_at
+               FROM notifications n
+              WHERE n.user_id = p_user_id AND n.status = 'unread' AND n.group_key IS NULL
+                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+                AND (n.expires_at IS NULL OR n.expires_at > v_now)
+              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
+        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
+        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
+          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
+         ORDER BY t.d DESC, t.id DESC;
+    ELSE
+        RETURN QUERY
+        WITH page AS (
+            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
+                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
+               FROM notification_groups g
+              WHERE g.user_id = p_user_id AND g.notifications_count > 0
+                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
+              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
+            UNION ALL
+            (SELECT NULL, 1::bigint, (n.status = 'unread')::integer::bigint, n.delivered_at, n.notification_id,
+                    n.delivered_at
+               FROM notifications n
+              WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.group_key IS NULL
+                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+                AND (n.expires_at IS NULL OR n.expires_at > v_now)
+              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
+        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
+        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
+          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
+         ORDER BY t.d DESC, t.id DESC;
+    END IF;
+END
+$$;
+
+-- The distinct non-null actors among a group's 10 most recent inbox members, newest first, at
+-- most 3 (a group of one: its own actor).
+CREATE OR REPLACE FUNCTION activity._sample_actors(p_user_id uuid, p_group_key text, p_actor uuid, p_now timestamptz)
+RETURNS uuid[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT CASE WHEN p_group_key IS NULL THEN
+                CASE WHEN p_actor IS NULL THEN '{}'::uuid[] ELSE ARRAY[p_actor] END
+           ELSE (SELECT COALESCE(array_agg(s.actor ORDER BY s.first), '{}')
+                   FROM (SELECT r.actor_user_id AS actor, min(r.rn) AS first
+                           FROM (SELECT m.actor_user_id,
+                                        row_number() OVER (ORDER BY m.delivered_at DESC, m.notification_id DESC) AS rn
+                                   FROM (SELECT m.actor_user_id, m.delivered_at, m.notification_id
+                                           FROM activity.notifications m
+                                          WHERE m.user_id = p_user_id AND m.group_key = p_group_key
+                                            AND m.status <> 'archived' AND m.delivered_at <= p_now
+                                            AND (m.expires_at IS NULL OR m.expires_at > p_now)
+                                          ORDER BY m.delivered_at DESC, m.notification_id DESC
+                                          LIMIT 10) m) r
+                          WHERE r.actor_user_id IS NOT NULL
+                          GROUP BY r.actor_user_id
+                          ORDER BY min(r.rn)
+                          LIMIT 3) s) END
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -1294,7 +1478,29 @@ BEGIN
                inbox_unread = c.inbox_unread + _c_unread('unread', NULL, EXCLUDED.next_expiry, c.folded_at),
                inbox_unseen = c.inbox_unseen + _c_unseen('unread', NULL, NULL, NULL, EXCLUDED.next_expiry, c.folded_at),
                next_change_at = LEAST(c.next_change_at, _next_at('unread', NULL, EXCLUDED.next_expiry, c.folded_at))
-        RETURNING c.user_id, c.folded_at
+        RETURNING c.user_id, c.folded_at, c.inbox_unread IS NOT NULL AS computed
+    ), groups AS (
+        -- the new row joins its group (as the latest member: it was delivered just now)
+        INSERT INTO notification_groups AS g (user_id, group_key, notifications_count, unread_count,
+                                              latest_delivered_at, latest_id, oldest_delivered_at)
+        SELECT c.user_id, p_group_key, 1, 1, i.delivered_at, i.notification_id, i.delivered_at
+          FROM counters c JOIN ins i ON i.user_id = c.user_id
+         WHERE p_group_key IS NOT NULL AND c.computed
+           AND _in_inbox('unread', NULL, p_expires_at, c.folded_at)
+         ORDER BY c.user_id
+        ON CONFLICT (user_id, group_key) DO UPDATE
+           SET notifications_count = g.notifications_count + 1, unread_count = g.unread_count + 1,
+               latest_delivered_at = CASE WHEN g.latest_id IS NULL
+                                            OR (EXCLUDED.latest_delivered_at, EXCLUDED.latest_id)
+                                               > (g.latest_delivered_at, g.latest_id)
+                                          THEN EXCLUDED.latest_delivered_at ELSE g.latest_delivered_at END,
+               latest_id = CASE WHEN g.latest_id IS NULL
+                                  OR (EXCLUDED.latest_delivered_at, EXCLUDED.latest_id)
+                                     > (g.latest_delivered_at, g.latest_id)
+                                THEN EXCLUDED.latest_id ELSE g.latest_id END,
+               oldest_delivered_at = CASE WHEN g.notifications_count = 0 OR g.oldest_delivered_at IS NULL
+                                          THEN EXCLUDED.oldest_delivered_at
+                                          ELSE LEAST(g.oldest_delivered_at, EXCLUDED.oldest_delivered_at) END
     ), type_counters AS (
         -- reads `counters`, so each user's counters row is locked before its type row
         -- (unreferenced data-modifying CTEs run in no useful order)
@@ -1695,6 +1901,7 @@ GRANT EXECUTE ON FUNCTION
     activity.sp_inbox_list(uuid, text, text[], integer, timestamptz, uuid),
     activity.sp_inbox_get(uuid, uuid),
     activity.sp_inbox_snooze(uuid, uuid, timestamptz),
+    activity.sp_inbox_groups(uuid, boolean, integer, timestamptz, uuid),
     activity.sp_retract_notifications(text, text, text, text, uuid, uuid[], integer),
     activity.sp_bulk_update(uuid, text, uuid[], text, text, text, boolean, timestamptz),
     activity.sp_inbox_create(uuid[], text, text, text, uuid, text, text, text, jsonb, text, text,

@@ -10,8 +10,8 @@ from flask import Blueprint, Response, current_app, g, request
 from .. import cursors, metrics, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
-from ..schemas import (BulkSchema, DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema, MarkReadSchema,
-                       SnoozeSchema)
+from ..schemas import (NOTIFICATION_FIELDS, BulkSchema, DeleteQuerySchema, EmptyQuerySchema,
+                       GroupsQuerySchema, ListQuerySchema, MarkReadSchema, SnoozeSchema)
 from ..web import (conditional_json, json_response, known_version, load_body, load_query,
                    not_modified_or_json, version_etag)
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("notifications", __name__)
 
 list_query = ListQuerySchema()
+groups_query = GroupsQuerySchema()
 delete_query = DeleteQuerySchema()
 no_query = EmptyQuerySchema()
 mark_read_body = MarkReadSchema()
@@ -55,6 +56,32 @@ def list_notifications():
             params["status"] = status
         if types:
             params["type"] = ",".join(types)
+        headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+    return conditional_json({"items": items, "next_cursor": next_cursor}, headers)
+
+
+@bp.get("/notifications/groups")
+@user_required
+@ratelimit.user_read
+def list_groups():
+    query = load_query(groups_query)
+    unread, limit = query["unread"], query["limit"]
+    scope = "groups:unread" if unread else "groups"  # a cursor is bound to the user and the filter
+    after = None
+    if "cursor" in query:
+        after = cursors.decode(_cursor_secrets(), query["cursor"], g.user_id, scope, None)
+    rows = store.list_groups(get_db(), g.user_id, unread, limit + 1, after)
+    items = [{"group_key": row["group_key"], "notifications_count": row["notifications_count"],
+              "unread_count": row["unread_count"], "sample_actor_user_ids": row["sample_actor_user_ids"],
+              "latest": {name: row[name] for name in NOTIFICATION_FIELDS},
+              "oldest_delivered_at": row["oldest_delivered_at"]} for row in rows[:limit]]
+    headers = {}
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]["latest"]
+        next_cursor = cursors.encode(current_app.config["JWT_SECRET"], g.user_id, scope, None,
+                                     last["delivered_at"], last["notification_id"])
+        params = {"cursor": next_cursor, "limit": limit, **({"unread": "true"} if unread else {})}
         headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
     return conditional_json({"items": items, "next_cursor": next_cursor}, headers)
 

@@ -31,6 +31,10 @@ def travel(database, user_id: str, seconds: float) -> None:
         conn.execute(f"UPDATE activity.notifications SET {shift} WHERE user_id = %(u)s", {"s": seconds, "u": user_id})
         conn.execute(f"UPDATE activity.notification_counters SET {counters} WHERE user_id = %(u)s",
                      {"s": seconds, "u": user_id})
+        conn.execute("UPDATE activity.notification_groups"
+                     " SET latest_delivered_at = latest_delivered_at - make_interval(secs => %(s)s),"
+                     " oldest_delivered_at = oldest_delivered_at - make_interval(secs => %(s)s)"
+                     " WHERE user_id = %(u)s", {"s": seconds, "u": user_id})
 
 
 @pytest.fixture

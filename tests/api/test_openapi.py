@@ -33,6 +33,7 @@ CONTRACT = {
     ("delete", f"{PREFIX}/notifications/{{notification_id}}/read"),
     ("post", f"{PREFIX}/notifications/mark-read"),
     ("post", f"{PREFIX}/notifications/bulk"),
+    ("get", f"{PREFIX}/notifications/groups"),
     ("put", f"{PREFIX}/notifications/{{notification_id}}/snooze"),
     ("delete", f"{PREFIX}/notifications/{{notification_id}}/snooze"),
     ("post", f"{PREFIX}/notifications/retract"),

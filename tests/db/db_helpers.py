@@ -84,6 +84,10 @@ def travel(admin_conn, user_id, seconds: float) -> None:
                            {"s": seconds, "u": user_id})
         admin_conn.execute(f"UPDATE activity.notification_counters SET {shift_counters} WHERE user_id = %(u)s",
                            {"s": seconds, "u": user_id})
+        admin_conn.execute("UPDATE activity.notification_groups"
+                           " SET latest_delivered_at = latest_delivered_at - make_interval(secs => %(s)s),"
+                           " oldest_delivered_at = oldest_delivered_at - make_interval(secs => %(s)s)"
+                           " WHERE user_id = %(u)s", {"s": seconds, "u": user_id})
 
 
 def truth(admin_conn, user_id) -> dict:
@@ -106,3 +110,49 @@ def counts(conn, user_id, known_version=None) -> dict:
     """This release's unread count: unread_count, unseen_count, by_type, version."""
     [row] = call(conn, "sp_get_unread_count", user_id=user_id, by_type=True, known_version=known_version)
     return row
+
+
+def groups_truth(admin_conn, user_id) -> dict:
+    """{group_key or notification_id (ungrouped): (count, unread, latest id, oldest delivered_at, sample)}
+    by GROUP BY over the user's inbox rows, now."""
+    rows = admin_conn.execute(
+        """SELECT notification_id, group_key, status = 'unread', delivered_at, actor_user_id
+             FROM activity.notifications
+            WHERE user_id = %s AND status <> 'archived'
+              AND (snoozed_until IS NULL OR snoozed_until <= now())
+              AND (expires_at IS NULL OR expires_at > now())
+            ORDER BY delivered_at DESC, notification_id DESC""", (user_id,)).fetchall()
+    groups: dict = {}
+    for nid, key, is_unread, delivered, actor in rows:
+        groups.setdefault(key if key is not None else nid, []).append((nid, is_unread, delivered, actor))
+    out = {}
+    for key, members in groups.items():
+        sample: list = []
+        for _, _, _, actor in members[:10]:
+            if actor is not None and actor not in sample and len(sample) < 3:
+                sample.append(actor)
+        out[key] = (len(members), sum(1 for m in members if m[1]), members[0][0], members[-1][2], sample)
+    return out
+
+
+def groups_walk(conn, user_id, unread=False, limit=7) -> list[dict]:
+    """Every page of sp_inbox_groups, in order."""
+    rows, cursor = [], (None, None)
+    while True:
+        page = call(conn, "sp_inbox_groups", user_id=user_id, unread=unread, limit=limit + 1,
+                    cursor_delivered_at=cursor[0], cursor_id=cursor[1])
+        rows += page[:limit]
+        if len(page) <= limit:
+            return rows
+        cursor = (page[limit - 1]["delivered_at"], page[limit - 1]["notification_id"])
+
+
+def groups_answer(conn, user_id, unread=False) -> dict:
+    """groups_walk in groups_truth's shape."""
+    out = {}
+    for g in groups_walk(conn, user_id, unread):
+        key = g["group_key"] if g["group_key"] is not None else g["notification_id"]
+        assert key not in out, key  # never a group twice
+        out[key] = (g["notifications_count"], g["unread_count"], g["notification_id"], g["oldest_delivered_at"],
+                    g["sample_actor_user_ids"])
+    return out

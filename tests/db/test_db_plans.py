@@ -43,6 +43,13 @@ SELECT user_id, count(*) FILTER (WHERE status = 'unread'), 1, count(*) FILTER (W
 INSERT INTO activity.notification_type_counters (user_id, notification_type, unread_count, inbox_unread)
 SELECT user_id, notification_type, count(*), count(*) FROM activity.notifications WHERE status = 'unread'
  GROUP BY 1, 2;
+INSERT INTO activity.notification_groups (user_id, group_key, notifications_count, unread_count,
+                                         latest_delivered_at, latest_id, oldest_delivered_at)
+SELECT DISTINCT ON (user_id, group_key) user_id, group_key, count(*) OVER w,
+       count(*) FILTER (WHERE status = 'unread') OVER w, delivered_at, notification_id, min(delivered_at) OVER w
+  FROM activity.notifications WHERE status <> 'archived' AND group_key IS NOT NULL
+WINDOW w AS (PARTITION BY user_id, group_key)
+ ORDER BY user_id, group_key, delivered_at DESC, notification_id DESC;
 """
 HEAVY = "md5('heavy')::uuid"
 LIGHT = "md5('light7')::uuid"
@@ -205,9 +212,34 @@ def test_v2_retraction_reads_only_the_matching_rows(explained, selector, matchin
         assert retracted == matching
         every = [n for p in plans for n in nodes(p["Plan"])]
         used = {n["Index Name"] for n in every if n.get("Index Name")}
-        assert used and all(name.startswith("notifications_retract") or not name.startswith("notifications")
-                            for name in used), used  # (the counters' and outbox's own keys aside)
+        # (the counters', groups' and outbox's own keys aside; the group probes read one member each)
+        assert used and all(name.startswith("notifications_retract") or name == "notifications_group_members"
+                            or not name.startswith("notifications") for name in used), used
         assert all(n["Node Type"] != "Seq Scan" for n in every if n.get("Relation Name") == "notifications")
         assert all(n["Actual Rows"] <= retracted + 1 for n in every
                    if n.get("Index Name", "").startswith("notifications_retract")), used
         raise_rollback(conn)
+
+
+# -- the grouped inbox (issue 14) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("unread", [False, True])
+def test_groups_page_never_scans_a_groups_members(explained, unread):
+    conn, plans = explained
+    for user in (HEAVY, LIGHT):  # the heavy user's one group holds 100 000 members
+        uid = conn.execute(f"SELECT {user}").fetchone()[0]
+        first = conn.execute("SELECT delivered_at, notification_id FROM activity.sp_inbox_groups(%s, %s, 3)",
+                             (uid, unread)).fetchall()
+        cursor = first[-1] if first else (None, None)
+        for _ in range(7):
+            plans.clear()
+            rows = conn.execute("SELECT * FROM activity.sp_inbox_groups(%s, %s, 21, %s, %s)",
+                                (uid, unread, *cursor)).fetchall()
+            assert len(rows) <= 21
+            every = [n for p in plans for n in nodes(p["Plan"])]
+            reads = [n for n in every if n.get("Relation Name") in ("notifications", "notification_groups")
+                     and n["Node Type"].endswith("Scan")]
+            assert reads, plans
+            for n in reads:
+                assert n["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan"), n
+                assert n["Actual Rows"] <= 21, (n["Relation Name"], n.get("Index Name"), n["Actual Rows"])

@@ -9,14 +9,14 @@ from psycopg import errors, sql
 
 from notifications_api import admin
 
-TABLES = ["users", "notifications", "notification_counters", "notification_type_counters",
+TABLES = ["users", "notifications", "notification_counters", "notification_type_counters", "notification_groups",
           "notification_settings", "email_outbox", "schema_migrations"]
 API_FUNCTIONS = ["sp_get_user_notifications", "sp_get_notification_by_id", "sp_mark_notification_as_read",
                  "sp_mark_notifications_as_read_bulk", "sp_delete_notification", "sp_get_unread_count",
                  "sp_create_notification", "sp_get_notification_settings", "sp_update_notification_settings",
                  "sp_purge_notifications", "sp_schema_version", "sp_get_unread_counts_many", "sp_advance_clocks",
                  "sp_inbox_mark_read", "sp_bulk_update", "sp_inbox_create", "sp_inbox_list", "sp_inbox_get",
-                 "sp_inbox_snooze", "sp_retract_notifications"]
+                 "sp_inbox_snooze", "sp_retract_notifications", "sp_inbox_groups"]
 # Internal helpers that must be inlined into the queries that use them (plain SQL: a SECURITY
 # DEFINER or SET clause would stop that) and the trigger function; none reads a table, none is
 # executable by the app or PUBLIC, all are owned by the owner.
