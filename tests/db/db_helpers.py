@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 
 import psycopg
 import pytest
@@ -156,3 +157,42 @@ def groups_answer(conn, user_id, unread=False) -> dict:
         out[key] = (g["notifications_count"], g["unread_count"], g["notification_id"], g["oldest_delivered_at"],
                     g["sample_actor_user_ids"])
     return out
+
+
+def run_step(conn, admin_conn, user_id, made: list, step: tuple, create_fields) -> None:
+    """One step of the inbox property tests, as the app does it; the rules' refusals (gone or
+    expired 404, snoozed/archived 409, until past the expiry 422) are expected outcomes.
+    `create_fields(step, n)` gives the fields of a ("create", ...) step's notification."""
+    import datetime as dt
+
+    def pick(i):
+        return made[i % len(made)] if made else str(uuid.uuid4())
+
+    def ahead(seconds):
+        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    kind = step[0]
+    try:
+        if kind == "create":
+            made.append(create_one(conn, user_id, dedupe_key=f"d{len(made)}",
+                                   **create_fields(step, len(made)))["notification_id"])
+        elif kind in ("read", "unread"):
+            call(conn, "sp_inbox_mark_read", user_id=user_id, notification_id=pick(step[1]), read=kind == "read")
+        elif kind in ("seen", "archive", "unarchive"):
+            call(conn, "sp_bulk_update", user_id=user_id, action=kind, notification_ids=[pick(step[1])])
+        elif kind == "delete":
+            call(conn, "sp_delete_notification", user_id=user_id, notification_id=pick(step[1]), permanent=True)
+        elif kind == "wake":
+            call(conn, "sp_inbox_snooze", user_id=user_id, notification_id=pick(step[1]), until=None)
+        elif kind == "snooze":
+            call(conn, "sp_inbox_snooze", user_id=user_id, notification_id=pick(step[1]), until=ahead(step[2]))
+        elif kind == "bulk":
+            call(conn, "sp_bulk_update", user_id=user_id, action=step[1], **step[2])
+        elif kind == "clock":
+            travel(admin_conn, user_id, step[1])
+        elif kind == "retract":
+            key = admin_conn.execute("SELECT dedupe_key FROM activity.notifications WHERE notification_id = %s",
+                                     (pick(step[1]),)).fetchone()
+            if key:
+                call(conn, "sp_retract_notifications", dedupe_key=key[0], user_ids=[user_id])
+    except psycopg.Error as exc:
+        assert exc.diag.sqlstate in ("NA404", "NAS09", "NAA09", "NA422"), exc
