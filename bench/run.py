@@ -555,6 +555,9 @@ class Preparer:
                      [("GET", f"{p}/notifications?limit=20", self.auth(uid), None) for uid in typical]),
             Scenario("list_page50", "list, page 50 via cursor (heavy user)",
                      [("GET", page50, self.auth(self.heavy), None)]),
+            Scenario("groups_first", "groups, first page (limit 20)",
+                     [("GET", f"{p}/notifications/groups?limit=20", self.auth(uid), None)
+                      for uid in typical]),
             Scenario("get_one", "get one notification",
                      [("GET", f"{p}/notifications/{nid}", self.auth(uid), None)
                       for uid, nid in get_pairs]),
@@ -865,7 +868,7 @@ def main(argv=None) -> int:
 # the next; interleaving exposes every scenario to the same stretches of machine weather, so the
 # comparisons the goals make (heavy vs typical, page 50 vs first, 304 vs 200, floor vs ours) hold.
 READ_ONLY = ("unread_typical", "unread_heavy", "unread_304", "list_first", "list_page50", "get_one",
-             "settings_get", "floor_unread")
+             "settings_get", "floor_unread", "groups_first")
 
 
 def run_scenarios(scenarios: list[Scenario], url: str, duration: int, rounds: int, work: Path) -> None:
