@@ -13,7 +13,7 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, NULL::bigint, NULL::bigint)"
+UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, NULL::bigint)"
 
 _pool: ConnectionPool | None = None
 _lock = threading.Lock()
@@ -35,7 +35,8 @@ def _get_pool() -> ConnectionPool:
 def app(environ, start_response):
     user_id = environ.get("HTTP_X_USER_ID")
     with _get_pool().connection() as conn:
-        count, by_type, _version = conn.execute(UNREAD, (user_id, True)).fetchone()
-    body = json.dumps({"unread_count": count, "by_type": by_type or {}}, separators=(",", ":")).encode()
+        count, unseen, by_type, _version = conn.execute(UNREAD, (user_id, True)).fetchone()
+    body = json.dumps({"unread_count": count, "unseen_count": unseen, "by_type": by_type or {}},
+                      separators=(",", ":")).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]

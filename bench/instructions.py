@@ -30,16 +30,17 @@ PREFIX = "/api/v1"
 USER = "0e4c8f3c-51b8-4a8e-9c53-2b6f7d1e2a10"
 WARM_UP = 20
 
-# A row of activity.notification_out as the pool loads it (17 columns, API order).
+# A row of activity.inbox_notification as the pool loads it (20 columns, the order store.py selects).
 NOTIFICATION = (
     "5b0c1a8e-3f7d-4c2a-9e61-0d4b8f2a7c33", USER, "comment", "New comment on your post",
     "Nice route!", "9a1f2e3d-4c5b-4a69-8e7f-1a2b3c4d5e6f", "post", "post-812",
     "https://app.example.com/posts/812#c-9", {"comment_id": 9}, "normal", "post-812-comments",
-    "unread", "2026-11-26T08:31:35.168000Z", None, None, None,
+    "unread", "2026-11-26T08:31:35.168000Z", "2026-11-26T08:31:35.168000Z", None, None, None, None, None,
 )
 CANNED = {
-    "sp_get_unread_count": [(30, {"comment": 12, "mention": 9, "follow": 9}, 7)],
-    "sp_get_user_notifications": [NOTIFICATION] * 21,  # a full page of 20, plus one: a next cursor
+    # unread_count, unseen_count, by_type, version
+    "sp_get_unread_count": [(30, 4, {"comment": 12, "mention": 9, "follow": 9}, 7)],
+    "sp_inbox_list": [NOTIFICATION] * 21,  # a full page of 20, plus one: a next cursor
 }
 SCENARIOS = {
     "unread": f"{PREFIX}/notifications/unread/count",
@@ -66,10 +67,10 @@ def child(scenario: str, requests: int) -> None:
 
     def replay(self, function, query, params, timeout=None):
         rows = CANNED[function]
-        if function == "sp_get_unread_count" and params[2] is not None:  # the 304's known pair holds
-            count, _, version = rows[0]
-            if (params[2], params[3]) == (version, count):
-                rows = [(count, None, version)]
+        if function == "sp_get_unread_count" and params[2] is not None:  # the 304's known version holds
+            count, unseen, _, version = rows[0]
+            if params[2] == version:
+                rows = [(count, unseen, None, version)]
         for observe in self.observers:
             observe(function, 0.0001)
         return rows

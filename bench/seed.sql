@@ -45,7 +45,8 @@ $$;
 -- back in time; 2% of the unread ones expire in the future (the expiry bookkeeping runs).
 INSERT INTO activity.notifications (user_id, notification_type, title, message, actor_user_id,
                                     target_type, target_id, action_url, payload, priority,
-                                    status, created_at, read_at, archived_at, expires_at)
+                                    status, created_at, delivered_at, seen_at, read_at, archived_at,
+                                    expires_at)
 SELECT md5('bench-user-' || u)::uuid,
        (ARRAY['comment', 'mention', 'reaction', 'follow', 'system'])[1 + (u + g) % 5],
        'Ana commented on your post #' || g,
@@ -56,7 +57,8 @@ SELECT md5('bench-user-' || u)::uuid,
        jsonb_build_object('comment_id', g, 'post_id', u * 1000 + g),
        CASE WHEN g % 17 = 0 THEN 'high' ELSE 'normal' END,
        s.status,
-       ts,
+       ts, ts,
+       CASE WHEN s.status <> 'unread' THEN ts + interval '1 hour' END,
        CASE WHEN s.status <> 'unread' THEN ts + interval '1 hour' END,
        CASE WHEN s.status = 'archived' THEN ts + interval '2 hours' END,
        CASE WHEN s.status = 'unread' AND (u + g) % 50 = 0 THEN now() + interval '30 days' END
@@ -67,21 +69,29 @@ SELECT md5('bench-user-' || u)::uuid,
                                  ELSE 'unread' END AS status) s;
 
 -- The heavy user: {heavy} unread notifications, one a minute.
-INSERT INTO activity.notifications (user_id, notification_type, title, message, payload, status, created_at)
+INSERT INTO activity.notifications (user_id, notification_type, title, message, payload, status, created_at,
+                                    delivered_at)
 SELECT md5('bench-heavy')::uuid, (ARRAY['comment', 'mention', 'reaction'])[1 + g % 3],
        'Someone mentioned you #' || g, 'Have a look at this.', jsonb_build_object('n', g),
-       'unread', now() - g * interval '1 minute'
+       'unread', now() - g * interval '1 minute', now() - g * interval '1 minute'
   FROM generate_series(1, {heavy}) g;
 
 
 -- @counters
--- Counters exactly as the stored functions maintain them (invariants in 0001_schema.sql).
-INSERT INTO activity.notification_counters (user_id, unread_count, version, next_expiry)
+-- Counters exactly as the stored functions maintain them (invariants in 0001_schema.sql and
+-- 0130_inbox_v2.sql; written as this release's functions write them: activity.inbox_v2 on). No row
+-- is snoozed and none has expired yet: the inbox counts are the unread (and never read) rows.
+SET activity.inbox_v2 = 'on';
+INSERT INTO activity.notification_counters (user_id, unread_count, version, next_expiry, inbox_unread,
+                                            inbox_unseen, folded_at, next_change_at)
 SELECT user_id, count(*) FILTER (WHERE status = 'unread'), 1,
-       min(expires_at) FILTER (WHERE status = 'unread')
+       min(expires_at) FILTER (WHERE status = 'unread'),
+       count(*) FILTER (WHERE status = 'unread'),
+       count(*) FILTER (WHERE status <> 'archived' AND seen_at IS NULL AND read_at IS NULL), now(),
+       min(expires_at) FILTER (WHERE status <> 'archived')
   FROM activity.notifications GROUP BY user_id;
-INSERT INTO activity.notification_type_counters (user_id, notification_type, unread_count)
-SELECT user_id, notification_type, count(*)
+INSERT INTO activity.notification_type_counters (user_id, notification_type, unread_count, inbox_unread)
+SELECT user_id, notification_type, count(*), count(*)
   FROM activity.notifications WHERE status = 'unread' GROUP BY user_id, notification_type;
 
 -- One user in ten has saved settings (the other nine get the defaults).

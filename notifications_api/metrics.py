@@ -34,12 +34,15 @@ UNMATCHED_ROUTE = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Known label values, created at start-up so the series exist (as 0) before the first event.
 STORED_FUNCTIONS = API_FUNCTIONS  # the ones the API calls (grants.py)
+# Inbox state changes by action (endpoints 3, 3b, 4, 5, 10, 11, 11b, 13): a fixed set of labels.
+ACTIONS = ("seen", "read", "unread", "archive", "unarchive", "delete", "snooze", "wake", "retract")
 PROBLEM_CODES = (
     "invalid_json", "bad_request", "uri_too_long", "header_too_large",
     "missing_token", "invalid_token", "token_expired", "user_not_found",
     "invalid_service_token", "user_inactive", "service_token_required", "not_found",
     "notification_not_found", "method_not_allowed", "payload_too_large", "unsupported_media_type",
     "validation_error", "rate_limited", "database_unavailable", "internal_error",
+    "notification_snoozed", "notification_archived",
 )
 
 bp = Blueprint("metrics", __name__)
@@ -69,6 +72,8 @@ class _Metrics:
         self.rate_limited = Counter(f"{PREFIX}_rate_limited_total", "Requests rejected by a rate limit.")
         self.created = Counter(f"{PREFIX}_notifications_created_total",
                                "Notifications created, by notification type.", ("notification_type",))
+        self.changed = Counter(f"{PREFIX}_notifications_changed_total",
+                               "Notifications whose state an action changed, by action.", ("action",))
         # livesum: the sum over the workers that are alive (a dead worker's files are removed).
         self.pool_size = Gauge(f"{PREFIX}_db_pool_size", "Open connections in the pools.",
                                multiprocess_mode="livesum")
@@ -97,6 +102,7 @@ class _Metrics:
         self._functions = {name: self.functions.labels(name) for name in STORED_FUNCTIONS}
         self._errors = {code: self.errors.labels(code) for code in PROBLEM_CODES}
         self._created: dict[str, Any] = {}
+        self._changed = {action: self.changed.labels(action) for action in ACTIONS}
 
     def request_child(self, route: str, method: str, status: int):
         key = (route, method, status)
@@ -153,6 +159,12 @@ def record_notifications_created(notification_type: str, count: int) -> None:
     """Count `count` notifications created with this type (after sp_create_notification)."""
     if count:
         _get().created_child(notification_type).inc(count)
+
+
+def record_notifications_changed(action: str, count: int) -> None:
+    """Count `count` notifications whose state `action` (one of ACTIONS) changed."""
+    if count:
+        _get()._changed[action].inc(count)
 
 
 def observe_function(function: str, seconds: float) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -17,8 +18,15 @@ import psycopg
 
 # Fixed pg_advisory_lock key ("NOTIFMIG"): replicas starting at once migrate one at a time.
 LOCK_KEY = 0x4E4F5449464D4947
+LOCK_POLL_SECONDS = 0.2
 NUMBERED = re.compile(r"^\d{4}_[A-Za-z0-9_.-]+\.sql$")
 REPEATABLE_DIR = "repeatable"
+# A numbered file whose first line is this marker runs outside a transaction (CREATE INDEX
+# CONCURRENTLY, batched backfills that COMMIT): its statements, separated by lines that are exactly
+# SPLIT, are sent one by one in autocommit; it is recorded as applied only once all succeeded, so
+# such a file must be safe to run again from the start (IF NOT EXISTS, idempotent updates).
+NO_TRANSACTION = "-- migrate:no-transaction"
+SPLIT = "-- migrate:split"
 
 # Schema activity may already exist, owned by the platform's Auth API (it owns `users`): then it
 # keeps its owner. Only an absent schema is created, owned by notifications_owner (created here
@@ -70,6 +78,26 @@ class Migration:
     sql: str
     checksum: str
     repeatable: bool
+
+    @property
+    def transactional(self) -> bool:
+        return self.sql.split("\n", 1)[0].strip() != NO_TRANSACTION
+
+    def statements(self) -> list[str]:
+        """The statements of a no-transaction file, in order."""
+        chunks, current = [], []
+        for line in self.sql.splitlines():
+            if line.strip() == SPLIT:
+                chunks.append("\n".join(current))
+                current = []
+            else:
+                current.append(line)
+        chunks.append("\n".join(current))
+        return [c for c in chunks if _has_sql(c)]
+
+
+def _has_sql(chunk: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
 
 
 def default_directory(env: Mapping[str, str] | None = None) -> Traversable:
@@ -184,7 +212,7 @@ def migrate(conninfo: str, *, dry_run: bool = False, directory: Traversable | No
                 echo("up to date")
             return [m.name for m in todo]
 
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        _lock(conn)
         try:
             conn.execute(BOOTSTRAP_SQL)
             todo = _plan(migrations, _applied(conn))
@@ -199,16 +227,33 @@ def migrate(conninfo: str, *, dry_run: bool = False, directory: Traversable | No
                 conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
+RECORD = """INSERT INTO activity.schema_migrations (filename, checksum) VALUES (%s, %s)
+              ON CONFLICT (filename) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()"""
+
+
+def _lock(conn: psycopg.Connection) -> None:
+    """Take the migration lock, polling: a runner blocked inside pg_advisory_lock() would be a
+    running statement, and another runner's CREATE INDEX CONCURRENTLY waits for every running
+    statement to end: a deadlock. Between polls this session runs nothing."""
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+        time.sleep(LOCK_POLL_SECONDS)
+
+
 def _apply(conn: psycopg.Connection, m: Migration) -> None:
     try:
-        with conn.transaction():
-            conn.execute(m.sql)
-            conn.execute(
-                """INSERT INTO activity.schema_migrations (filename, checksum) VALUES (%s, %s)
-                   ON CONFLICT (filename) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()""",
-                (m.name, m.checksum))
+        if m.transactional or m.repeatable:
+            with conn.transaction():
+                conn.execute(m.sql)
+                conn.execute(RECORD, (m.name, m.checksum))
+            return
+        for statement in m.statements():  # autocommit: each one alone, outside any transaction
+            conn.execute(statement)
+        conn.execute(RECORD, (m.name, m.checksum))
     except psycopg.Error as exc:
         raise MigrationError(f"{m.name} failed: {exc}") from exc
+    finally:
+        if not m.transactional and not conn.closed:
+            conn.execute("RESET ALL")  # a SET in the file must not outlive it
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,10 +38,15 @@ EXAMPLE_NOTIFICATION = {
     "group_key": None,
     "status": "unread",
     "created_at": "2026-11-26T03:42:21.123456Z",
+    "delivered_at": "2026-11-26T03:42:21.123456Z",
+    "seen_at": None,
     "read_at": None,
     "archived_at": None,
+    "snoozed_until": None,
     "expires_at": None,
 }
+EXAMPLE_SNOOZED = {**EXAMPLE_NOTIFICATION, "status": "snoozed", "delivered_at": "2026-11-27T08:00:00.000000Z",
+                   "snoozed_until": "2026-11-27T08:00:00.000000Z"}
 EXAMPLE_SETTINGS = {
     "in_app_enabled": True, "email_enabled": True, "push_enabled": False,
     "type_preferences": {"reaction": {"in_app": False, "email": False}, "comment": {"email": False}},
@@ -266,6 +271,10 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
           "An Authorization: Bearer token is required.", ("WWW-Authenticate",)),
     403: ("Forbidden", "The user is inactive, or a user JWT was sent to an internal endpoint.",
           ("user_inactive", "service_token_required"), "The token's user is inactive.", ()),
+    409: ("Conflict", "The notification's state forbids the change: snoozed (mark read/unread while "
+                      "snoozed) or archived (snoozing an archived one).",
+          ("notification_snoozed", "notification_archived"),
+          "The notification is snoozed; wake it first.", ()),
     404: ("NotFound", "No such notification (also another user's, an expired or a deleted one), or "
                       "the path id is not a UUID.",
           ("notification_not_found", "not_found"), "No such notification.", ()),
@@ -294,7 +303,7 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
                                 "DB_POOL_TIMEOUT seconds.",
           ("database_unavailable",), "The database is unavailable; retry shortly.", ("Retry-After",)),
 }
-TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
           405: "Method Not Allowed", 413: "Content Too Large", 414: "URI Too Long",
           415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
@@ -372,8 +381,8 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
     """path -> method -> operation, for every endpoint of API.md."""
     list_params = converter.schema2parameters(schemas.ListQuerySchema, location="query")
     docs = {
-        "status": "`unread`, `read`, `archived` or `all`. Absent: the inbox (unread and read, not "
-                  "archived); `all` includes archived.",
+        "status": "`unread`, `read`, `archived`, `snoozed` or `all`. Absent: the inbox (unread and read; "
+                  "not archived, not snoozed); `all` includes archived and snoozed.",
         "type": "Notification types: repeat the parameter and/or comma-separate; at most "
                 f"{schemas.MAX_TYPE_FILTERS}.",
         "limit": "Page size, 1-100.",
@@ -382,6 +391,13 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
     }
     for param in list_params:
         param["description"] = docs[param["name"]]
+    groups_params = converter.schema2parameters(schemas.GroupsQuerySchema, location="query")
+    groups_docs = {"limit": "Page size, 1-100.",
+                   "cursor": "Opaque `next_cursor` of the previous page; bound to the user and to `unread`. "
+                             "Tampered with or out of scope: 422.",
+                   "unread": "`true`: only groups with an unread member. `false` (default). Also `1`/`0`."}
+    for param in groups_params:
+        param["description"] = groups_docs[param["name"]]
     delete_params = converter.schema2parameters(schemas.DeleteQuerySchema, location="query")
     delete_params[0]["description"] = ("`false` (default) archives; `true` deletes for good. Also `1`/`0`; "
                                        "anything else is 422.")
@@ -397,8 +413,11 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
             "get": {
                 "operationId": "listNotifications", "tags": ["notifications"], "security": USER,
                 "summary": "List the caller's notifications, newest first",
-                "description": "Keyset-paginated, ordered by `(created_at, notification_id)` descending. "
-                               "Expired notifications are never returned.",
+                "description": "Keyset-paginated, ordered by `(delivered_at, notification_id)` descending "
+                               "(`delivered_at`: when it entered the inbox, its `created_at` or the end of "
+                               "its last snooze; a woken notification is on top). Snoozed notifications "
+                               "are only listed under `status=snoozed` (and `all`). Expired notifications "
+                               "are never returned. The cost of a page does not grow with its depth.",
                 "parameters": [*list_params, "If-None-Match", rid],
                 "responses": {
                     "200": _ok("A page of notifications.", schemas.NotificationListSchema,
@@ -469,26 +488,140 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
             }
             for method, operation_id, summary, description in (
                 ("put", "markNotificationRead", "Mark read",
-                 "Idempotent: a read notification keeps its first `read_at`."),
+                 "Idempotent: a read notification keeps its first `read_at`. Reading sets `seen_at` when it "
+                 "is null. On an archived notification only `read_at` is recorded (it stays archived). A "
+                 "snoozed notification is `409 notification_snoozed`."),
                 ("patch", "markNotificationReadPatch", "Mark read (PATCH spelling)", "Same as PUT."),
-                ("delete", "markNotificationUnread", "Mark unread", "Clears the read state."),
+                ("delete", "markNotificationUnread", "Mark unread",
+                 "Clears the read state; `seen_at` is kept. A snoozed notification is "
+                 "`409 notification_snoozed`."),
             )
+        },
+        f"{n}/{{notification_id}}/snooze": {
+            "put": {
+                "operationId": "snoozeNotification", "tags": ["notifications"], "security": USER,
+                "summary": "Snooze: hide it from the inbox and every count until `until`",
+                "description": "`until` must be at least 60 s and at most 90 days ahead and not after the "
+                               "notification's `expires_at` (else 422). While snoozed: `status: snoozed`, "
+                               "unread, unseen, `delivered_at` = `snoozed_until` = `until`; listed under "
+                               "`status=snoozed` only. At `until` it is back in the inbox as if just "
+                               "delivered (on top, unread, unseen); nothing needs to be called. Snoozing a "
+                               "snoozed notification moves `until`; an archived one is "
+                               "`409 notification_archived`. " + NO_QUERY,
+                "parameters": [id_param, rid],
+                "requestBody": _body(schemas.SnoozeSchema, "When it comes back.",
+                                     {"until": "2026-11-27T08:00:00Z"}),
+                "responses": {"200": _ok("The snoozed notification.", notification, EXAMPLE_SNOOZED,
+                                         links=_links_from("/notification_id")),
+                              **_problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)},
+            },
+            "delete": {
+                "operationId": "wakeNotification", "tags": ["notifications"], "security": USER,
+                "summary": "Wake now: end a snooze at once",
+                "description": "The notification is back in the inbox at once: `delivered_at` = "
+                               "`snoozed_until` = now, unread, unseen. On a notification that is not "
+                               "snoozed it changes nothing (200 with it). " + NO_QUERY,
+                "parameters": [id_param, rid], "responses": one,
+            },
+        },
+        f"{n}/groups": {
+            "get": {
+                "operationId": "listNotificationGroups", "tags": ["notifications"], "security": USER,
+                "summary": "The inbox, grouped, newest group first",
+                "description": "Inbox notifications that share a non-null `group_key` form one group; a "
+                               "notification without one is a group of its own (`group_key` null). Groups "
+                               "are ordered by their `latest` member, newest first (a group that gains a "
+                               "member moves to the top). `unread=true` keeps the groups with an unread "
+                               "member; each group's numbers, `latest` and sample still cover all its inbox "
+                               "members. Keyset-paginated like the list (cursor bound to the user and to "
+                               "`unread`); a walk never shows a group twice unless its members changed "
+                               "meanwhile. The counts follow every state change and the clock (snooze "
+                               "ends, expiry). A page costs the same whatever the size of a group or the "
+                               "depth of the page.",
+                "parameters": [*groups_params, "If-None-Match", rid],
+                "responses": {
+                    "200": _ok("A page of groups.", schemas.GroupListSchema,
+                               {"items": [{"group_key": "post-812-likes", "notifications_count": 50,
+                                           "unread_count": 3,
+                                           "sample_actor_user_ids": [EXAMPLE_NOTIFICATION["actor_user_id"]],
+                                           "latest": {**EXAMPLE_NOTIFICATION, "group_key": "post-812-likes",
+                                                      "notification_type": "like"},
+                                           "oldest_delivered_at": "2026-11-20T08:00:00.000000Z"}],
+                                "next_cursor": None},
+                               headers=("ETag", "Link") + RATE_HEADERS),
+                    "304": _not_modified(),
+                    **_problems(*USER_READ_ERRORS),
+                },
+            },
+        },
+        f"{n}/bulk": {
+            "post": {
+                "operationId": "bulkUpdateNotifications", "tags": ["notifications"], "security": USER,
+                "summary": "One action on many notifications, in one transaction",
+                "description": "`action`: `seen` (unseen notifications of the inbox), `read` (unread ones; "
+                               "sets `read_at` and, when null, `seen_at`), `unread` (read ones of the "
+                               "inbox), `archive` (unread, read or snoozed ones; archiving a snoozed one "
+                               "ends the snooze as a wake would), `unarchive` (archived ones, back to their "
+                               "read state), `delete` (any, for good). Snoozed notifications are changed "
+                               "only by `archive` and `delete`. Selectors combine as AND; at least one of "
+                               "`notification_ids` (1-1000; others' or unknown ids are skipped), "
+                               "`notification_type`, `group_key`, `status` (the state to act on) or "
+                               "`all: true`; `before` narrows (`delivered_at` at or before it) but is not a "
+                               "selector alone; `all: false` is the same as leaving `all` out. A user with "
+                               "100 000 notifications can archive them all in one call. " + NO_QUERY,
+                "parameters": [rid],
+                "requestBody": _body(schemas.BulkSchema, "The action and what it applies to.",
+                                     {"action": "archive", "notification_type": "like",
+                                      "group_key": "post-812-likes", "before": "2026-11-26T03:40:00Z"}),
+                "responses": {
+                    "200": _ok("`updated_count` counts the notifications whose state changed; the counts "
+                               "are the caller's after it.", schemas.BulkResultSchema,
+                               {"updated_count": 40, "unread_count": 3, "unseen_count": 0}),
+                    **_problems(*USER_BODY_ERRORS),
+                },
+            },
+        },
+        f"{n}/retract": {
+            "post": {
+                "operationId": "retractNotifications", "tags": ["internal"], "security": SERVICE,
+                "summary": "The producer takes notifications back (internal services)",
+                "description": "Exactly one of `dedupe_key` or the pair `target_type` + `target_id`; "
+                               "`notification_type`, `actor_user_id` and `user_ids` (1-1000) narrow. Every "
+                               "matching notification of every user (or of `user_ids`), in any state, is "
+                               "deleted for good; e-mails it queued and not yet sent are cancelled; counts "
+                               "follow; the `dedupe_key` is free again (like, unlike, like notifies twice). "
+                               "At most 10 000 per call: call again while `has_more`. Reads only the "
+                               "matching rows (an index). " + NO_QUERY,
+                "parameters": [rid],
+                "requestBody": _body(schemas.RetractSchema, "What to take back.",
+                                     {"target_type": "post", "target_id": "post-812",
+                                      "notification_type": "like",
+                                      "actor_user_id": EXAMPLE_NOTIFICATION["actor_user_id"]}),
+                "responses": {
+                    "200": _ok("How many were retracted; `has_more`: call again.",
+                               schemas.RetractResultSchema,
+                               {"retracted_count": 10000, "has_more": True}),
+                    **_problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
+                },
+            },
         },
         f"{n}/mark-read": {
             "post": {
                 "operationId": "markNotificationsReadBulk", "tags": ["notifications"], "security": USER,
                 "summary": "Mark many notifications read in one statement",
-                "description": "At least one of `notification_ids`, `notification_type`, `all: true`; they "
-                               "combine as AND. `before` narrows any of them (created at or before it) but "
-                               "is not a selector alone; `all: false` is the same as leaving `all` out. "
-                               "Ids that are not the caller's or do not exist are skipped. " + NO_QUERY,
+                "description": "Action `read` of `POST /notifications/bulk`. At least one of "
+                               "`notification_ids`, `notification_type`, `all: true`; they combine as AND. "
+                               "`before` narrows any of them (delivered at or before it) but is not a "
+                               "selector alone; `all: false` is the same as leaving `all` out. Ids that are "
+                               "not the caller's or do not exist are skipped; snoozed ones are not changed. "
+                               + NO_QUERY,
                 "parameters": [rid],
                 "requestBody": _body(schemas.MarkReadSchema, "What to mark read.",
                                      {"all": True, "before": "2026-11-26T03:40:00Z"}),
                 "responses": {
-                    "200": _ok("`updated_count` counts unread -> read transitions; `unread_count` is the "
-                               "caller's total after it.", schemas.MarkReadResultSchema,
-                               {"updated_count": 12, "unread_count": 3}),
+                    "200": _ok("`updated_count` counts unread -> read transitions; `unread_count` and "
+                               "`unseen_count` are the caller's after it.", schemas.MarkReadResultSchema,
+                               {"updated_count": 12, "unread_count": 3, "unseen_count": 0}),
                     **_problems(*USER_BODY_ERRORS),
                 },
             },
@@ -497,13 +630,18 @@ def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
             "get": {
                 "operationId": "getUnreadCount", "tags": ["notifications"], "security": USER,
                 "summary": "Unread counts (the polled endpoint)",
-                "description": "Archived and expired notifications do not count; types without unread "
-                               "notifications are left out of `by_type`. Poll with If-None-Match and "
-                               "honour X-Poll-Interval. " + NO_QUERY,
+                "description": "Only the inbox counts: archived, snoozed and expired notifications do not. "
+                               "`by_type` counts unread ones and leaves out types with none; "
+                               "`unseen_count` counts the inbox's notifications never seen (a badge). "
+                               "Poll with If-None-Match and honour X-Poll-Interval. The ETag changes "
+                               "whenever this body would: after any write, and when the clock alone changes "
+                               "it (a snooze ends, a notification expires) - a 304 is never answered for a "
+                               "body that is no longer current. " + NO_QUERY,
                 "parameters": ["If-None-Match", rid],
                 "responses": {
                     "200": _ok("The counts.", schemas.UnreadCountSchema,
-                               {"unread_count": 7, "by_type": {"comment": 4, "mention": 3}},
+                               {"unread_count": 7, "unseen_count": 2,
+                                "by_type": {"comment": 4, "mention": 3}},
                                headers=("ETag", "X-Poll-Interval") + RATE_HEADERS),
                     "304": _not_modified("X-Poll-Interval"),
                     **_problems(*USER_READ_ERRORS),
@@ -626,6 +764,18 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
                                    "leaving it out."},
             "before": {"description": "Only notifications created at or before this time."},
         },
+    },
+    "Bulk": {
+        "anyOf": [{"required": ["notification_ids"]}, {"required": ["notification_type"]},
+                  {"required": ["group_key"]}, {"required": ["status"]},
+                  {"required": ["all"], "properties": {"all": {"const": True}}}],
+    },
+    "Snooze": {"properties": {"until": {
+        "description": "At least 60 s and at most 90 days ahead, not after the notification's expires_at."}}},
+    "Retract": {
+        "oneOf": [{"required": ["dedupe_key"], "not": {"anyOf": [{"required": ["target_type"]},
+                                                                 {"required": ["target_id"]}]}},
+                  {"required": ["target_type", "target_id"], "not": {"required": ["dedupe_key"]}}],
     },
     "QuietHours": {"description": "`start` and `end` are HH:MM (24 h) and must differ; `timezone` is an "
                                   "IANA name such as Europe/Amsterdam.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 import zoneinfo
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -14,7 +14,9 @@ TYPE_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"
 TYPE_RE = re.compile(TYPE_PATTERN)
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 PRIORITIES = ("low", "normal", "high", "urgent")
-STATUSES = ("unread", "read", "archived", "all")
+STATUSES = ("unread", "read", "archived", "snoozed", "all")
+BULK_ACTIONS = ("seen", "read", "unread", "archive", "unarchive", "delete")
+BULK_STATUSES = ("unread", "read", "archived", "snoozed")
 CHANNELS = ("in_app", "email", "push")
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_TYPE_FILTERS = 20
@@ -106,6 +108,7 @@ class TypeList(fields.Field):
 
 
 LATEST_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+SNOOZE_MIN, SNOOZE_MAX = timedelta(seconds=60), timedelta(days=90)
 
 
 def _future(value: datetime) -> None:
@@ -127,6 +130,13 @@ class ListQuerySchema(Schema):
     limit = QueryInteger(validate=validate.Range(1, 100, error="Must be between {min} and {max}."),
                          load_default=20)
     cursor = fields.String(validate=validate.Length(1, 512))
+
+
+class GroupsQuerySchema(Schema):
+    limit = QueryInteger(validate=validate.Range(1, 100, error="Must be between {min} and {max}."),
+                         load_default=20)
+    cursor = fields.String(validate=validate.Length(1, 512))
+    unread = QueryBoolean(load_default=False)
 
 
 class DeleteQuerySchema(Schema):
@@ -190,6 +200,56 @@ class MarkReadSchema(Schema):
                 "Give at least one of notification_ids, notification_type or all: true.", "all")
 
 
+class BulkSchema(Schema):
+    action = fields.String(required=True, validate=validate.OneOf(BULK_ACTIONS))
+    notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_type = Text(validate=FullMatch(TYPE_PATTERN))
+    group_key = Text(validate=validate.Length(1, 255))
+    status = fields.String(validate=validate.OneOf(BULK_STATUSES))
+    all = StrictBoolean()
+    before = fields.AwareDateTime()
+
+    @validates_schema
+    def _selector(self, data: dict, **kwargs) -> None:
+        selectors = ("notification_ids", "notification_type", "group_key", "status", "all")
+        if not any(data.get(k) for k in selectors):
+            raise ValidationError("Give at least one of notification_ids, notification_type, group_key, "
+                                  "status or all: true.", "all")
+
+
+def _snooze_range(value: datetime) -> None:
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    now = datetime.now(timezone.utc)
+    if utc is None or not now + SNOOZE_MIN <= utc <= now + SNOOZE_MAX:
+        raise ValidationError("Must be at least 60 seconds and at most 90 days ahead.")
+
+
+class SnoozeSchema(Schema):
+    until = fields.AwareDateTime(required=True, validate=_snooze_range)
+
+
+class RetractSchema(Schema):
+    dedupe_key = Text(validate=validate.Length(1, 128))
+    target_type = Text(validate=validate.Length(1, 100))
+    target_id = Text(validate=validate.Length(1, 255))
+    notification_type = Text(validate=FullMatch(TYPE_PATTERN))
+    actor_user_id = fields.UUID()
+    user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+
+    @validates_schema
+    def _one_selector(self, data: dict, **kwargs) -> None:
+        by_target = "target_type" in data or "target_id" in data
+        if ("dedupe_key" in data) == by_target:
+            raise ValidationError("Give exactly one of dedupe_key or target_type with target_id.",
+                                  "dedupe_key")
+        for field in ("target_type", "target_id"):
+            if by_target and field not in data:
+                raise ValidationError("target_type and target_id go together.", field)
+
+
 class ChannelPreferencesSchema(Schema):
     in_app = StrictBoolean()
     email = StrictBoolean()
@@ -245,10 +305,18 @@ class NotificationSchema(Schema):
     payload = fields.Dict(required=True)
     priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
     group_key = fields.String(allow_none=True)
-    status = fields.String(required=True, validate=validate.OneOf(("unread", "read", "archived")))
+    status = fields.String(required=True, validate=validate.OneOf(("unread", "read", "archived", "snoozed")))
     created_at = fields.String(required=True, metadata={"format": "date-time"})
+    delivered_at = fields.String(required=True, metadata={
+        "format": "date-time",
+        "description": "When it entered the inbox: created_at, or the end of its last snooze. Lists are "
+                       "ordered by (delivered_at, notification_id)."})
+    seen_at = fields.String(allow_none=True, metadata={
+        "format": "date-time", "description": "When the user first saw it (action seen, or reading it)."})
     read_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     archived_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    snoozed_until = fields.String(allow_none=True, metadata={
+        "format": "date-time", "description": "The end of the current or last snooze."})
     expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})
 
 
@@ -257,14 +325,45 @@ class NotificationListSchema(Schema):
     next_cursor = fields.String(allow_none=True, required=True)
 
 
+class GroupSchema(Schema):
+    group_key = fields.String(allow_none=True, required=True, metadata={
+        "description": "null: a notification without a group_key, a group of one."})
+    notifications_count = fields.Integer(required=True)
+    unread_count = fields.Integer(required=True)
+    sample_actor_user_ids = fields.List(fields.UUID(), required=True, metadata={
+        "description": "The distinct non-null actor_user_ids among the group's 10 most recent members, "
+                       "newest first, at most 3."})
+    latest = fields.Nested(NotificationSchema, required=True, metadata={
+        "description": "The member with the greatest (delivered_at, notification_id)."})
+    oldest_delivered_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class GroupListSchema(Schema):
+    items = fields.List(fields.Nested(GroupSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
 class UnreadCountSchema(Schema):
     unread_count = fields.Integer(required=True)
+    unseen_count = fields.Integer(required=True)
     by_type = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
 class MarkReadResultSchema(Schema):
     updated_count = fields.Integer(required=True)
     unread_count = fields.Integer(required=True)
+    unseen_count = fields.Integer(required=True)
+
+
+class BulkResultSchema(Schema):
+    updated_count = fields.Integer(required=True)
+    unread_count = fields.Integer(required=True)
+    unseen_count = fields.Integer(required=True)
+
+
+class RetractResultSchema(Schema):
+    retracted_count = fields.Integer(required=True)
+    has_more = fields.Boolean(required=True)
 
 
 class CreateResultSchema(Schema):
@@ -336,12 +435,3 @@ def format_timestamp(value: datetime | None) -> str | None:
 
 
 NOTIFICATION_FIELDS = tuple(NotificationSchema._declared_fields)
-
-
-def notification_dict(row: tuple) -> dict[str, Any]:
-    """A row of activity.notification_out (17 columns, schema order) -> the API object.
-
-    The pool's connections load uuid and timestamptz columns as the API's text already
-    (db._configure), so a row maps onto the fields as it is.
-    """
-    return dict(zip(NOTIFICATION_FIELDS, row))

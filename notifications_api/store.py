@@ -9,66 +9,125 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from .db import Database
+from .schemas import NOTIFICATION_FIELDS
 
-LIST = ("SELECT * FROM activity.sp_get_user_notifications("
-        "%s::uuid, %s::text, %s::text[], %s::int, %s::timestamptz, %s::uuid)")
-GET = "SELECT * FROM activity.sp_get_notification_by_id(%s::uuid, %s::uuid)"
-MARK = "SELECT * FROM activity.sp_mark_notification_as_read(%s::uuid, %s::uuid, %s::boolean)"
-MARK_BULK = ("SELECT * FROM activity.sp_mark_notifications_as_read_bulk("
-             "%s::uuid, %s::uuid[], %s::text, %s::boolean, %s::timestamptz)")
+
+def _select(function: str, columns: tuple[str, ...], args: str) -> str:
+    """A call that names the columns it reads: rows map to dicts by name, never by position."""
+    return f"SELECT {', '.join(columns)} FROM activity.{function}({args})"
+
+
+def _dicts(columns: tuple[str, ...], rows: list[tuple]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, row)) for row in rows]
+
+
+OUT = NOTIFICATION_FIELDS  # the columns of activity.inbox_notification, read by name
+LIST = _select("sp_inbox_list", OUT, "%s::uuid, %s::text, %s::text[], %s::int, %s::timestamptz, %s::uuid")
+GET = _select("sp_inbox_get", OUT, "%s::uuid, %s::uuid")
+MARK = _select("sp_inbox_mark_read", OUT, "%s::uuid, %s::uuid, %s::boolean")
+SNOOZE = _select("sp_inbox_snooze", OUT, "%s::uuid, %s::uuid, %s::timestamptz")
+BULK_COLUMNS = ("updated_count", "unread_count", "unseen_count")
+BULK = _select("sp_bulk_update", BULK_COLUMNS,
+               "%s::uuid, %s::text, %s::uuid[], %s::text, %s::text, %s::text, %s::boolean, %s::timestamptz")
+CREATE_COLUMNS = ("result", *OUT)
+CREATE = _select("sp_inbox_create", CREATE_COLUMNS,
+                 "%s::uuid[], %s::text, %s::text, %s::text, %s::uuid, %s::text, %s::text, %s::text, "
+                 "%s::jsonb, %s::text, %s::text, %s::timestamptz, %s::text, %s::boolean")
+GROUP_COLUMNS = ("notifications_count", "unread_count", "sample_actor_user_ids", "oldest_delivered_at", *OUT)
+GROUPS = _select("sp_inbox_groups", GROUP_COLUMNS,
+                 "%s::uuid, %s::boolean, %s::int, %s::timestamptz, %s::uuid")
+RETRACT_COLUMNS = ("retracted_count", "has_more")
+RETRACT = _select("sp_retract_notifications", RETRACT_COLUMNS,
+                  "%s::text, %s::text, %s::text, %s::text, %s::uuid, %s::uuid[], %s::int")
 DELETE = "SELECT activity.sp_delete_notification(%s::uuid, %s::uuid, %s::boolean)"
-UNREAD = "SELECT * FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, %s::bigint, %s::bigint)"
-CREATE = ("SELECT * FROM activity.sp_create_notification("
-          "%s::uuid[], %s::text, %s::text, %s::text, %s::uuid, %s::text, %s::text, %s::text, "
-          "%s::jsonb, %s::text, %s::text, %s::timestamptz, %s::text, %s::boolean)")
+UNREAD = ("SELECT unread_count, unseen_count, by_type, version"
+          " FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, %s::bigint)")
 SETTINGS = "SELECT * FROM activity.sp_get_notification_settings(%s::uuid)"
 UPDATE_SETTINGS = "SELECT * FROM activity.sp_update_notification_settings(%s::uuid, %s::jsonb)"
+COUNTS_COLUMNS = ("user_id", "unread_count", "unseen_count", "version")
+COUNTS_MANY = _select("sp_get_unread_counts_many", COUNTS_COLUMNS, "%s::uuid[]")
+ADVANCE_CLOCKS = _select("sp_advance_clocks", COUNTS_COLUMNS, "%s::int")
 
 
 def list_notifications(db: Database, user_id: str, status: str | None, types: list[str] | None,
-                       limit: int, after: tuple[datetime, UUID] | None) -> list[tuple]:
-    created_at, notification_id = after or (None, None)
-    return db.call("sp_get_user_notifications", LIST,
-                   (user_id, status, types or None, limit, created_at, notification_id))
+                       limit: int, after: tuple[datetime, UUID] | None) -> list[dict[str, Any]]:
+    """A page in delivery order; `after` is the (delivered_at, notification_id) of the last item seen."""
+    delivered_at, notification_id = after or (None, None)
+    return _dicts(OUT, db.call("sp_inbox_list", LIST,
+                               (user_id, status, types or None, limit, delivered_at, notification_id)))
 
 
-def get_notification(db: Database, user_id: str, notification_id: UUID) -> tuple:
-    return db.call("sp_get_notification_by_id", GET, (user_id, notification_id))[0]
+def list_groups(db: Database, user_id: str, unread: bool, limit: int,
+                after: tuple[datetime, UUID] | None) -> list[dict[str, Any]]:
+    """A page of groups, newest latest member first: the group's numbers and its latest member's
+    fields (group_key is the latest member's); `after` is the last group's latest (delivered_at, id)."""
+    delivered_at, notification_id = after or (None, None)
+    return _dicts(GROUP_COLUMNS, db.call("sp_inbox_groups", GROUPS,
+                                         (user_id, unread, limit, delivered_at, notification_id)))
 
 
-def mark_read(db: Database, user_id: str, notification_id: UUID, read: bool) -> tuple:
-    return db.call("sp_mark_notification_as_read", MARK, (user_id, notification_id, read))[0]
+def get_notification(db: Database, user_id: str, notification_id: UUID) -> dict[str, Any]:
+    return _dicts(OUT, db.call("sp_inbox_get", GET, (user_id, notification_id)))[0]
 
 
-def mark_read_bulk(db: Database, user_id: str, notification_ids: list[UUID] | None,
-                   notification_type: str | None, everything: bool,
-                   before: datetime | None) -> tuple[int, int]:
-    row = db.call("sp_mark_notifications_as_read_bulk", MARK_BULK,
-                  (user_id, notification_ids, notification_type, everything, before))[0]
-    return row[0], row[1]
+def mark_read(db: Database, user_id: str, notification_id: UUID, read: bool) -> dict[str, Any]:
+    return _dicts(OUT, db.call("sp_inbox_mark_read", MARK, (user_id, notification_id, read)))[0]
+
+
+def snooze(db: Database, user_id: str, notification_id: UUID, until: datetime | None) -> dict[str, Any]:
+    """Snooze until `until`, or wake now (None)."""
+    return _dicts(OUT, db.call("sp_inbox_snooze", SNOOZE, (user_id, notification_id, until)))[0]
+
+
+def bulk_update(db: Database, user_id: str, action: str, selectors: dict[str, Any]) -> dict[str, int]:
+    """One action on the notifications the selectors pick: updated_count, unread_count, unseen_count."""
+    return _dicts(BULK_COLUMNS, db.call("sp_bulk_update", BULK, (
+        user_id, action, selectors.get("notification_ids"), selectors.get("notification_type"),
+        selectors.get("group_key"), selectors.get("status"), bool(selectors.get("all")),
+        selectors.get("before"))))[0]
+
+
+def retract(db: Database, selectors: dict[str, Any], limit: int = 10000) -> dict[str, Any]:
+    """Delete (for every user, or user_ids) what the producer takes back: retracted_count, has_more."""
+    return _dicts(RETRACT_COLUMNS, db.call("sp_retract_notifications", RETRACT, (
+        selectors.get("dedupe_key"), selectors.get("target_type"), selectors.get("target_id"),
+        selectors.get("notification_type"), selectors.get("actor_user_id"), selectors.get("user_ids"),
+        limit)))[0]
 
 
 def delete_notification(db: Database, user_id: str, notification_id: UUID, permanent: bool) -> None:
     db.call("sp_delete_notification", DELETE, (user_id, notification_id, permanent))
 
 
-def unread_counts(db: Database, user_id: str, by_type: bool = True,
-                  known: tuple[int, int] | None = None) -> tuple[int, dict[str, int] | None, int]:
-    """(unread_count, by_type, version). `known` is a (version, unread_count) pair the caller
-    has: when it still holds, by_type is None (unchanged) and the per-type rows are not read."""
-    known_version, known_count = known or (None, None)
-    count, types, version = db.call("sp_get_unread_count", UNREAD,
-                                    (user_id, by_type, known_version, known_count))[0]
-    return count, types, version
+def unread_counts(db: Database, user_id: str, known_version: int | None = None,
+                  by_type: bool = True) -> dict[str, Any]:
+    """unread_count, unseen_count, by_type, version. When `known_version` is still the current
+    version (or by_type is False), by_type is None (the per-type rows were not read)."""
+    return _dicts(("unread_count", "unseen_count", "by_type", "version"),
+                  db.call("sp_get_unread_count", UNREAD, (user_id, by_type, known_version)))[0]
+
+
+def unread_counts_many(db: Database, user_ids: list[str | UUID]) -> list[dict[str, Any]]:
+    """The current counts of many users (one row per distinct id, ascending; zeros for a user
+    without notifications): user_id, unread_count, unseen_count, version."""
+    return _dicts(COUNTS_COLUMNS, db.call("sp_get_unread_counts_many", COUNTS_MANY, (list(user_ids),)))
+
+
+def advance_clocks(db: Database, limit: int) -> list[dict[str, Any]]:
+    """Fold the clock (snooze ends, expiries) into the counts of up to `limit` due users; the
+    users whose counts changed, with their new counts (same keys as unread_counts_many). Safe to
+    run on several replicas at once."""
+    return _dicts(COUNTS_COLUMNS, db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit,)))
 
 
 def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, Any],
-                         queue_email: bool) -> list[tuple]:
-    return db.call("sp_create_notification", CREATE, (
+                         queue_email: bool) -> list[dict[str, Any]]:
+    """One dict per input user id: result and the notification's fields."""
+    return _dicts(CREATE_COLUMNS, db.call("sp_inbox_create", CREATE, (
         user_ids, fields["notification_type"], fields["title"], fields.get("message"),
         fields.get("actor_user_id"), fields.get("target_type"), fields.get("target_id"),
         fields.get("action_url"), Jsonb(fields.get("payload") or {}), fields.get("priority", "normal"),
-        fields.get("group_key"), fields.get("expires_at"), fields.get("dedupe_key"), queue_email))
+        fields.get("group_key"), fields.get("expires_at"), fields.get("dedupe_key"), queue_email)))
 
 
 def get_settings(db: Database, user_id: str) -> tuple:

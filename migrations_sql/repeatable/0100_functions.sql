@@ -6,7 +6,7 @@
 --
 -- Errors (SQLSTATE, MESSAGE = human text, DETAIL = field path for NA422):
 --   NA401 user not found, NA403 user inactive, NA404 notification not found,
---   NA422 invalid argument.
+--   NA422 invalid argument, NAS09 notification snoozed, NAA09 notification archived (409s).
 --
 -- Locking discipline (deadlock freedom): every function that changes a user's
 -- notifications first locks that user's notification_counters row, then the
@@ -42,6 +42,16 @@ BEGIN
 END
 $$;
 
+-- Mark this transaction's counter writes as this release's (0130's trigger marks the counts of
+-- any other writer "not computed"). A transaction-local setting: a function SET clause on a
+-- custom parameter would need a superuser to create the function.
+CREATE OR REPLACE FUNCTION activity._writing_counts()
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT set_config('activity.inbox_v2', 'on', true)
+$$;
+
 -- Lock the user's counters row (creating it when missing): the per-user
 -- serialisation point of every writer.
 CREATE OR REPLACE FUNCTION activity._lock_counters(p_user_id uuid)
@@ -49,60 +59,333 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 BEGIN
+    PERFORM _writing_counts();
     PERFORM 1 FROM notification_counters c WHERE c.user_id = p_user_id FOR UPDATE;
     IF NOT FOUND THEN
-        INSERT INTO notification_counters (user_id) VALUES (p_user_id) ON CONFLICT (user_id) DO NOTHING;
+        -- a user without a counters row has no rows: counts computed (zero) as of now
+        INSERT INTO notification_counters (user_id, inbox_unread, inbox_unseen, folded_at)
+        VALUES (p_user_id, 0, 0, now()) ON CONFLICT (user_id) DO NOTHING;
         PERFORM 1 FROM notification_counters c WHERE c.user_id = p_user_id FOR UPDATE;
     END IF;
 END
 $$;
 
--- Apply an unread delta (-1, 0, +1) and bump the version. Caller holds the lock.
-CREATE OR REPLACE FUNCTION activity._bump(p_user_id uuid, p_type text, p_delta integer, p_expires_at timestamptz)
+-- ---------------------------------------------------------------------------
+-- inbox counts folded with the clock (migrations_sql/0130_inbox_v2.sql)
+-- ---------------------------------------------------------------------------
+--
+-- Invariant, per user with inbox_unread NOT NULL: inbox_unread / inbox_unseen and the per-type
+-- inbox_unread equal the sums of _c_unread / _c_unseen over the user's current rows evaluated at
+-- the counters' folded_at (F); next_change_at <= every instant > F at which the clock alone
+-- changes a row's contribution (an expiry, a snooze end). So while now() < next_change_at the
+-- stored counts are the counts of now, and reading them costs one row.
+-- Writers keep the invariant by applying, for every row they change, its contribution after
+-- minus before, both at F (activity._delta, activity._apply). Nothing needs folding first for
+-- that; writers that report counts fold first (activity._fold_locked) so the counts are current.
+-- Folding F -> T = max(F, now()) re-evaluates only the rows with a change point in (F, T]
+-- (partial indexes on (user_id, expires_at) and (user_id, snoozed_until)): each expiry and
+-- snooze end is folded once, rows that expired long ago are never read again.
+-- The pure helpers below are plain SQL (no SECURITY DEFINER, no SET) so they are inlined.
+
+-- A row is in the inbox at p_at: not archived, not snoozed, not expired.
+CREATE OR REPLACE FUNCTION activity._in_inbox(
+    p_status text, p_snoozed_until timestamptz, p_expires_at timestamptz, p_at timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p_status <> 'archived' AND (p_snoozed_until IS NULL OR p_snoozed_until <= p_at)
+           AND (p_expires_at IS NULL OR p_expires_at > p_at)
+$$;
+
+CREATE OR REPLACE FUNCTION activity._c_unread(
+    p_status text, p_snoozed_until timestamptz, p_expires_at timestamptz, p_at timestamptz)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT COALESCE((p_status = 'unread' AND activity._in_inbox(p_status, p_snoozed_until, p_expires_at, p_at))::integer, 0)
+$$;
+
+-- Unseen: never seen and never read (a row the previous release marked read has no seen_at).
+CREATE OR REPLACE FUNCTION activity._c_unseen(
+    p_status text, p_seen_at timestamptz, p_read_at timestamptz, p_snoozed_until timestamptz,
+    p_expires_at timestamptz, p_at timestamptz)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT COALESCE((p_seen_at IS NULL AND p_read_at IS NULL
+                     AND activity._in_inbox(p_status, p_snoozed_until, p_expires_at, p_at))::integer, 0)
+$$;
+
+-- The row's next change point after p_at (NULL: none; an archived row never changes a count).
+CREATE OR REPLACE FUNCTION activity._next_at(
+    p_status text, p_snoozed_until timestamptz, p_expires_at timestamptz, p_at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN p_status <> 'archived' THEN
+                LEAST(CASE WHEN p_expires_at > p_at THEN p_expires_at END,
+                      CASE WHEN p_snoozed_until > p_at THEN p_snoozed_until END) END
+$$;
+
+-- The counts change of one row going from o_* to n_* (NULL status: no row; insert or delete).
+-- (an earlier form had no group; two forms would make calls ambiguous)
+DROP FUNCTION IF EXISTS activity._delta(uuid, text, text, timestamptz, timestamptz, timestamptz, timestamptz,
+                                        text, timestamptz, timestamptz, timestamptz, timestamptz, timestamptz);
+CREATE OR REPLACE FUNCTION activity._delta(
+    p_user_id uuid, p_type text, p_group_key text,
+    o_status text, o_seen_at timestamptz, o_read_at timestamptz, o_snoozed_until timestamptz, o_expires_at timestamptz,
+    n_status text, n_seen_at timestamptz, n_read_at timestamptz, n_snoozed_until timestamptz, n_expires_at timestamptz,
+    p_at timestamptz)
+RETURNS activity.count_delta
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT ROW(p_user_id, p_type,
+               COALESCE((n_status = 'unread')::integer, 0) - COALESCE((o_status = 'unread')::integer, 0),
+               activity._c_unread(n_status, n_snoozed_until, n_expires_at, p_at)
+                 - activity._c_unread(o_status, o_snoozed_until, o_expires_at, p_at),
+               activity._c_unseen(n_status, n_seen_at, n_read_at, n_snoozed_until, n_expires_at, p_at)
+                 - activity._c_unseen(o_status, o_seen_at, o_read_at, o_snoozed_until, o_expires_at, p_at),
+               activity._next_at(n_status, n_snoozed_until, n_expires_at, p_at),
+               CASE WHEN n_status = 'unread' AND o_status IS DISTINCT FROM 'unread' THEN n_expires_at END,
+               p_group_key,
+               COALESCE(activity._in_inbox(n_status, n_snoozed_until, n_expires_at, p_at)::integer, 0)
+                 - COALESCE(activity._in_inbox(o_status, o_snoozed_until, o_expires_at, p_at)::integer, 0)
+           )::activity.count_delta
+$$;
+
+-- Set each given group's latest and oldest inbox member (now: not archived, not snoozed, not
+-- expired) from the group's member index; a group with none keeps no latest.
+CREATE OR REPLACE FUNCTION activity._probe_groups(p_user_ids uuid[], p_group_keys text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 BEGIN
-    UPDATE notification_counters c
-       SET unread_count = c.unread_count + p_delta,
-           version = c.version + 1,
-           next_expiry = CASE WHEN p_delta > 0 THEN LEAST(c.next_expiry, p_expires_at) ELSE c.next_expiry END
-     WHERE c.user_id = p_user_id;
-    -- (CHECK constraints apply to the proposed row of INSERT .. ON CONFLICT, so a
-    -- decrement is a plain UPDATE: the row exists whenever the count is positive)
-    IF p_delta > 0 THEN
-        INSERT INTO notification_type_counters AS t (user_id, notification_type, unread_count)
-        VALUES (p_user_id, p_type, p_delta)
-        ON CONFLICT (user_id, notification_type) DO UPDATE SET unread_count = t.unread_count + p_delta;
-    ELSIF p_delta < 0 THEN
-        UPDATE notification_type_counters t SET unread_count = t.unread_count + p_delta
-         WHERE t.user_id = p_user_id AND t.notification_type = p_type;
-    END IF;
+    UPDATE notification_groups x
+       SET latest_delivered_at = l.delivered_at, latest_id = l.notification_id, oldest_delivered_at = o.delivered_at
+      FROM unnest(p_user_ids, p_group_keys) AS k(uid, gkey)
+      LEFT JOIN LATERAL (
+          SELECT n.delivered_at, n.notification_id FROM notifications n
+           WHERE n.user_id = k.uid AND n.group_key = k.gkey AND n.status <> 'archived'
+             AND n.delivered_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now())
+           ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT 1) l ON true
+      LEFT JOIN LATERAL (
+          SELECT n.delivered_at FROM notifications n
+           WHERE n.user_id = k.uid AND n.group_key = k.gkey AND n.status <> 'archived'
+             AND n.delivered_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now())
+           ORDER BY n.delivered_at, n.notification_id LIMIT 1) o ON true
+     WHERE x.user_id = k.uid AND x.group_key = k.gkey;
 END
 $$;
 
--- Unread count as reported: the counter minus unread rows that have expired
--- (only looked at when next_expiry says one may have).
-CREATE OR REPLACE FUNCTION activity._visible_unread(p_user_id uuid)
-RETURNS bigint
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+-- (an earlier form of this branch had no p_at; two forms would make every call ambiguous)
+DROP FUNCTION IF EXISTS activity._apply(activity.count_delta[]);
+
+-- Apply row deltas (of one or many users, whose counters rows the caller has locked) and bump
+-- each touched user's version. Counts of a user whose inbox counts are "not computed" stay NULL.
+-- p_at: the instant the deltas were evaluated at, when later than the folded instant (what
+-- _fold_locked returned: nothing changes by the clock between the two), becomes the new one.
+CREATE OR REPLACE FUNCTION activity._apply(p_deltas activity.count_delta[], p_at timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    PERFORM _writing_counts();
+    IF p_deltas IS NULL OR cardinality(p_deltas) = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE notification_counters c
+       SET unread_count = c.unread_count + u.d_legacy,
+           inbox_unread = c.inbox_unread + u.d_unread,
+           inbox_unseen = c.inbox_unseen + u.d_unseen,
+           next_change_at = LEAST(c.next_change_at, u.next_at),
+           next_expiry = LEAST(c.next_expiry, u.legacy_expires_at),
+           folded_at = GREATEST(c.folded_at, p_at),
+           version = c.version + 1
+      FROM (SELECT d.user_id, sum(d.d_legacy) AS d_legacy, sum(d.d_unread) AS d_unread,
+                   sum(d.d_unseen) AS d_unseen, min(d.next_at) AS next_at,
+                   min(d.legacy_expires_at) AS legacy_expires_at
+              FROM unnest(p_deltas) AS d GROUP BY d.user_id) u
+     WHERE c.user_id = u.user_id;
+    -- (CHECK constraints apply to the proposed row of INSERT .. ON CONFLICT, so decrements are a
+    -- plain UPDATE: a type row exists whenever one of its counts is positive)
+    -- (the per-type inbox counts of a user whose counts are "not computed" are recounted too)
+    WITH t AS (
+        SELECT d.user_id, d.notification_type, sum(d.d_legacy) AS d_legacy,
+               COALESCE(sum(d.d_unread) FILTER (WHERE c.inbox_unread IS NOT NULL), 0) AS d_unread
+          FROM unnest(p_deltas) AS d JOIN notification_counters c ON c.user_id = d.user_id
+         GROUP BY d.user_id, d.notification_type
+        HAVING sum(d.d_legacy) <> 0 OR COALESCE(sum(d.d_unread) FILTER (WHERE c.inbox_unread IS NOT NULL), 0) <> 0
+    ), updated AS (
+        UPDATE notification_type_counters x
+           SET unread_count = x.unread_count + t.d_legacy, inbox_unread = x.inbox_unread + t.d_unread
+          FROM t WHERE x.user_id = t.user_id AND x.notification_type = t.notification_type
+        RETURNING x.user_id, x.notification_type
+    )
+    INSERT INTO notification_type_counters AS x (user_id, notification_type, unread_count, inbox_unread)
+    SELECT t.user_id, t.notification_type, t.d_legacy, t.d_unread
+      FROM t WHERE NOT EXISTS (SELECT 1 FROM updated u
+                                WHERE u.user_id = t.user_id AND u.notification_type = t.notification_type)
+     ORDER BY t.user_id, t.notification_type;
+
+    -- groups (users whose counts are computed): member and unread counts add up; each group whose
+    -- membership changed gets its latest and oldest inbox member probed again (index, newest first)
+    WITH t AS (
+        SELECT d.user_id, d.group_key, sum(d.d_member) AS d_member, sum(d.d_unread) AS d_unread
+          FROM unnest(p_deltas) AS d JOIN notification_counters c ON c.user_id = d.user_id
+         WHERE d.group_key IS NOT NULL AND c.inbox_unread IS NOT NULL
+         GROUP BY d.user_id, d.group_key
+        HAVING bool_or(d.d_member <> 0 OR d.d_unread <> 0)
+    ), updated AS (
+        UPDATE notification_groups x
+           SET notifications_count = x.notifications_count + t.d_member, unread_count = x.unread_count + t.d_unread
+          FROM t WHERE x.user_id = t.user_id AND x.group_key = t.group_key
+        RETURNING x.user_id, x.group_key
+    )
+    INSERT INTO notification_groups AS x (user_id, group_key, notifications_count, unread_count)
+    SELECT t.user_id, t.group_key, t.d_member, t.d_unread
+      FROM t WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.user_id = t.user_id AND u.group_key = t.group_key)
+     ORDER BY t.user_id, t.group_key;
+    PERFORM _probe_groups(array_agg(d.user_id), array_agg(d.group_key))
+       FROM (SELECT DISTINCT d.user_id, d.group_key FROM unnest(p_deltas) AS d
+               JOIN notification_counters c ON c.user_id = d.user_id
+              WHERE d.group_key IS NOT NULL AND d.d_member <> 0 AND c.inbox_unread IS NOT NULL) d
+     HAVING count(*) > 0;
+END
+$$;
+
+-- Recount a user's inbox counts from the rows, as of p_at (caller holds the counters row lock):
+-- once after the migration, and after a write by older code (0130's trigger).
+CREATE OR REPLACE FUNCTION activity._recount(p_user_id uuid, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    PERFORM _writing_counts();
+    -- the legacy counts too (unread rows, expired or not): exact again after hand edits
+    WITH per_type AS (
+        SELECT n.notification_type,
+               count(*) FILTER (WHERE _c_unread(n.status, n.snoozed_until, n.expires_at, p_at) = 1) AS inbox,
+               count(*) AS legacy
+          FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'unread'
+         GROUP BY n.notification_type
+    ), cleared AS (
+        UPDATE notification_type_counters x
+           SET inbox_unread = COALESCE(p.inbox, 0), unread_count = COALESCE(p.legacy, 0)
+          FROM notification_type_counters y
+          LEFT JOIN per_type p ON p.notification_type = y.notification_type
+         WHERE y.user_id = p_user_id AND x.user_id = y.user_id AND x.notification_type = y.notification_type
+        RETURNING x.notification_type
+    )
+    INSERT INTO notification_type_counters (user_id, notification_type, unread_count, inbox_unread)
+    SELECT p_user_id, p.notification_type, p.legacy, p.inbox FROM per_type p
+     WHERE p.notification_type NOT IN (SELECT c.notification_type FROM cleared c)
+     ORDER BY p.notification_type;
+
+    UPDATE notification_counters c
+       SET inbox_unread = r.unread, inbox_unseen = r.unseen, folded_at = p_at,
+           unread_count = r.legacy, next_expiry = r.legacy_expiry,
+           next_change_at = LEAST(
+               (SELECT min(n.expires_at) FROM notifications n
+                 WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.expires_at > p_at),
+               (SELECT min(n.snoozed_until) FROM notifications n
+                 WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.snoozed_until > p_at))
+      FROM (SELECT count(*) FILTER (WHERE _c_unread(n.status, n.snoozed_until, n.expires_at, p_at) = 1) AS unread,
+                   count(*) FILTER (WHERE _c_unseen(n.status, n.seen_at, n.read_at, n.snoozed_until,
+                                                    n.expires_at, p_at) = 1) AS unseen,
+                   count(*) FILTER (WHERE n.status = 'unread') AS legacy,
+                   min(n.expires_at) FILTER (WHERE n.status = 'unread') AS legacy_expiry
+              FROM notifications n WHERE n.user_id = p_user_id AND n.status <> 'archived') r
+     WHERE c.user_id = p_user_id;
+
+    -- the groups: rebuilt from the inbox rows at p_at
+    DELETE FROM notification_groups g WHERE g.user_id = p_user_id;
+    INSERT INTO notification_groups (user_id, group_key, notifications_count, unread_count,
+                                     latest_delivered_at, latest_id, oldest_delivered_at)
+    SELECT DISTINCT ON (n.group_key) p_user_id, n.group_key, count(*) OVER w,
+           count(*) FILTER (WHERE n.status = 'unread') OVER w, n.delivered_at, n.notification_id,
+           min(n.delivered_at) OVER w
+      FROM notifications n
+     WHERE n.user_id = p_user_id AND n.group_key IS NOT NULL
+       AND _in_inbox(n.status, n.snoozed_until, n.expires_at, p_at)
+    WINDOW w AS (PARTITION BY n.group_key)
+     ORDER BY n.group_key, n.delivered_at DESC, n.notification_id DESC;
+END
+$$;
+
+-- Bring a user's counts to now (caller holds the counters row lock); returns the instant at which
+-- writers evaluate row contributions (and pass to _apply): max(folded_at, now()), equivalent to
+-- folded_at when nothing was due. Writes only when the counts were not computed or the clock has
+-- changed them (now() >= next_change_at).
+CREATE OR REPLACE FUNCTION activity._fold_locked(p_user_id uuid)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 DECLARE
-    v_count bigint;
+    v_valid boolean;
+    v_from timestamptz;
     v_next timestamptz;
-    v_expired bigint := 0;
+    v_to timestamptz;
+    v_deltas count_delta[];
 BEGIN
-    SELECT c.unread_count, c.next_expiry INTO v_count, v_next
+    PERFORM _writing_counts();
+    SELECT c.inbox_unread IS NOT NULL, c.folded_at, c.next_change_at INTO v_valid, v_from, v_next
       FROM notification_counters c WHERE c.user_id = p_user_id;
     IF NOT FOUND THEN
-        RETURN 0;
+        RETURN now();  -- no counters row: no rows were ever counted
     END IF;
-    IF v_next <= now() THEN
-        SELECT count(*) INTO v_expired FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'unread'
-           AND n.expires_at IS NOT NULL AND n.expires_at <= now();
+    v_to := GREATEST(v_from, now());
+    IF NOT v_valid OR v_from IS NULL THEN
+        PERFORM _recount(p_user_id, v_to);
+        RETURN v_to;
     END IF;
-    RETURN v_count - v_expired;
+    IF v_next IS NULL OR v_next > now() THEN
+        RETURN v_to;  -- no row changes by the clock in (folded_at, v_to]
+    END IF;
+
+    SELECT array_agg(ROW(p_user_id, n.notification_type, 0,
+                         _c_unread(n.status, n.snoozed_until, n.expires_at, v_to)
+                           - _c_unread(n.status, n.snoozed_until, n.expires_at, v_from),
+                         _c_unseen(n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_to)
+                           - _c_unseen(n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_from),
+                         NULL, NULL, n.group_key,
+                         _in_inbox(n.status, n.snoozed_until, n.expires_at, v_to)::integer
+                           - _in_inbox(n.status, n.snoozed_until, n.expires_at, v_from)::integer)::count_delta)
+      INTO v_deltas
+      FROM notifications n
+     WHERE n.user_id = p_user_id
+       AND n.notification_id IN (
+           SELECT e.notification_id FROM notifications e
+            WHERE e.user_id = p_user_id AND e.status <> 'archived' AND e.expires_at IS NOT NULL
+              AND e.expires_at > v_from AND e.expires_at <= v_to
+           UNION
+           SELECT w.notification_id FROM notifications w
+            WHERE w.user_id = p_user_id AND w.status <> 'archived' AND w.snoozed_until IS NOT NULL
+              AND w.snoozed_until > v_from AND w.snoozed_until <= v_to);
+
+    UPDATE notification_counters c
+       SET folded_at = v_to,
+           next_change_at = LEAST(
+               (SELECT min(n.expires_at) FROM notifications n
+                 WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.expires_at IS NOT NULL
+                   AND n.expires_at > v_to),
+               (SELECT min(n.snoozed_until) FROM notifications n
+                 WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.snoozed_until IS NOT NULL
+                   AND n.snoozed_until > v_to))
+     WHERE c.user_id = p_user_id;
+    PERFORM _apply(v_deltas);  -- bumps the version when a row changed state
+    RETURN v_to;
+END
+$$;
+
+-- Lock and fold: the first step of a writer that reports the counts.
+CREATE OR REPLACE FUNCTION activity._lock_and_fold(p_user_id uuid)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    PERFORM _lock_counters(p_user_id);
+    RETURN _fold_locked(p_user_id);
 END
 $$;
 
@@ -242,6 +525,115 @@ BEGIN
 END
 $$;
 
+-- The inbox v2 list: ordered by (delivered_at, notification_id) descending, one static query per
+-- status, each matching the predicate of its partial keyset index; a missing cursor is
+-- (infinity, max uuid) so the cursor is always an index condition. Snoozed rows sit above now()
+-- in the inbox and unread indexes (delivered_at = their until): `delivered_at <= now()` keeps
+-- them out of the scanned range, and status=snoozed is exactly the range above now().
+CREATE OR REPLACE FUNCTION activity.sp_inbox_list(
+    p_user_id uuid,
+    p_status text DEFAULT NULL,
+    p_types text[] DEFAULT NULL,
+    p_limit integer DEFAULT 20,
+    p_cursor_delivered_at timestamptz DEFAULT NULL,
+    p_cursor_id uuid DEFAULT NULL)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_ts timestamptz := COALESCE(p_cursor_delivered_at, 'infinity');
+    v_id uuid := COALESCE(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
+    v_types text[] := CASE WHEN cardinality(p_types) > 0 THEN p_types END;
+    v_now timestamptz := now();
+BEGIN
+    PERFORM _check_user(p_user_id);
+    IF p_status IS NOT NULL AND p_status NOT IN ('unread', 'read', 'archived', 'snoozed', 'all') THEN
+        PERFORM _invalid('status', 'status must be one of unread, read, archived, snoozed, all');
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 101 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 101');
+    END IF;
+    IF (p_cursor_delivered_at IS NULL) <> (p_cursor_id IS NULL) THEN
+        PERFORM _invalid('cursor', 'cursor needs both delivered_at and notification_id');
+    END IF;
+
+    IF p_status IS NULL THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status <> 'archived'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'unread' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'unread'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'read' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'read'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'archived' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status = 'archived'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSIF p_status = 'snoozed' THEN
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id AND n.status <> 'archived'
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at > v_now
+           -- a snooze sets both; nothing else is delivered later (COALESCE: not a proof of
+           -- "snoozed_until IS NOT NULL", so the unbounded fold index is never chosen for a page)
+           AND n.delivered_at = COALESCE(n.snoozed_until, '-infinity')
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+        SELECT (_out(n)).* FROM notifications n
+         WHERE n.user_id = p_user_id
+           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
+           AND (n.expires_at IS NULL OR n.expires_at > v_now)
+           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
+         ORDER BY n.delivered_at DESC, n.notification_id DESC
+         LIMIT p_limit;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION activity.sp_inbox_get(p_user_id uuid, p_notification_id uuid)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    PERFORM _check_user(p_user_id);
+    RETURN QUERY
+    SELECT (_out(n)).* FROM notifications n
+     WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+       AND (n.expires_at IS NULL OR n.expires_at > now());
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'NA404', MESSAGE = 'notification not found';
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- 2. one notification
 -- ---------------------------------------------------------------------------
@@ -266,20 +658,41 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
--- 3. mark one read / unread
+-- the v2 notification object
 -- ---------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION activity.sp_mark_notification_as_read(
-    p_user_id uuid, p_notification_id uuid, p_read boolean DEFAULT true)
-RETURNS SETOF activity.notification_out
+-- One definition of what a read returns (inlined: plain SQL, no SECURITY DEFINER). "snoozed" is
+-- derived: not archived and snoozed_until still ahead. seen_at falls back to read_at for rows the
+-- previous release marked read (it had no seen state; reading implies seeing).
+CREATE OR REPLACE FUNCTION activity._out(n activity.notifications)
+RETURNS activity.inbox_notification
+LANGUAGE sql STABLE
+AS $$
+    SELECT ROW(n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
+               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key,
+               CASE WHEN n.status <> 'archived' AND n.snoozed_until > now() THEN 'snoozed' ELSE n.status END,
+               n.created_at, n.delivered_at, COALESCE(n.seen_at, n.read_at), n.read_at, n.archived_at,
+               n.snoozed_until, n.expires_at)::activity.inbox_notification
+$$;
+
+-- The previous release's object (its functions' return type).
+CREATE OR REPLACE FUNCTION activity._out_v1(n activity.notifications)
+RETURNS activity.notification_out
+LANGUAGE sql STABLE
+AS $$
+    SELECT ROW(n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
+               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
+               n.created_at, n.read_at, n.archived_at, n.expires_at)::activity.notification_out
+$$;
+
+-- A notification of the user that is not expired, locked (caller holds the counters row lock).
+CREATE OR REPLACE FUNCTION activity._lock_notification(p_user_id uuid, p_notification_id uuid)
+RETURNS activity.notifications
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 DECLARE
-    v_read boolean := COALESCE(p_read, true);
     v_row notifications%ROWTYPE;
 BEGIN
-    PERFORM _check_user(p_user_id);
-    PERFORM _lock_counters(p_user_id);
     SELECT * INTO v_row FROM notifications n
      WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
        AND (n.expires_at IS NULL OR n.expires_at > now())
@@ -287,40 +700,203 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'NA404', MESSAGE = 'notification not found';
     END IF;
-
-    IF v_read AND v_row.status = 'unread' THEN
-        UPDATE notifications n SET status = 'read', read_at = now()
-         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
-        PERFORM _bump(p_user_id, v_row.notification_type, -1, NULL);
-    ELSIF v_read AND v_row.status = 'archived' AND v_row.read_at IS NULL THEN
-        -- archived wins: the status stays, only the read state is recorded
-        UPDATE notifications n SET read_at = now()
-         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
-        PERFORM _bump(p_user_id, v_row.notification_type, 0, NULL);
-    ELSIF NOT v_read AND v_row.status = 'read' THEN
-        UPDATE notifications n SET status = 'unread', read_at = NULL
-         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
-        PERFORM _bump(p_user_id, v_row.notification_type, 1, v_row.expires_at);
-    ELSIF NOT v_read AND v_row.status = 'archived' AND v_row.read_at IS NOT NULL THEN
-        UPDATE notifications n SET read_at = NULL
-         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
-        PERFORM _bump(p_user_id, v_row.notification_type, 0, NULL);
-    END IF;
-    -- anything else is already in the requested state: nothing changes, no version bump
-
-    RETURN QUERY
-    SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-           n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-           n.created_at, n.read_at, n.archived_at, n.expires_at
-      FROM notifications n
-     WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
+    RETURN v_row;
 END
 $$;
 
+CREATE OR REPLACE FUNCTION activity._row_delta(o activity.notifications, n activity.notifications, p_at timestamptz)
+RETURNS activity.count_delta
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT activity._delta(COALESCE(n.user_id, o.user_id), COALESCE(n.notification_type, o.notification_type),
+                           COALESCE(n.group_key, o.group_key),
+                           o.status, o.seen_at, o.read_at, o.snoozed_until, o.expires_at,
+                           n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, p_at)
+$$;
+
 -- ---------------------------------------------------------------------------
--- 4. bulk mark read
+-- 3. mark one read / unread
 -- ---------------------------------------------------------------------------
 
+-- Reading sets read_at (kept when already read) and seen_at when null; marking unread keeps
+-- seen_at. On an archived notification only the read state is recorded (archived wins). A
+-- snoozed one is NAS09 notification_snoozed.
+CREATE OR REPLACE FUNCTION activity.sp_inbox_mark_read(
+    p_user_id uuid, p_notification_id uuid, p_read boolean DEFAULT true)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_at timestamptz;
+    v_read boolean := COALESCE(p_read, true);
+    v_old notifications%ROWTYPE;
+    v_new notifications%ROWTYPE;
+BEGIN
+    PERFORM _check_user(p_user_id);
+    v_at := _lock_and_fold(p_user_id);
+    v_old := _lock_notification(p_user_id, p_notification_id);
+    IF v_old.status <> 'archived' AND v_old.snoozed_until > now() THEN
+        RAISE EXCEPTION USING ERRCODE = 'NAS09', MESSAGE = 'notification is snoozed', DETAIL = 'notification_snoozed';
+    END IF;
+    IF v_read AND v_old.read_at IS NULL THEN
+        UPDATE notifications n
+           SET status = CASE WHEN n.status = 'unread' THEN 'read' ELSE n.status END,
+               read_at = now(), seen_at = COALESCE(n.seen_at, now())
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
+    ELSIF NOT v_read AND v_old.read_at IS NOT NULL THEN
+        UPDATE notifications n
+           SET status = CASE WHEN n.status = 'read' THEN 'unread' ELSE n.status END,
+               read_at = NULL, seen_at = COALESCE(n.seen_at, n.read_at)
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
+    ELSE
+        v_new := v_old;  -- already in the requested state: nothing changes, no version bump
+    END IF;
+    IF v_new IS DISTINCT FROM v_old THEN
+        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
+    END IF;
+    RETURN QUERY SELECT (_out(v_new)).*;
+END
+$$;
+
+-- The previous release's form (same rules, its object).
+CREATE OR REPLACE FUNCTION activity.sp_mark_notification_as_read(
+    p_user_id uuid, p_notification_id uuid, p_read boolean DEFAULT true)
+RETURNS SETOF activity.notification_out
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT r.notification_id, r.user_id, r.notification_type, r.title, r.message, r.actor_user_id,
+           r.target_type, r.target_id, r.action_url, r.payload, r.priority, r.group_key,
+           CASE WHEN r.status = 'snoozed' THEN 'unread' ELSE r.status END,
+           r.created_at, r.read_at, r.archived_at, r.expires_at
+      FROM activity.sp_inbox_mark_read(p_user_id, p_notification_id, p_read) r
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 10. one action on many (and 4., bulk mark read, as its action `read`)
+-- ---------------------------------------------------------------------------
+
+-- Selectors combine as AND; `status` is the derived state to act on. One UPDATE (or DELETE) whose
+-- WHERE names exactly the rows the action changes, so updated_count counts state changes and the
+-- counts follow from the rows it returns (old and new state, at the folded instant).
+CREATE OR REPLACE FUNCTION activity.sp_bulk_update(
+    p_user_id uuid,
+    p_action text,
+    p_notification_ids uuid[] DEFAULT NULL,
+    p_notification_type text DEFAULT NULL,
+    p_group_key text DEFAULT NULL,
+    p_status text DEFAULT NULL,
+    p_all boolean DEFAULT false,
+    p_before timestamptz DEFAULT NULL)
+RETURNS TABLE(updated_count integer, unread_count bigint, unseen_count bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_at timestamptz;
+    v_now timestamptz := now();
+    v_deltas count_delta[];
+BEGIN
+    PERFORM _check_user(p_user_id);
+    IF p_action IS NULL OR p_action NOT IN ('seen', 'read', 'unread', 'archive', 'unarchive', 'delete') THEN
+        PERFORM _invalid('action', 'action must be one of seen, read, unread, archive, unarchive, delete');
+    END IF;
+    IF p_notification_ids IS NOT NULL
+       AND (cardinality(p_notification_ids) < 1 OR cardinality(p_notification_ids) > 1000) THEN
+        PERFORM _invalid('notification_ids', 'notification_ids must hold 1 to 1000 ids');
+    END IF;
+    IF p_status IS NOT NULL AND p_status NOT IN ('unread', 'read', 'archived', 'snoozed') THEN
+        PERFORM _invalid('status', 'status must be one of unread, read, archived, snoozed');
+    END IF;
+    IF p_notification_ids IS NULL AND p_notification_type IS NULL AND p_group_key IS NULL
+       AND p_status IS NULL AND p_all IS NOT TRUE THEN
+        PERFORM _invalid('all', 'give notification_ids, notification_type, group_key, status or all=true');
+    END IF;
+
+    v_at := _lock_and_fold(p_user_id);
+    IF p_action = 'delete' THEN
+        WITH sel AS (
+            SELECT n.ctid, n.* FROM notifications n
+             WHERE n.user_id = p_user_id
+               AND (n.expires_at IS NULL OR n.expires_at > v_now)
+               AND (p_notification_ids IS NULL OR n.notification_id = ANY (p_notification_ids))
+               AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
+               AND (p_group_key IS NULL OR n.group_key = p_group_key)
+               AND (p_before IS NULL OR n.delivered_at <= p_before)
+               AND (p_status IS NULL
+                    OR (p_status = 'archived' AND n.status = 'archived')
+                    OR (p_status = 'snoozed' AND n.status <> 'archived' AND n.snoozed_until > v_now)
+                    OR (p_status IN ('unread', 'read') AND n.status = p_status
+                        AND (n.snoozed_until IS NULL OR n.snoozed_until <= v_now)))
+               FOR UPDATE
+        ), gone AS (
+            DELETE FROM notifications n USING sel o
+             WHERE n.ctid = o.ctid AND n.user_id = p_user_id
+            RETURNING n.*
+        ), mail AS (
+            UPDATE email_outbox m SET status = 'cancelled'
+              FROM gone g
+             WHERE m.user_id = g.user_id AND m.notification_id = g.notification_id AND m.status = 'pending'
+        )
+        SELECT array_agg(_row_delta(g::notifications, NULL::notifications, v_at)) INTO v_deltas FROM gone g;
+    ELSE
+        WITH sel AS (
+            SELECT n.ctid, n.* FROM notifications n
+             WHERE n.user_id = p_user_id
+               AND (n.expires_at IS NULL OR n.expires_at > v_now)
+               AND (p_notification_ids IS NULL OR n.notification_id = ANY (p_notification_ids))
+               AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
+               AND (p_group_key IS NULL OR n.group_key = p_group_key)
+               AND (p_before IS NULL OR n.delivered_at <= p_before)
+               AND (p_status IS NULL
+                    OR (p_status = 'archived' AND n.status = 'archived')
+                    OR (p_status = 'snoozed' AND n.status <> 'archived' AND n.snoozed_until > v_now)
+                    OR (p_status IN ('unread', 'read') AND n.status = p_status
+                        AND (n.snoozed_until IS NULL OR n.snoozed_until <= v_now)))
+               AND CASE p_action
+                   WHEN 'seen' THEN n.status <> 'archived' AND n.seen_at IS NULL AND n.read_at IS NULL
+                                    AND (n.snoozed_until IS NULL OR n.snoozed_until <= v_now)
+                   WHEN 'read' THEN n.status = 'unread' AND (n.snoozed_until IS NULL OR n.snoozed_until <= v_now)
+                   WHEN 'unread' THEN n.status = 'read'
+                   WHEN 'archive' THEN n.status <> 'archived'
+                   ELSE n.status = 'archived' END
+               FOR UPDATE
+        ), changed AS (
+            UPDATE notifications n
+               SET status = CASE p_action WHEN 'read' THEN 'read' WHEN 'unread' THEN 'unread'
+                                          WHEN 'archive' THEN 'archived'
+                                          WHEN 'unarchive' THEN CASE WHEN n.read_at IS NULL THEN 'unread' ELSE 'read' END
+                                          ELSE n.status END,
+                   read_at = CASE p_action WHEN 'read' THEN v_now WHEN 'unread' THEN NULL ELSE n.read_at END,
+                   seen_at = CASE WHEN p_action IN ('seen', 'read') THEN COALESCE(n.seen_at, v_now)
+                                  WHEN p_action = 'unread' THEN COALESCE(n.seen_at, n.read_at)
+                                  ELSE n.seen_at END,
+                   archived_at = CASE p_action WHEN 'archive' THEN v_now WHEN 'unarchive' THEN NULL
+                                               ELSE n.archived_at END,
+                   -- archiving a snoozed notification ends the snooze as a wake would
+                   delivered_at = CASE WHEN p_action = 'archive' AND n.snoozed_until > v_now THEN v_now
+                                       ELSE n.delivered_at END,
+                   snoozed_until = CASE WHEN p_action = 'archive' AND n.snoozed_until > v_now THEN v_now
+                                        ELSE n.snoozed_until END
+              FROM sel o
+             -- the locked row itself, by its tuple id (a join on the key could hash-scan the table)
+             WHERE n.ctid = o.ctid AND n.user_id = p_user_id
+            RETURNING _delta(n.user_id, n.notification_type, n.group_key,
+                             o.status, o.seen_at, o.read_at, o.snoozed_until, o.expires_at,
+                             n.status, n.seen_at, n.read_at, n.snoozed_until, n.expires_at, v_at) AS d
+        )
+        SELECT array_agg(c.d) INTO v_deltas FROM changed c;
+    END IF;
+
+    PERFORM _apply(v_deltas, v_at);
+    RETURN QUERY
+    SELECT COALESCE(cardinality(v_deltas), 0), c.inbox_unread, c.inbox_unseen
+      FROM notification_counters c WHERE c.user_id = p_user_id;
+END
+$$;
+
+-- The previous release's endpoint 4 (`read` with its selectors).
 CREATE OR REPLACE FUNCTION activity.sp_mark_notifications_as_read_bulk(
     p_user_id uuid,
     p_notification_ids uuid[] DEFAULT NULL,
@@ -328,48 +904,11 @@ CREATE OR REPLACE FUNCTION activity.sp_mark_notifications_as_read_bulk(
     p_all boolean DEFAULT false,
     p_before timestamptz DEFAULT NULL)
 RETURNS TABLE(updated_count integer, unread_count bigint)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    v_updated integer;
-BEGIN
-    PERFORM _check_user(p_user_id);
-    IF p_notification_ids IS NOT NULL
-       AND (cardinality(p_notification_ids) < 1 OR cardinality(p_notification_ids) > 1000) THEN
-        PERFORM _invalid('notification_ids', 'notification_ids must hold 1 to 1000 ids');
-    END IF;
-    IF p_notification_ids IS NULL AND p_notification_type IS NULL AND p_all IS NOT TRUE THEN
-        PERFORM _invalid('all', 'give notification_ids, notification_type or all=true');
-    END IF;
-
-    PERFORM _lock_counters(p_user_id);
-    -- one UPDATE; its WHERE status = 'unread' is re-checked on concurrently
-    -- changed rows, so only real unread->read transitions are returned
-    WITH changed AS (
-        UPDATE notifications n SET status = 'read', read_at = now()
-         WHERE n.user_id = p_user_id AND n.status = 'unread'
-           AND (n.expires_at IS NULL OR n.expires_at > now())
-           AND (p_notification_ids IS NULL OR n.notification_id = ANY (p_notification_ids))
-           AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
-           AND (p_before IS NULL OR n.created_at <= p_before)
-        RETURNING n.notification_type
-    ), per_type AS (
-        SELECT c.notification_type, count(*) AS cnt FROM changed c GROUP BY c.notification_type
-    ), type_counters AS (
-        UPDATE notification_type_counters t SET unread_count = t.unread_count - p.cnt
-          FROM per_type p
-         WHERE t.user_id = p_user_id AND t.notification_type = p.notification_type
-    )
-    SELECT COALESCE(sum(p.cnt), 0)::integer INTO v_updated FROM per_type p;
-
-    IF v_updated > 0 THEN
-        UPDATE notification_counters c
-           SET unread_count = c.unread_count - v_updated, version = c.version + 1
-         WHERE c.user_id = p_user_id;
-    END IF;
-    RETURN QUERY SELECT v_updated, _visible_unread(p_user_id);
-END
+    SELECT r.updated_count, r.unread_count
+      FROM activity.sp_bulk_update(p_user_id, 'read', p_notification_ids, p_notification_type, NULL, NULL,
+                                   COALESCE(p_all, false), p_before) r
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -382,28 +921,27 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 DECLARE
-    v_status text;
-    v_type text;
+    v_at timestamptz;
+    v_old notifications%ROWTYPE;
+    v_new notifications%ROWTYPE;
 BEGIN
     PERFORM _check_user(p_user_id);
-    PERFORM _lock_counters(p_user_id);
-    SELECT n.status, n.notification_type INTO v_status, v_type FROM notifications n
-     WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
-       AND (n.expires_at IS NULL OR n.expires_at > now())
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'NA404', MESSAGE = 'notification not found';
-    END IF;
-
+    v_at := _lock_and_fold(p_user_id);
+    v_old := _lock_notification(p_user_id, p_notification_id);
     IF p_permanent IS TRUE THEN
         DELETE FROM notifications n WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
-    ELSIF v_status = 'archived' THEN
+    ELSIF v_old.status = 'archived' THEN
         RETURN;  -- archiving an archived notification: nothing to do
     ELSE
-        UPDATE notifications n SET status = 'archived', archived_at = now()
-         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id;
+        -- archiving a snoozed notification ends the snooze as a wake would
+        UPDATE notifications n
+           SET status = 'archived', archived_at = now(),
+               delivered_at = CASE WHEN n.snoozed_until > now() THEN now() ELSE n.delivered_at END,
+               snoozed_until = CASE WHEN n.snoozed_until > now() THEN now() ELSE n.snoozed_until END
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
     END IF;
-    PERFORM _bump(p_user_id, v_type, CASE WHEN v_status = 'unread' THEN -1 ELSE 0 END, NULL);
+    PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
 
     UPDATE email_outbox o SET status = 'cancelled'
      WHERE o.user_id = p_user_id AND o.notification_id = p_notification_id AND o.status = 'pending';
@@ -411,77 +949,405 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
--- 6. unread counts
+-- 12. the inbox, grouped
 -- ---------------------------------------------------------------------------
 
--- One counters row read (plus the user's per-type rows); notification rows are
--- only touched when an unread row may have expired, via its partial index.
---
--- (version, unread_count) identifies what the user sees: every change to the
--- unread set bumps the version, and at a fixed version the only change left is
--- expiry, which only ever lowers the visible count. A caller revalidating its copy
--- passes the pair it has (p_known_version, p_known_count): when both still hold,
--- the per-type rows are not read and by_type comes back NULL ("unchanged"), so a
--- 304 costs the user check and one counters row by primary key. The app always
--- calls this four-argument form (NULLs when it knows nothing).
-CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(
-    p_user_id uuid, p_by_type boolean, p_known_version bigint, p_known_count bigint)
-RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+-- One page of groups, newest latest member first: the non-null groups from notification_groups
+-- (a keyset range on the latest member) merged with the ungrouped inbox notifications (groups of
+-- one, a keyset range on their own index), each side at most p_limit rows: the cost does not
+-- depend on the size of a group nor on the depth of the page. Counts are folded first when the
+-- clock has changed them (as the unread count does). One static query per `unread` value, each
+-- matching its partial indexes.
+CREATE OR REPLACE FUNCTION activity.sp_inbox_groups(
+    p_user_id uuid,
+    p_unread boolean DEFAULT false,
+    p_limit integer DEFAULT 20,
+    p_cursor_delivered_at timestamptz DEFAULT NULL,
+    p_cursor_id uuid DEFAULT NULL)
+RETURNS TABLE(notifications_count bigint, unread_count bigint, sample_actor_user_ids uuid[],
+              oldest_delivered_at timestamptz, notification_id uuid, user_id uuid, notification_type text,
+              title text, message text, actor_user_id uuid, target_type text, target_id text, action_url text,
+              payload jsonb, priority text, group_key text, status text, created_at timestamptz,
+              delivered_at timestamptz, seen_at timestamptz, read_at timestamptz, archived_at timestamptz,
+              snoozed_until timestamptz, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_count bigint;
-    v_version bigint;
-    v_next timestamptz;
-    v_expired jsonb := '{}';
-    v_expired_total bigint := 0;
-    v_by_type jsonb;
+    v_ts timestamptz := COALESCE(p_cursor_delivered_at, 'infinity');
+    v_id uuid := COALESCE(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
+    v_now timestamptz := now();
+    v_due boolean;
 BEGIN
     PERFORM _check_user(p_user_id);
-    SELECT c.unread_count, c.version, c.next_expiry INTO v_count, v_version, v_next
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 101 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 101');
+    END IF;
+    IF (p_cursor_delivered_at IS NULL) <> (p_cursor_id IS NULL) THEN
+        PERFORM _invalid('cursor', 'cursor needs both delivered_at and notification_id');
+    END IF;
+    SELECT c.inbox_unread IS NULL OR c.next_change_at <= now() INTO v_due
       FROM notification_counters c WHERE c.user_id = p_user_id;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 0::bigint, CASE WHEN p_by_type IS NOT FALSE THEN '{}'::jsonb END, 0::bigint;
-        RETURN;
+    IF v_due THEN
+        PERFORM _lock_and_fold(p_user_id);
     END IF;
 
-    IF v_next <= now() THEN
-        SELECT COALESCE(jsonb_object_agg(e.notification_type, e.cnt), '{}'), COALESCE(sum(e.cnt), 0)
-          INTO v_expired, v_expired_total
-          FROM (SELECT n.notification_type, count(*) AS cnt
-                  FROM notifications n
-                 WHERE n.user_id = p_user_id AND n.status = 'unread'
-                   AND n.expires_at IS NOT NULL AND n.expires_at <= now()
-                 GROUP BY n.notification_type) e;
+    IF p_unread IS TRUE THEN
+        RETURN QUERY
+        WITH page AS (
+            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
+                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
+               FROM notification_groups g
+              WHERE g.user_id = p_user_id AND g.notifications_count > 0 AND g.unread_count > 0
+                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
+              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
+            UNION ALL
+            (SELECT NULL, 1::bigint, 1::bigint, n.delivered_at, n.notification_id, n.delivered_at
+               FROM notifications n
+              WHERE n.user_id = p_user_id AND n.status = 'unread' AND n.group_key IS NULL
+                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+                AND (n.expires_at IS NULL OR n.expires_at > v_now)
+              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
+        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
+        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
+          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
+         ORDER BY t.d DESC, t.id DESC;
+    ELSE
+        RETURN QUERY
+        WITH page AS (
+            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
+                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
+               FROM notification_groups g
+              WHERE g.user_id = p_user_id AND g.notifications_count > 0
+                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
+              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
+            UNION ALL
+            (SELECT NULL, 1::bigint, (n.status = 'unread')::integer::bigint, n.delivered_at, n.notification_id,
+                    n.delivered_at
+               FROM notifications n
+              WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.group_key IS NULL
+                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
+                AND (n.expires_at IS NULL OR n.expires_at > v_now)
+              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
+        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
+        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
+          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
+         ORDER BY t.d DESC, t.id DESC;
     END IF;
-
-    IF p_by_type IS NOT FALSE
-       AND (p_known_version IS DISTINCT FROM v_version
-            OR p_known_count IS DISTINCT FROM v_count - v_expired_total) THEN
-        SELECT COALESCE(jsonb_object_agg(t.notification_type, t.visible), '{}')
-          INTO v_by_type
-          FROM (SELECT t.notification_type,
-                       t.unread_count - COALESCE((v_expired ->> t.notification_type)::bigint, 0) AS visible
-                  FROM notification_type_counters t
-                 WHERE t.user_id = p_user_id AND t.unread_count > 0) t
-         WHERE t.visible > 0;
-    END IF;
-
-    RETURN QUERY SELECT v_count - v_expired_total, v_by_type, v_version;
 END
 $$;
 
--- The two-argument form of the first release (kept for its code during a rollback, and
--- for probes): the same answer with nothing known. A separate overload, not defaults on
--- the form above: re-applying the previous release's file (rollback) re-creates this
--- signature, and two forms that both accept two arguments would make every such call
--- ambiguous.
-CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(p_user_id uuid, p_by_type boolean DEFAULT true)
-RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
+-- The distinct non-null actors among a group's 10 most recent inbox members, newest first, at
+-- most 3 (a group of one: its own actor).
+CREATE OR REPLACE FUNCTION activity._sample_actors(p_user_id uuid, p_group_key text, p_actor uuid, p_now timestamptz)
+RETURNS uuid[]
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
+    SELECT CASE WHEN p_group_key IS NULL THEN
+                CASE WHEN p_actor IS NULL THEN '{}'::uuid[] ELSE ARRAY[p_actor] END
+           ELSE (SELECT COALESCE(array_agg(s.actor ORDER BY s.first), '{}')
+                   FROM (SELECT r.actor_user_id AS actor, min(r.rn) AS first
+                           FROM (SELECT m.actor_user_id,
+                                        row_number() OVER (ORDER BY m.delivered_at DESC, m.notification_id DESC) AS rn
+                                   FROM (SELECT m.actor_user_id, m.delivered_at, m.notification_id
+                                           FROM activity.notifications m
+                                          WHERE m.user_id = p_user_id AND m.group_key = p_group_key
+                                            AND m.status <> 'archived' AND m.delivered_at <= p_now
+                                            AND (m.expires_at IS NULL OR m.expires_at > p_now)
+                                          ORDER BY m.delivered_at DESC, m.notification_id DESC
+                                          LIMIT 10) m) r
+                          WHERE r.actor_user_id IS NOT NULL
+                          GROUP BY r.actor_user_id
+                          ORDER BY min(r.rn)
+                          LIMIT 3) s) END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 11. / 11b. snooze, wake now
+-- ---------------------------------------------------------------------------
+
+-- p_until NULL: wake now. Snoozing makes the row unread and unseen with delivered_at =
+-- snoozed_until = until: at until it simply is an inbox row again, delivered then (no write at
+-- wake-up time; the counts fold it in by the clock). Waking now: delivered_at = snoozed_until =
+-- now. Errors in the API's order: until out of range (NA422), not found (NA404), until after the
+-- expiry (NA422), archived (NAA09 notification_archived).
+CREATE OR REPLACE FUNCTION activity.sp_inbox_snooze(p_user_id uuid, p_notification_id uuid, p_until timestamptz)
+RETURNS SETOF activity.inbox_notification
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_at timestamptz;
+    v_old notifications%ROWTYPE;
+    v_new notifications%ROWTYPE;
+BEGIN
+    PERFORM _check_user(p_user_id);
+    IF p_until IS NOT NULL AND (p_until < now() + interval '60 seconds' OR p_until > now() + interval '90 days') THEN
+        PERFORM _invalid('until', 'until must be at least 60 seconds and at most 90 days ahead');
+    END IF;
+    v_at := _lock_and_fold(p_user_id);
+    v_old := _lock_notification(p_user_id, p_notification_id);
+    v_new := v_old;
+    IF p_until IS NOT NULL THEN
+        IF p_until > v_old.expires_at THEN
+            PERFORM _invalid('until', 'until must not be after the notification''s expires_at');
+        END IF;
+        IF v_old.status = 'archived' THEN
+            RAISE EXCEPTION USING ERRCODE = 'NAA09', MESSAGE = 'notification is archived',
+                DETAIL = 'notification_archived';
+        END IF;
+        UPDATE notifications n
+           SET status = 'unread', read_at = NULL, seen_at = NULL, delivered_at = p_until, snoozed_until = p_until
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
+    ELSIF v_old.status <> 'archived' AND v_old.snoozed_until > now() THEN
+        UPDATE notifications n SET delivered_at = now(), snoozed_until = now()
+         WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
+        RETURNING * INTO v_new;
+    END IF;
+    IF v_new IS DISTINCT FROM v_old THEN
+        PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
+    END IF;
+    RETURN QUERY SELECT (_out(v_new)).*;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 13. retraction by the producer
+-- ---------------------------------------------------------------------------
+
+-- Exactly one of p_dedupe_key or (p_target_type, p_target_id); the others narrow. Reads only
+-- the matching rows (indexes leading with dedupe_key / (target_type, target_id)), locks the
+-- affected users' counters rows in ascending user_id (every multi-user writer's order), deletes
+-- up to p_limit rows, cancels their pending e-mails; counts follow at each user's folded instant.
+CREATE OR REPLACE FUNCTION activity.sp_retract_notifications(
+    p_dedupe_key text DEFAULT NULL,
+    p_target_type text DEFAULT NULL,
+    p_target_id text DEFAULT NULL,
+    p_notification_type text DEFAULT NULL,
+    p_actor_user_id uuid DEFAULT NULL,
+    p_user_ids uuid[] DEFAULT NULL,
+    p_limit integer DEFAULT 10000)
+RETURNS TABLE(retracted_count integer, has_more boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_uids uuid[];
+    v_nids uuid[];
+    v_users uuid[];
+    v_more boolean;
+    v_deleted integer;
+    v_deltas count_delta[];
+BEGIN
+    IF (p_dedupe_key IS NULL) = (p_target_type IS NULL AND p_target_id IS NULL) THEN
+        PERFORM _invalid('dedupe_key', 'give exactly one of dedupe_key or target_type with target_id');
+    END IF;
+    IF p_dedupe_key IS NULL AND (p_target_type IS NULL OR p_target_id IS NULL) THEN
+        PERFORM _invalid(CASE WHEN p_target_type IS NULL THEN 'target_type' ELSE 'target_id' END,
+                         'target_type and target_id go together');
+    END IF;
+    IF p_user_ids IS NOT NULL AND (cardinality(p_user_ids) < 1 OR cardinality(p_user_ids) > 1000) THEN
+        PERFORM _invalid('user_ids', 'user_ids must hold 1 to 1000 user ids');
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 10000');
+    END IF;
+
+    IF p_dedupe_key IS NOT NULL THEN
+        SELECT array_agg(m.user_id), array_agg(m.notification_id) INTO v_uids, v_nids
+          FROM (SELECT n.user_id, n.notification_id FROM notifications n
+                 WHERE n.dedupe_key = p_dedupe_key
+                   AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
+                   AND (p_actor_user_id IS NULL OR n.actor_user_id = p_actor_user_id)
+                   AND (p_user_ids IS NULL OR n.user_id = ANY (p_user_ids))
+                 LIMIT p_limit + 1) m;
+    ELSE
+        SELECT array_agg(m.user_id), array_agg(m.notification_id) INTO v_uids, v_nids
+          FROM (SELECT n.user_id, n.notification_id FROM notifications n
+                 WHERE n.target_type = p_target_type AND n.target_id = p_target_id
+                   AND (p_notification_type IS NULL OR n.notification_type = p_notification_type)
+                   AND (p_actor_user_id IS NULL OR n.actor_user_id = p_actor_user_id)
+                   AND (p_user_ids IS NULL OR n.user_id = ANY (p_user_ids))
+                 LIMIT p_limit + 1) m;
+    END IF;
+    IF v_uids IS NULL THEN
+        RETURN QUERY SELECT 0, false;
+        RETURN;
+    END IF;
+    v_more := cardinality(v_uids) > p_limit;
+    v_uids := v_uids[1:p_limit];
+    v_nids := v_nids[1:p_limit];
+
+    PERFORM _writing_counts();
+    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_users FROM unnest(v_uids) AS u;
+    PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_users) ORDER BY c.user_id FOR UPDATE;
+    -- counts not computed (older code wrote, rows edited by hand) are recounted first, due folds done
+    PERFORM _fold_locked(c.user_id) FROM notification_counters c
+      WHERE c.user_id = ANY (v_users) AND (c.inbox_unread IS NULL OR c.next_change_at <= now());
+
+    -- the rows picked above, found again through the same index (never a join that could scan)
+    WITH gone AS (
+        DELETE FROM notifications n
+         WHERE ((p_dedupe_key IS NOT NULL AND n.dedupe_key = p_dedupe_key)
+                OR (p_dedupe_key IS NULL AND n.target_type = p_target_type AND n.target_id = p_target_id))
+           AND n.notification_id = ANY (v_nids) AND n.user_id = ANY (v_users)
+        RETURNING n.*
+    ), mail AS (
+        UPDATE email_outbox o SET status = 'cancelled'
+          FROM gone g
+         WHERE o.user_id = g.user_id AND o.notification_id = g.notification_id AND o.status = 'pending'
+    )
+    SELECT count(*), array_agg(_row_delta(g::notifications, NULL::notifications, c.folded_at))
+                         FILTER (WHERE c.user_id IS NOT NULL)
+      INTO v_deleted, v_deltas
+      FROM gone g LEFT JOIN notification_counters c ON c.user_id = g.user_id;
+    PERFORM _apply(v_deltas);
+    RETURN QUERY SELECT v_deleted, v_more;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 6. unread counts
+-- ---------------------------------------------------------------------------
+
+-- The counts of the inbox (not archived, not snoozed, not expired): one counters row read, plus
+-- the per-type rows. When the clock has changed them (now() >= next_change_at) or they are not
+-- computed, they are folded first (then this writes, under the counters row lock); each fold bumps
+-- the version, so the version alone identifies the body (the ETag of endpoint 6).
+-- A caller revalidating passes the version it has: when it still holds, by_type comes back NULL
+-- ("unchanged") and the per-type rows are not read, so a 304 costs the user check and one
+-- counters row by primary key.
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(
+    p_user_id uuid, p_by_type boolean, p_known_version bigint)
+RETURNS TABLE(unread_count bigint, unseen_count bigint, by_type jsonb, version bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_unread bigint;
+    v_unseen bigint;
+    v_version bigint;
+    v_next timestamptz;
+    v_by_type jsonb;
+BEGIN
+    PERFORM _check_user(p_user_id);
+    SELECT c.inbox_unread, c.inbox_unseen, c.version, c.next_change_at INTO v_unread, v_unseen, v_version, v_next
+      FROM notification_counters c WHERE c.user_id = p_user_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 0::bigint, 0::bigint,
+                            CASE WHEN p_by_type IS NOT FALSE AND p_known_version IS DISTINCT FROM 0 THEN '{}'::jsonb END,
+                            0::bigint;
+        RETURN;
+    END IF;
+    IF v_unread IS NULL OR v_next <= now() THEN
+        PERFORM _lock_and_fold(p_user_id);
+        SELECT c.inbox_unread, c.inbox_unseen, c.version INTO v_unread, v_unseen, v_version
+          FROM notification_counters c WHERE c.user_id = p_user_id;
+    END IF;
+    IF p_by_type IS NOT FALSE AND p_known_version IS DISTINCT FROM v_version THEN
+        SELECT COALESCE(jsonb_object_agg(t.notification_type, t.inbox_unread), '{}') INTO v_by_type
+          FROM notification_type_counters t WHERE t.user_id = p_user_id AND t.inbox_unread > 0;
+    END IF;
+    RETURN QUERY SELECT v_unread, v_unseen, v_by_type, v_version;
+END
+$$;
+
+-- The previous release's forms: (user, by_type, known version, known count) answering
+-- (unread_count, by_type, version), and the two-argument form of the first release. Separate
+-- overloads, never defaults on a wider form: re-applying an older release's file (rollback)
+-- re-creates its signatures, and two forms that both accept the same arguments make every such
+-- call ambiguous (docs/PRODUCTION.md, "Rollback").
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(
+    p_user_id uuid, p_by_type boolean, p_known_version bigint, p_known_count bigint)
+RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+BEGIN
+    SELECT * INTO r FROM sp_get_unread_count(p_user_id, p_by_type, p_known_version);
+    IF r.by_type IS NULL AND p_by_type IS NOT FALSE AND p_known_count IS DISTINCT FROM r.unread_count THEN
+        SELECT * INTO r FROM sp_get_unread_count(p_user_id, p_by_type, NULL::bigint);
+    END IF;
+    RETURN QUERY SELECT r.unread_count, r.by_type, r.version;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_count(p_user_id uuid, p_by_type boolean DEFAULT true)
+RETURNS TABLE(unread_count bigint, by_type jsonb, version bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
     SELECT * FROM activity.sp_get_unread_count(p_user_id, p_by_type, NULL::bigint, NULL::bigint)
+$$;
+
+-- The current counts of many users in one call (the live-updates stream), folded like the
+-- single form; a user without any counters row counts zero at version 0. Users are folded in
+-- ascending user_id order (the lock order of every multi-user writer).
+CREATE OR REPLACE FUNCTION activity.sp_get_unread_counts_many(p_user_ids uuid[])
+RETURNS TABLE(user_id uuid, unread_count bigint, unseen_count bigint, version bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_uid uuid;
+BEGIN
+    IF p_user_ids IS NULL OR cardinality(p_user_ids) > 10000 THEN
+        PERFORM _invalid('user_ids', 'user_ids must hold at most 10000 user ids');
+    END IF;
+    FOR v_uid IN
+        SELECT c.user_id FROM notification_counters c
+         WHERE c.user_id = ANY (p_user_ids) AND (c.inbox_unread IS NULL OR c.next_change_at <= now())
+         ORDER BY c.user_id
+    LOOP
+        PERFORM _lock_counters(v_uid);
+        PERFORM _fold_locked(v_uid);
+    END LOOP;
+    RETURN QUERY
+    SELECT u.uid, COALESCE(c.inbox_unread, 0), COALESCE(c.inbox_unseen, 0), COALESCE(c.version, 0)
+      FROM (SELECT DISTINCT x AS uid FROM unnest(p_user_ids) AS x WHERE x IS NOT NULL) u
+      LEFT JOIN notification_counters c ON c.user_id = u.uid
+     ORDER BY u.uid;
+END
+$$;
+
+-- The clock job: for up to p_limit users whose counts the clock has changed (a snooze ended, a
+-- notification expired) and that nobody has folded yet, fold it in and return the new counts of
+-- those whose counts changed. Several replicas may run it at once: SKIP LOCKED hands each user
+-- to one of them, and a user a writer holds is left for the next run (the writer folds it).
+CREATE OR REPLACE FUNCTION activity.sp_advance_clocks(p_limit integer)
+RETURNS TABLE(user_id uuid, unread_count bigint, unseen_count bigint, version bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_users uuid[];
+    v_versions bigint[];
+    v_uid uuid;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 10000');
+    END IF;
+    SELECT array_agg(d.user_id ORDER BY d.user_id), array_agg(d.version ORDER BY d.user_id)
+      INTO v_users, v_versions
+      FROM (SELECT c.user_id, c.version FROM notification_counters c
+             WHERE c.next_change_at <= now()
+             ORDER BY c.next_change_at
+             LIMIT p_limit
+             FOR UPDATE SKIP LOCKED) d;
+    IF v_users IS NULL THEN
+        RETURN;
+    END IF;
+    FOREACH v_uid IN ARRAY v_users LOOP
+        PERFORM _fold_locked(v_uid);
+    END LOOP;
+    RETURN QUERY
+    SELECT c.user_id, c.inbox_unread, c.inbox_unseen, c.version
+      FROM unnest(v_users, v_versions) AS b(uid, version)
+      JOIN notification_counters c ON c.user_id = b.uid
+     WHERE c.version <> b.version
+     ORDER BY c.user_id;
+END
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -496,7 +1362,7 @@ $$;
 -- table's CHECK constraints and nine indexes each time (~0.2 ms per user, too slow
 -- for a 1000-user fan-out); each statement still writes the users in ascending
 -- user_id order, so concurrent fan-outs cannot deadlock.
-CREATE OR REPLACE FUNCTION activity.sp_create_notification(
+CREATE OR REPLACE FUNCTION activity.sp_inbox_create(
     p_user_ids uuid[],
     p_notification_type text,
     p_title text,
@@ -514,7 +1380,8 @@ CREATE OR REPLACE FUNCTION activity.sp_create_notification(
 RETURNS TABLE(result text, notification_id uuid, user_id uuid, notification_type text, title text,
               message text, actor_user_id uuid, target_type text, target_id text, action_url text,
               payload jsonb, priority text, group_key text, status text, created_at timestamptz,
-              read_at timestamptz, archived_at timestamptz, expires_at timestamptz)
+              delivered_at timestamptz, seen_at timestamptz, read_at timestamptz, archived_at timestamptz,
+              snoozed_until timestamptz, expires_at timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 #variable_conflict use_column
@@ -524,9 +1391,11 @@ DECLARE
     v_users uuid[];
     v_results text[];
     v_created uuid[];
-    v_rows notification_out[];
+    v_rows inbox_notification[];
+    v_now timestamptz := clock_timestamp();
     v_found bigint;
 BEGIN
+    PERFORM _writing_counts();
     IF p_user_ids IS NULL OR cardinality(p_user_ids) < 1 OR cardinality(p_user_ids) > 1000 THEN
         PERFORM _invalid('user_ids', 'user_ids must hold 1 to 1000 user ids');
     END IF;
@@ -587,29 +1456,58 @@ BEGIN
     --    a taken dedupe key (ON CONFLICT waits for a concurrent inserter) stores nothing
     WITH ins AS (
         INSERT INTO notifications AS n (user_id, notification_type, title, message, actor_user_id, target_type,
-                                        target_id, action_url, payload, priority, group_key, expires_at, dedupe_key)
+                                        target_id, action_url, payload, priority, group_key, expires_at, dedupe_key,
+                                        created_at, delivered_at)
         SELECT k.uid, p_notification_type, p_title, p_message, p_actor_user_id, p_target_type,
-               p_target_id, p_action_url, v_payload, v_priority, p_group_key, p_expires_at, p_dedupe_key
+               p_target_id, p_action_url, v_payload, v_priority, p_group_key, p_expires_at, p_dedupe_key,
+               v_now, v_now
           FROM unnest(v_users, v_results) AS k(uid, res)
          WHERE k.res = 'eligible'
          ORDER BY k.uid
         ON CONFLICT (user_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-        RETURNING n.notification_id, n.user_id, n.notification_type, n.title, n.message,
-                  n.actor_user_id, n.target_type, n.target_id, n.action_url, n.payload, n.priority,
-                  n.group_key, n.status, n.created_at, n.read_at, n.archived_at, n.expires_at
+        RETURNING n.*
     ), counters AS (
-        INSERT INTO notification_counters AS c (user_id, unread_count, version, next_expiry)
-        SELECT i.user_id, 1, 1, i.expires_at FROM ins i ORDER BY i.user_id
+        -- a new counters row: the user had no rows, its counts are this one row's, as of now
+        INSERT INTO notification_counters AS c (user_id, unread_count, version, next_expiry,
+                                                inbox_unread, inbox_unseen, folded_at, next_change_at)
+        SELECT i.user_id, 1, 1, i.expires_at, 1, 1, now(), i.expires_at FROM ins i ORDER BY i.user_id
         ON CONFLICT (user_id) DO UPDATE
            SET unread_count = c.unread_count + 1, version = c.version + 1,
-               next_expiry = LEAST(c.next_expiry, EXCLUDED.next_expiry)
-        RETURNING c.user_id
+               next_expiry = LEAST(c.next_expiry, EXCLUDED.next_expiry),
+               -- the new row's contribution at the user's folded instant
+               inbox_unread = c.inbox_unread + _c_unread('unread', NULL, EXCLUDED.next_expiry, c.folded_at),
+               inbox_unseen = c.inbox_unseen + _c_unseen('unread', NULL, NULL, NULL, EXCLUDED.next_expiry, c.folded_at),
+               next_change_at = LEAST(c.next_change_at, _next_at('unread', NULL, EXCLUDED.next_expiry, c.folded_at))
+        RETURNING c.user_id, c.folded_at, c.inbox_unread IS NOT NULL AS computed
+    ), groups AS (
+        -- the new row joins its group (as the latest member: it was delivered just now)
+        INSERT INTO notification_groups AS g (user_id, group_key, notifications_count, unread_count,
+                                              latest_delivered_at, latest_id, oldest_delivered_at)
+        SELECT c.user_id, p_group_key, 1, 1, i.delivered_at, i.notification_id, i.delivered_at
+          FROM counters c JOIN ins i ON i.user_id = c.user_id
+         WHERE p_group_key IS NOT NULL AND c.computed
+           AND _in_inbox('unread', NULL, p_expires_at, c.folded_at)
+         ORDER BY c.user_id
+        ON CONFLICT (user_id, group_key) DO UPDATE
+           SET notifications_count = g.notifications_count + 1, unread_count = g.unread_count + 1,
+               latest_delivered_at = CASE WHEN g.latest_id IS NULL
+                                            OR (EXCLUDED.latest_delivered_at, EXCLUDED.latest_id)
+                                               > (g.latest_delivered_at, g.latest_id)
+                                          THEN EXCLUDED.latest_delivered_at ELSE g.latest_delivered_at END,
+               latest_id = CASE WHEN g.latest_id IS NULL
+                                  OR (EXCLUDED.latest_delivered_at, EXCLUDED.latest_id)
+                                     > (g.latest_delivered_at, g.latest_id)
+                                THEN EXCLUDED.latest_id ELSE g.latest_id END,
+               oldest_delivered_at = CASE WHEN g.notifications_count = 0 OR g.oldest_delivered_at IS NULL
+                                          THEN EXCLUDED.oldest_delivered_at
+                                          ELSE LEAST(g.oldest_delivered_at, EXCLUDED.oldest_delivered_at) END
     ), type_counters AS (
         -- reads `counters`, so each user's counters row is locked before its type row
         -- (unreferenced data-modifying CTEs run in no useful order)
-        INSERT INTO notification_type_counters AS t (user_id, notification_type, unread_count)
-        SELECT c.user_id, p_notification_type, 1 FROM counters c
-        ON CONFLICT (user_id, notification_type) DO UPDATE SET unread_count = t.unread_count + 1
+        INSERT INTO notification_type_counters AS t (user_id, notification_type, unread_count, inbox_unread)
+        SELECT c.user_id, p_notification_type, 1, _c_unread('unread', NULL, p_expires_at, c.folded_at) FROM counters c
+        ON CONFLICT (user_id, notification_type) DO UPDATE
+           SET unread_count = t.unread_count + 1, inbox_unread = t.inbox_unread + EXCLUDED.inbox_unread
     ), mail AS (
         -- e-mail when the channel is on globally and not turned off for the type; quiet
         -- hours defer it to their end unless the notification is urgent
@@ -625,7 +1523,7 @@ BEGIN
            AND (s.type_preferences -> p_notification_type ->> 'email') IS DISTINCT FROM 'false'
          ORDER BY i.user_id
     )
-    SELECT COALESCE(array_agg(i.user_id), '{}'), COALESCE(array_agg(i::notification_out), '{}')
+    SELECT COALESCE(array_agg(i.user_id), '{}'), COALESCE(array_agg(_out(i::notifications)), '{}')
       INTO v_created, v_rows
       FROM ins i;
 
@@ -634,10 +1532,7 @@ BEGIN
     --    A key stays taken until its notification is deleted or purged, even once it has
     --    expired (the expired original is then what a retry gets back).
     IF p_dedupe_key IS NOT NULL THEN
-        SELECT v_rows || COALESCE(array_agg((n.notification_id, n.user_id, n.notification_type, n.title, n.message,
-                       n.actor_user_id, n.target_type, n.target_id, n.action_url, n.payload, n.priority,
-                       n.group_key, n.status, n.created_at, n.read_at, n.archived_at,
-                       n.expires_at)::notification_out), '{}'),
+        SELECT v_rows || COALESCE(array_agg(_out(n)), '{}'),
                count(*) FILTER (WHERE k.res = 'eligible')
           INTO v_rows, v_found
           FROM unnest(v_users, v_results) AS k(uid, res)
@@ -661,14 +1556,45 @@ BEGIN
                 WHEN o.res = 'eligible' AND c.uid IS NOT NULL AND i.occurrence = 1 THEN 'created'
                 ELSE 'duplicate' END,
            r.notification_id, i.uid, r.notification_type, r.title, r.message, r.actor_user_id, r.target_type,
-           r.target_id, r.action_url, r.payload, r.priority, r.group_key, r.status, r.created_at, r.read_at,
-           r.archived_at, r.expires_at
+           r.target_id, r.action_url, r.payload, r.priority, r.group_key, r.status, r.created_at,
+           r.delivered_at, r.seen_at, r.read_at, r.archived_at, r.snoozed_until, r.expires_at
       FROM input i
       JOIN unnest(v_users, v_results) AS o(uid, res) ON o.uid = i.uid
       LEFT JOIN unnest(v_created) AS c(uid) ON c.uid = i.uid
       LEFT JOIN unnest(v_rows) AS r ON r.user_id = i.uid
      ORDER BY i.ord;
 END
+$$;
+
+-- The previous release's form: the same, with its object.
+CREATE OR REPLACE FUNCTION activity.sp_create_notification(
+    p_user_ids uuid[],
+    p_notification_type text,
+    p_title text,
+    p_message text DEFAULT NULL,
+    p_actor_user_id uuid DEFAULT NULL,
+    p_target_type text DEFAULT NULL,
+    p_target_id text DEFAULT NULL,
+    p_action_url text DEFAULT NULL,
+    p_payload jsonb DEFAULT '{}',
+    p_priority text DEFAULT 'normal',
+    p_group_key text DEFAULT NULL,
+    p_expires_at timestamptz DEFAULT NULL,
+    p_dedupe_key text DEFAULT NULL,
+    p_queue_email boolean DEFAULT false)
+RETURNS TABLE(result text, notification_id uuid, user_id uuid, notification_type text, title text,
+              message text, actor_user_id uuid, target_type text, target_id text, action_url text,
+              payload jsonb, priority text, group_key text, status text, created_at timestamptz,
+              read_at timestamptz, archived_at timestamptz, expires_at timestamptz)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT r.result, r.notification_id, r.user_id, r.notification_type, r.title, r.message, r.actor_user_id,
+           r.target_type, r.target_id, r.action_url, r.payload, r.priority, r.group_key,
+           CASE WHEN r.status = 'snoozed' THEN 'unread' ELSE r.status END, r.created_at, r.read_at,
+           r.archived_at, r.expires_at
+      FROM activity.sp_inbox_create(p_user_ids, p_notification_type, p_title, p_message, p_actor_user_id,
+                                    p_target_type, p_target_id, p_action_url, p_payload, p_priority, p_group_key,
+                                    p_expires_at, p_dedupe_key, p_queue_email) r
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -874,7 +1800,9 @@ DECLARE
     v_nids uuid[];
     v_users uuid[];
     v_deleted bigint;
+    v_deltas count_delta[];
 BEGIN
+    PERFORM _writing_counts();
     IF p_archived_older_than_days IS NULL OR p_archived_older_than_days < 0 THEN
         PERFORM _invalid('archived_older_than_days', 'must be a non-negative number of days');
     END IF;
@@ -899,6 +1827,10 @@ BEGIN
     END IF;
     SELECT array_agg(DISTINCT u ORDER BY u) INTO v_users FROM unnest(v_uids) AS u;
     PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_users) ORDER BY c.user_id FOR UPDATE;
+    -- counts not computed (older code wrote, rows edited by hand) are recounted first, due folds done
+    PERFORM _fold_locked(c.user_id) FROM notification_counters c
+      WHERE c.user_id = ANY (v_users) AND (c.inbox_unread IS NULL OR c.next_change_at <= now());
+    -- (a user without a counters row has nothing counted; FROM gone JOIN counters skips it)
 
     WITH gone AS (
         DELETE FROM notifications n
@@ -906,23 +1838,17 @@ BEGIN
          WHERE n.user_id = k.uid AND n.notification_id = k.nid
            AND ((n.expires_at IS NOT NULL AND n.expires_at <= now())
                 OR (n.status = 'archived' AND n.archived_at < v_cutoff))
-        RETURNING n.user_id, n.notification_id, n.notification_type, n.status
+        RETURNING n.*
     ), outbox AS (
         DELETE FROM email_outbox o USING gone g
          WHERE o.user_id = g.user_id AND o.notification_id = g.notification_id AND o.status <> 'pending'
-    ), unread AS (
-        SELECT g.user_id, g.notification_type, count(*) AS cnt
-          FROM gone g WHERE g.status = 'unread' GROUP BY g.user_id, g.notification_type
-    ), type_counters AS (
-        UPDATE notification_type_counters t SET unread_count = t.unread_count - u.cnt
-          FROM unread u WHERE t.user_id = u.user_id AND t.notification_type = u.notification_type
-    ), per_user AS (
-        SELECT g.user_id, count(*) FILTER (WHERE g.status = 'unread') AS cnt FROM gone g GROUP BY g.user_id
-    ), counters AS (
-        UPDATE notification_counters c SET unread_count = c.unread_count - p.cnt, version = c.version + 1
-          FROM per_user p WHERE c.user_id = p.user_id
     )
-    SELECT count(*) INTO v_deleted FROM gone;
+    -- each row's contribution at its user's folded instant (an expired row not folded yet still counts)
+    SELECT count(*), array_agg(_row_delta(g::notifications, NULL::notifications, c.folded_at))
+                         FILTER (WHERE c.user_id IS NOT NULL)
+      INTO v_deleted, v_deltas
+      FROM gone g LEFT JOIN notification_counters c ON c.user_id = g.user_id;
+    PERFORM _apply(v_deltas);
 
     -- tighten the expiry bound of the touched users (their unread expiring rows)
     UPDATE notification_counters c
@@ -968,6 +1894,18 @@ GRANT EXECUTE ON FUNCTION
     activity.sp_delete_notification(uuid, uuid, boolean),
     activity.sp_get_unread_count(uuid, boolean),
     activity.sp_get_unread_count(uuid, boolean, bigint, bigint),
+    activity.sp_get_unread_count(uuid, boolean, bigint),
+    activity.sp_get_unread_counts_many(uuid[]),
+    activity.sp_advance_clocks(integer),
+    activity.sp_inbox_mark_read(uuid, uuid, boolean),
+    activity.sp_inbox_list(uuid, text, text[], integer, timestamptz, uuid),
+    activity.sp_inbox_get(uuid, uuid),
+    activity.sp_inbox_snooze(uuid, uuid, timestamptz),
+    activity.sp_inbox_groups(uuid, boolean, integer, timestamptz, uuid),
+    activity.sp_retract_notifications(text, text, text, text, uuid, uuid[], integer),
+    activity.sp_bulk_update(uuid, text, uuid[], text, text, text, boolean, timestamptz),
+    activity.sp_inbox_create(uuid[], text, text, text, uuid, text, text, text, jsonb, text, text,
+                             timestamptz, text, boolean),
     activity.sp_create_notification(uuid[], text, text, text, uuid, text, text, text, jsonb, text, text,
                                     timestamptz, text, boolean),
     activity.sp_get_notification_settings(uuid),

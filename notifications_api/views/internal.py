@@ -1,4 +1,4 @@
-"""Internal services create notifications (one user or a fan-out), authenticated by service token."""
+"""Internal services create notifications (one user or a fan-out) and retract them, by service token."""
 from __future__ import annotations
 
 import logging
@@ -9,13 +9,14 @@ from .. import metrics, ratelimit, store
 from ..auth import service_required
 from ..db import get_db
 from ..errors import validation_error
-from ..schemas import CreateNotificationSchema, check_text, notification_dict
+from ..schemas import CreateNotificationSchema, RetractSchema, check_text
 from ..web import json_response, load_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("internal", __name__)
 
 create_body = CreateNotificationSchema()
+retract_body = RetractSchema()
 
 
 def _dedupe_key(body: dict) -> str | None:
@@ -52,11 +53,11 @@ def create_notification():
     results = []
     created = duplicates = 0
     for row in rows:
-        result = row[0]
-        notification = notification_dict(row[1:]) if result in ("created", "duplicate") else None
+        result = row.pop("result")
         created += result == "created"
         duplicates += result == "duplicate"
-        results.append({"user_id": str(row[2]), "result": result, "notification": notification})
+        results.append({"user_id": str(row["user_id"]), "result": result,
+                        "notification": row if result in ("created", "duplicate") else None})
     metrics.record_notifications_created(body["notification_type"], created)
     headers = {}
     if duplicates == len(results):
@@ -71,3 +72,17 @@ def create_notification():
             "target_count": len(results)})
     return json_response({"created_count": created, "results": results},
                          status=201 if created else 200, headers=headers)
+
+
+@bp.post("/notifications/retract")
+@service_required
+@ratelimit.service
+def retract_notifications():
+    body = load_body(retract_body)
+    result = store.retract(get_db(), body)
+    metrics.record_notifications_changed("retract", result["retracted_count"])
+    log.info("notifications retracted", extra={
+        "event": "notifications_retracted", "service": g.service,
+        "retracted_count": result["retracted_count"], "has_more": result["has_more"],
+        "by": "dedupe_key" if "dedupe_key" in body else "target"})
+    return json_response(result)

@@ -1,4 +1,4 @@
-"""The end user's notifications: list, read one, mark read/unread, bulk mark, archive/delete, count."""
+"""The end user's notifications: list, one, mark read/unread, bulk actions, snooze, archive/delete, counts."""
 from __future__ import annotations
 
 import logging
@@ -7,11 +7,11 @@ from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .. import cursors, ratelimit, store
+from .. import cursors, metrics, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
-from ..schemas import (NOTIFICATION_FIELDS, DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema,
-                       MarkReadSchema, notification_dict)
+from ..schemas import (NOTIFICATION_FIELDS, BulkSchema, DeleteQuerySchema, EmptyQuerySchema,
+                       GroupsQuerySchema, ListQuerySchema, MarkReadSchema, SnoozeSchema)
 from ..web import (conditional_json, json_response, known_version, load_body, load_query,
                    not_modified_or_json, version_etag)
 
@@ -19,12 +19,15 @@ log = logging.getLogger(__name__)
 bp = Blueprint("notifications", __name__)
 
 list_query = ListQuerySchema()
+groups_query = GroupsQuerySchema()
 delete_query = DeleteQuerySchema()
 no_query = EmptyQuerySchema()
 mark_read_body = MarkReadSchema()
-# positions in an activity.notification_out row (the keyset of the next page)
-CREATED_AT = NOTIFICATION_FIELDS.index("created_at")
-NOTIFICATION_ID = NOTIFICATION_FIELDS.index("notification_id")
+bulk_body = BulkSchema()
+snooze_body = SnoozeSchema()
+# The unread count's ETag owner: inbox v2 bodies (with unseen_count) never validate a tag made for
+# a v1 body of the same version, and one user's tag never validates another's copy.
+COUNTS_TAG = "{}#inbox-v2"
 
 
 def _cursor_secrets() -> list[str]:
@@ -40,14 +43,14 @@ def list_notifications():
     after = None
     if "cursor" in query:
         after = cursors.decode(_cursor_secrets(), query["cursor"], g.user_id, status, types)
-    rows = store.list_notifications(get_db(), g.user_id, status, types, limit + 1, after)
-    items = [notification_dict(row) for row in rows[:limit]]
+    items = store.list_notifications(get_db(), g.user_id, status, types, limit + 1, after)
     headers = {}
     next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
+    if len(items) > limit:
+        del items[limit:]
+        last = items[-1]
         next_cursor = cursors.encode(current_app.config["JWT_SECRET"], g.user_id, status, types,
-                                     last[CREATED_AT], last[NOTIFICATION_ID])
+                                     last["delivered_at"], last["notification_id"])
         params = {"cursor": next_cursor, "limit": limit}
         if status:
             params["status"] = status
@@ -57,12 +60,46 @@ def list_notifications():
     return conditional_json({"items": items, "next_cursor": next_cursor}, headers)
 
 
+@bp.get("/notifications/groups")
+@user_required
+@ratelimit.user_read
+def list_groups():
+    query = load_query(groups_query)
+    unread, limit = query["unread"], query["limit"]
+    scope = "groups:unread" if unread else "groups"  # a cursor is bound to the user and the filter
+    after = None
+    if "cursor" in query:
+        after = cursors.decode(_cursor_secrets(), query["cursor"], g.user_id, scope, None)
+    rows = store.list_groups(get_db(), g.user_id, unread, limit + 1, after)
+    items = [{"group_key": row["group_key"], "notifications_count": row["notifications_count"],
+              "unread_count": row["unread_count"], "sample_actor_user_ids": row["sample_actor_user_ids"],
+              "latest": {name: row[name] for name in NOTIFICATION_FIELDS},
+              "oldest_delivered_at": row["oldest_delivered_at"]} for row in rows[:limit]]
+    headers = {}
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]["latest"]
+        next_cursor = cursors.encode(current_app.config["JWT_SECRET"], g.user_id, scope, None,
+                                     last["delivered_at"], last["notification_id"])
+        params = {"cursor": next_cursor, "limit": limit, **({"unread": "true"} if unread else {})}
+        headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+    return conditional_json({"items": items, "next_cursor": next_cursor}, headers)
+
+
 @bp.get("/notifications/<uuid:notification_id>")
 @user_required
 @ratelimit.user_read
 def get_notification(notification_id: UUID):
     load_query(no_query)
-    return json_response(notification_dict(store.get_notification(get_db(), g.user_id, notification_id)))
+    return json_response(store.get_notification(get_db(), g.user_id, notification_id))
+
+
+def _changed(action: str, count: int, **fields) -> None:
+    metrics.record_notifications_changed(action, count)
+    if count:
+        log.info("notifications updated", extra={
+            "event": "notifications_bulk_updated", "action": action, "user_id": g.user_id,
+            "updated_count": count, **fields})
 
 
 @bp.route("/notifications/<uuid:notification_id>/read", methods=["PUT", "PATCH"])
@@ -70,10 +107,11 @@ def get_notification(notification_id: UUID):
 @ratelimit.user_write
 def mark_read(notification_id: UUID):
     load_query(no_query)
-    row = store.mark_read(get_db(), g.user_id, notification_id, True)
+    item = store.mark_read(get_db(), g.user_id, notification_id, True)
+    metrics.record_notifications_changed("read", 1)
     log.info("notification marked read", extra={
         "event": "notification_marked_read", "user_id": g.user_id, "notification_id": str(notification_id)})
-    return json_response(notification_dict(row))
+    return json_response(item)
 
 
 @bp.delete("/notifications/<uuid:notification_id>/read")
@@ -81,7 +119,9 @@ def mark_read(notification_id: UUID):
 @ratelimit.user_write
 def mark_unread(notification_id: UUID):
     load_query(no_query)
-    return json_response(notification_dict(store.mark_read(get_db(), g.user_id, notification_id, False)))
+    item = store.mark_read(get_db(), g.user_id, notification_id, False)
+    metrics.record_notifications_changed("unread", 1)
+    return json_response(item)
 
 
 @bp.post("/notifications/mark-read")
@@ -89,12 +129,47 @@ def mark_unread(notification_id: UUID):
 @ratelimit.user_write
 def mark_read_bulk():
     body = load_body(mark_read_body)
-    updated, unread = store.mark_read_bulk(
-        get_db(), g.user_id, body.get("notification_ids"), body.get("notification_type"),
-        body.get("all", False), body.get("before"))
+    result = store.bulk_update(get_db(), g.user_id, "read", body)
+    _changed("read", result["updated_count"])
     log.info("notifications marked read", extra={
-        "event": "notification_marked_read", "user_id": g.user_id, "updated_count": updated})
-    return json_response({"updated_count": updated, "unread_count": unread})
+        "event": "notification_marked_read", "user_id": g.user_id, "updated_count": result["updated_count"]})
+    return json_response(result)
+
+
+@bp.post("/notifications/bulk")
+@user_required
+@ratelimit.user_write
+def bulk_update():
+    body = load_body(bulk_body)
+    action = body.pop("action")
+    result = store.bulk_update(get_db(), g.user_id, action, body)
+    _changed(action, result["updated_count"])
+    return json_response(result)
+
+
+@bp.put("/notifications/<uuid:notification_id>/snooze")
+@user_required
+@ratelimit.user_write
+def snooze(notification_id: UUID):
+    until = load_body(snooze_body)["until"]
+    item = store.snooze(get_db(), g.user_id, notification_id, until)
+    metrics.record_notifications_changed("snooze", 1)
+    log.info("notification snoozed", extra={
+        "event": "notification_snoozed", "user_id": g.user_id, "notification_id": str(notification_id),
+        "snoozed_until": item["snoozed_until"]})
+    return json_response(item)
+
+
+@bp.delete("/notifications/<uuid:notification_id>/snooze")
+@user_required
+@ratelimit.user_write
+def wake(notification_id: UUID):
+    load_query(no_query)
+    item = store.snooze(get_db(), g.user_id, notification_id, None)
+    metrics.record_notifications_changed("wake", 1)
+    log.info("notification woken", extra={
+        "event": "notification_woken", "user_id": g.user_id, "notification_id": str(notification_id)})
+    return json_response(item)
 
 
 @bp.delete("/notifications/<uuid:notification_id>")
@@ -103,6 +178,7 @@ def mark_read_bulk():
 def delete_notification(notification_id: UUID):
     permanent = load_query(delete_query)["permanent"]
     store.delete_notification(get_db(), g.user_id, notification_id, permanent)
+    metrics.record_notifications_changed("delete" if permanent else "archive", 1)
     return Response(status=204)
 
 
@@ -111,12 +187,16 @@ def delete_notification(notification_id: UUID):
 @ratelimit.user_read
 def unread_count():
     load_query(no_query)
-    user_id = g.user_id
-    # The ETag comes from (version, count), not from the body: a revalidation whose pair still
-    # holds skips the per-type counters in the database (by_type comes back None) and gets a 304.
-    count, by_type, version = store.unread_counts(get_db(), user_id, True, known_version(user_id))
-    etag = version_etag(user_id, version, count)
+    owner = COUNTS_TAG.format(g.user_id)
+    # The version identifies the body: every write bumps it, and so does every fold of the clock
+    # (an expiry, a snooze end) into the counts. A revalidation whose version still holds skips the
+    # per-type counters in the database (by_type comes back None) and gets a 304.
+    known = known_version(owner)
+    counts = store.unread_counts(get_db(), g.user_id, known[0] if known else None)
+    etag = version_etag(owner, counts["version"], counts["unread_count"])
     headers = {"X-Poll-Interval": str(current_app.config["POLL_INTERVAL_SECONDS"])}
-    if by_type is None:  # the pair from If-None-Match still holds: that tag is `etag`
+    if counts["by_type"] is None:  # the version from If-None-Match still holds: that tag is `etag`
         return Response(status=304, headers={"ETag": etag, **headers})
-    return not_modified_or_json(etag, {"unread_count": count, "by_type": by_type}, headers)
+    return not_modified_or_json(etag, {"unread_count": counts["unread_count"],
+                                       "unseen_count": counts["unseen_count"], "by_type": counts["by_type"]},
+                                headers)

@@ -1,4 +1,4 @@
-"""End-user endpoints 1-6 against the real database."""
+"""End-user endpoints 1-6 against the real database (inbox v2 additions: test_inbox_v2.py)."""
 import re
 import time
 import uuid
@@ -14,7 +14,7 @@ P = "/api/v1/notifications"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 FIELDS = {"notification_id", "user_id", "notification_type", "title", "message", "actor_user_id",
           "target_type", "target_id", "action_url", "payload", "priority", "group_key", "status",
-          "created_at", "read_at", "archived_at", "expires_at"}
+          "created_at", "delivered_at", "seen_at", "read_at", "archived_at", "snoozed_until", "expires_at"}
 
 
 def test_notification_object_shape(client, user, user_headers, notify):
@@ -30,8 +30,13 @@ def test_notification_object_shape(client, user, user_headers, notify):
     assert body["user_id"] == user and body["actor_user_id"] == actor
     assert body["status"] == "unread" and body["priority"] == "normal"
     assert body["payload"] == {"comment_id": 9}
-    assert TIMESTAMP.match(body["created_at"])
+    assert TIMESTAMP.match(body["created_at"]) and body["delivered_at"] == body["created_at"]
     assert body["read_at"] is None and body["archived_at"] is None and body["expires_at"] is None
+    assert body["seen_at"] is None and body["snoozed_until"] is None
+    assert list(body) == ["notification_id", "user_id", "notification_type", "title", "message", "actor_user_id",
+                          "target_type", "target_id", "action_url", "payload", "priority", "group_key", "status",
+                          "created_at", "delivered_at", "seen_at", "read_at", "archived_at", "snoozed_until",
+                          "expires_at"]  # API.md's order
 
 
 def test_list_newest_first_with_pagination(client, user, user_headers, notify):
@@ -155,11 +160,11 @@ def test_bulk_mark_read(client, user, make_user, user_headers, notify):
     other_users = notify(make_user())["notification_id"]
     response = client.post(f"{P}/mark-read", json={"notification_ids": comments[:2] + [other_users]},
                            headers=h)
-    assert response.get_json() == {"updated_count": 2, "unread_count": 2}
+    assert response.get_json() == {"updated_count": 2, "unread_count": 2, "unseen_count": 2}
     response = client.post(f"{P}/mark-read", json={"notification_type": "comment"}, headers=h)
-    assert response.get_json() == {"updated_count": 1, "unread_count": 1}
+    assert response.get_json() == {"updated_count": 1, "unread_count": 1, "unseen_count": 1}
     response = client.post(f"{P}/mark-read", json={"all": True}, headers=h)
-    assert response.get_json() == {"updated_count": 1, "unread_count": 0}
+    assert response.get_json() == {"updated_count": 1, "unread_count": 0, "unseen_count": 0}
     assert client.get(f"{P}/{mention}", headers=h).get_json()["status"] == "read"
 
 
@@ -167,12 +172,13 @@ def test_bulk_before_keeps_newer_unread(client, user, user_headers, notify, data
     h = user_headers(user)
     old = notify(user)
     with psycopg.connect(database.admin, autocommit=True) as conn:
-        conn.execute("UPDATE activity.notifications SET created_at = created_at - interval '1 hour' "
+        conn.execute("UPDATE activity.notifications SET created_at = created_at - interval '1 hour',"
+                     " delivered_at = delivered_at - interval '1 hour' "
                      "WHERE notification_id = %s", (old["notification_id"],))
     fresh = notify(user)
     cutoff = (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat()
     response = client.post(f"{P}/mark-read", json={"all": True, "before": cutoff}, headers=h)
-    assert response.get_json() == {"updated_count": 1, "unread_count": 1}
+    assert response.get_json() == {"updated_count": 1, "unread_count": 1, "unseen_count": 1}
     assert client.get(f"{P}/{fresh['notification_id']}", headers=h).get_json()["status"] == "unread"
 
 
@@ -215,13 +221,13 @@ def test_permanent_flag_validation(client, user, user_headers, notify):
 def test_unread_count_with_etag_and_poll_interval(client, user, user_headers, notify):
     h = user_headers(user)
     empty = client.get(f"{P}/unread/count", headers=h)
-    assert empty.get_json() == {"unread_count": 0, "by_type": {}}
+    assert empty.get_json() == {"unread_count": 0, "unseen_count": 0, "by_type": {}}
     assert empty.headers["X-Poll-Interval"] == "30"
     notify(user, notification_type="comment")
     notify(user, notification_type="comment")
     mention = notify(user, notification_type="mention")["notification_id"]
     response = client.get(f"{P}/unread/count", headers=h)
-    assert response.get_json() == {"unread_count": 3, "by_type": {"comment": 2, "mention": 1}}
+    assert response.get_json() == {"unread_count": 3, "unseen_count": 3, "by_type": {"comment": 2, "mention": 1}}
     etag = response.headers["ETag"]
     cached = client.get(f"{P}/unread/count", headers={**h, "If-None-Match": etag})
     assert cached.status_code == 304 and cached.get_data() == b""
@@ -229,7 +235,7 @@ def test_unread_count_with_etag_and_poll_interval(client, user, user_headers, no
     client.put(f"{P}/{mention}/read", headers=h)
     after = client.get(f"{P}/unread/count", headers={**h, "If-None-Match": etag})
     assert after.status_code == 200 and after.headers["ETag"] != etag
-    assert after.get_json() == {"unread_count": 2, "by_type": {"comment": 2}}
+    assert after.get_json() == {"unread_count": 2, "unseen_count": 2, "by_type": {"comment": 2}}
 
 
 def test_unread_count_etag_is_per_user(client, make_user, user_headers, notify):
@@ -280,7 +286,7 @@ def test_unread_count_etag_changes_when_one_expires(client, user, user_headers, 
     time.sleep(1.1)  # nothing written: only the clock moved
     after = client.get(f"{P}/unread/count", headers={**h, "If-None-Match": before.headers["ETag"]})
     assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"]
-    assert after.get_json() == {"unread_count": 1, "by_type": {"mention": 1}}
+    assert after.get_json() == {"unread_count": 1, "unseen_count": 1, "by_type": {"mention": 1}}
 
 
 def test_expired_notifications_are_invisible(client, user, user_headers, notify):
@@ -290,13 +296,13 @@ def test_expired_notifications_are_invisible(client, user, user_headers, notify)
     notify(user, title="stays")
     assert client.get(f"{P}/unread/count", headers=h).get_json()["unread_count"] == 2
     time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.05)
-    expected = {"unread_count": 1, "by_type": {"comment": 1}}
+    expected = {"unread_count": 1, "unseen_count": 1, "by_type": {"comment": 1}}
     assert client.get(f"{P}/unread/count", headers=h).get_json() == expected
     assert [i["title"] for i in client.get(P, headers=h).get_json()["items"]] == ["stays"]
     assert_problem(client.get(f"{P}/{nid}", headers=h), 404, "notification_not_found")
     assert_problem(client.put(f"{P}/{nid}/read", headers=h), 404, "notification_not_found")
     assert client.post(f"{P}/mark-read", json={"all": True}, headers=h).get_json() == {
-        "updated_count": 1, "unread_count": 0}
+        "updated_count": 1, "unread_count": 0, "unseen_count": 0}
 
 
 def test_bulk_type_rejects_trailing_newline(client, user, user_headers):

@@ -362,8 +362,8 @@ def test_unread_count_known_pair_stops_holding_when_one_expires(db_app, db_user)
     create_one(db_app, u)
     create_one(db_app, u, notification_type="mention", expires_at=future(1.0))
     assert known(db_app, u, 2, 2)["by_type"] is None
-    time.sleep(1.1)  # same version, fewer visible: the count half no longer holds
-    assert known(db_app, u, 2, 2) == {"unread_count": 1, "by_type": {"comment": 1}, "version": 2}
+    time.sleep(1.1)  # the expiry is folded in: a new version, and the known pair no longer holds
+    assert known(db_app, u, 2, 2) == {"unread_count": 1, "by_type": {"comment": 1}, "version": 3}
 
 
 def test_unread_count_known_pair_still_checks_the_user(db_app, db_admin, db_user):
@@ -390,8 +390,8 @@ def test_expired_notifications_are_invisible(db_app, db_admin, db_user):
     keep = create_one(db_app, u)["notification_id"]
     gone = create_one(db_app, u, notification_type="mention", expires_at=future(1.0))["notification_id"]
     assert unread(db_app, u)["unread_count"] == 2
-    time.sleep(1.1)  # real expiry: next_expiry must trigger the correction by itself
-    assert unread(db_app, u) == {"unread_count": 1, "by_type": {"comment": 1}, "version": 2}
+    time.sleep(1.1)  # real expiry: next_change_at must trigger the fold by itself (a new version)
+    assert unread(db_app, u) == {"unread_count": 1, "by_type": {"comment": 1}, "version": 3}
     assert ids(call(db_app, "sp_get_user_notifications", user_id=u, status="all")) == [keep]
     for fn in ["sp_get_notification_by_id", "sp_mark_notification_as_read", "sp_delete_notification"]:
         with sqlstate("NA404"):

@@ -202,3 +202,127 @@ def test_rollback_then_forward_keeps_every_unread_count_form_callable(db_env):
                 conn.execute(step)
             answers = [conn.execute(query, (user,)).fetchone() for query in UNREAD_COUNT_CALLS]
             assert answers == [(0, {}, 0)] * 3, step[:80]  # none ambiguous, all the same answer
+
+
+def test_no_transaction_file_runs_statement_by_statement(db_env, tmp_path):
+    directory = tmp_path / "migrations_sql"
+    shutil.copytree(MIGRATIONS, directory)
+    fresh = db_env.fresh_database()
+    migrate(fresh, directory=directory, echo=lambda *_: None)
+    (directory / "9990_online.sql").write_text(
+        "-- migrate:no-transaction\n"
+        "CREATE TABLE IF NOT EXISTS activity.online (id int);\n"
+        "-- migrate:split\n"
+        "DO $$ BEGIN FOR i IN 1..3 LOOP INSERT INTO activity.online VALUES (i); COMMIT; END LOOP; END $$;\n"
+        "-- migrate:split\n"
+        "SET lock_timeout = '1s';\n"
+        "-- migrate:split\n"
+        "-- only a comment\n"
+        "-- migrate:split\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS online_id ON activity.online (id);\n")
+    (directory / "9991_broken_online.sql").write_text(
+        "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS online_id2 ON activity.online (id);\n"
+        "-- migrate:split\nSELECT * FROM no_such_table;\n")
+    with pytest.raises(MigrationError, match="9991_broken_online.sql failed"):
+        migrate(fresh, directory=directory, echo=lambda *_: None)
+    names = dict(applied(fresh))
+    assert "9990_online.sql" in names and "9991_broken_online.sql" not in names
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM activity.online").fetchone()[0] == 3
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'activity.online_id'::regclass"
+                            ).fetchone()[0]
+    (directory / "9991_broken_online.sql").write_text(
+        "-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS online_id2 ON activity.online (id);\n")
+    assert migrate(fresh, directory=directory, echo=lambda *_: None) == ["9991_broken_online.sql"]
+
+
+PREVIOUS_RELEASE = Path(__file__).resolve().parent / "previous_release"
+
+
+def _previous_release_directory(tmp_path) -> Path:
+    """The previous release's migrations_sql/: 0001 and its function file (tests/db/previous_release)."""
+    directory = tmp_path / "previous"
+    (directory / "repeatable").mkdir(parents=True)
+    shutil.copy(MIGRATIONS / "0001_schema.sql", directory)
+    shutil.copy(PREVIOUS_RELEASE / "0100_functions.sql", directory / "repeatable")
+    shutil.copy(MIGRATIONS / "repeatable" / "0200_email.sql", directory / "repeatable")
+    return directory
+
+
+def _v1_counts(conn, user):
+    return conn.execute("SELECT unread_count, by_type FROM activity.sp_get_unread_count(%s::uuid, true)",
+                        (user,)).fetchone()
+
+
+def test_v1_data_migrates_without_losing_a_row_or_a_count_and_rollback_still_works(db_env, tmp_path):
+    previous = _previous_release_directory(tmp_path)
+    fresh = db_env.fresh_database()
+    migrate(fresh, directory=previous, echo=lambda *_: None)
+    create = ("SELECT notification_id::text FROM activity.sp_create_notification(ARRAY[%s::uuid], %s, 't',"
+              " p_expires_at => %s)")
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        users = [conn.execute("INSERT INTO activity.users (user_id) VALUES (gen_random_uuid())"
+                              " RETURNING user_id::text").fetchone()[0] for _ in range(3)]
+        made = {}
+        for i, user in enumerate(users):
+            made[user] = [conn.execute(create, (user, t, None)).fetchone()[0]
+                          for t in ("comment", "mention", "comment", "like")[: i + 2]]
+            conn.execute("SELECT activity.sp_mark_notification_as_read(%s, %s)", (user, made[user][0]))
+            conn.execute("SELECT activity.sp_delete_notification(%s, %s)", (user, made[user][-1]))
+        before = conn.execute("SELECT user_id, notification_id, status, created_at, read_at"
+                              " FROM activity.notifications ORDER BY 1, 2").fetchall()
+        v1_counts = {u: _v1_counts(conn, u) for u in users}
+
+    migrate(fresh, echo=lambda *_: None)  # this release, over v1 data
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        after = conn.execute("SELECT user_id, notification_id, status, created_at, read_at"
+                             " FROM activity.notifications ORDER BY 1, 2").fetchall()
+        assert after == before
+        assert conn.execute("SELECT count(*) FROM activity.notifications WHERE delivered_at IS DISTINCT FROM"
+                            " created_at OR seen_at IS DISTINCT FROM read_at").fetchone()[0] == 0
+        assert conn.execute("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'activity.notifications'::regclass"
+                            " AND attname = 'delivered_at'").fetchone()[0]
+        for u in users:
+            [row] = conn.execute("SELECT unread_count, unseen_count, by_type FROM"
+                                 " activity.sp_get_unread_count(%s::uuid, true, NULL::bigint)", (u,)).fetchall()
+            assert (row[0], row[2]) == v1_counts[u] and row[1] == row[0]  # the read ones are seen
+            assert _v1_counts(conn, u) == v1_counts[u]  # the previous forms, over the new functions
+        # this release writes; then a rollback re-applies the previous functions over the new schema
+        conn.execute(create, (users[0], "comment", None))
+        previous_functions = (PREVIOUS_RELEASE / "0100_functions.sql").read_text()
+        conn.execute(previous_functions)
+        unread, by_type = _v1_counts(conn, users[0])
+        assert unread == v1_counts[users[0]][0] + 1
+        old_made = conn.execute(create, (users[0], "mention", None)).fetchone()[0]
+        conn.execute("SELECT activity.sp_mark_notification_as_read(%s, %s)", (users[0], made[users[0]][1]))
+        conn.execute("SELECT * FROM activity.sp_mark_notifications_as_read_bulk(%s, p_all => true)", (users[1],))
+        listed = conn.execute("SELECT notification_id::text FROM activity.sp_get_user_notifications(%s)",
+                              (users[0],)).fetchall()
+        assert (old_made,) in listed
+        legacy = {u: _v1_counts(conn, u) for u in users}
+        # and forward again: the counts the previous release left are recounted where it wrote
+        conn.execute((MIGRATIONS / "repeatable" / "0100_functions.sql").read_text())
+        for u in users:
+            [row] = conn.execute("SELECT unread_count, unseen_count, by_type FROM"
+                                 " activity.sp_get_unread_count(%s::uuid, true, NULL::bigint)", (u,)).fetchall()
+            truth = conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'unread'),"
+                " count(*) FILTER (WHERE seen_at IS NULL AND read_at IS NULL)"
+                " FROM activity.notifications WHERE user_id = %s AND status <> 'archived'", (u,)).fetchone()
+            assert (row[0], row[1]) == truth and (row[0], row[2]) == legacy[u]
+
+
+def test_inbox_v2_online_files_can_run_again(db_env):
+    """0130 and 0131 run outside a transaction: after a failure half-way the Job simply runs them
+    again, so every statement must succeed a second time over what the first run left."""
+    from notifications_api.migrate import discover
+    fresh = db_env.fresh_database()
+    migrate(fresh, echo=lambda *_: None)
+    online = [m for m in discover() if m.name in ("0130_inbox_v2.sql", "0131_inbox_v2_online.sql")]
+    assert [m.transactional for m in online] == [False, False]
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        for m in online:
+            for statement in m.statements():
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                            " WHERE NOT i.indisvalid").fetchone()[0] == 0

@@ -79,7 +79,7 @@ def test_request_latency_by_route_template_and_errors_by_code(ops_app, make_user
     assert "/api/v1/notifications/" + "0" not in after  # raw paths never become labels
     assert delta("notifications_api_errors_total", code="notification_not_found") == 3
     assert delta("notifications_api_errors_total", code="not_found") == 1
-    assert delta("notifications_api_db_function_duration_seconds_count", function="sp_get_notification_by_id") == 3
+    assert delta("notifications_api_db_function_duration_seconds_count", function="sp_inbox_get") == 3
     assert delta("notifications_api_db_function_duration_seconds_count", function="sp_get_unread_count") == 1
 
 

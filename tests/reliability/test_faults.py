@@ -230,7 +230,7 @@ def test_statement_timeout_is_a_503_and_the_connection_is_reused(pg, start_gunic
     finally:
         lock.release()
     r = request(server.port, "POST", f"{API}/notifications/mark-read", {"all": True}, user)
-    assert r.status == 200 and r.body == {"updated_count": 1, "unread_count": 0}
+    assert r.status == 200 and r.body == {"updated_count": 1, "unread_count": 0, "unseen_count": 0}
     assert pg.app_backend_pids() == backends  # never reconnected
     events = [e for e in server.log_events() if e.get("event") == "database_exception"]
     assert [(e["error"], e["sqlstate"]) for e in events] == [("QueryCanceled", "57014")]
