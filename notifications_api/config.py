@@ -9,7 +9,6 @@ from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 from limits import parse_many
-import psycopg
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -226,7 +225,10 @@ def load_config(overrides: Mapping[str, Any] | None = None,
             problems.append(f"{name} {exc}{shown}")
             config[name] = parse(default)  # so the checks below still report everything else
     config.update(overrides)  # extra keys (e.g. TESTING) pass through
-    config["DATABASE_CONNINFO"] = database_conninfo(config)
+    try:
+        config["DATABASE_CONNINFO"] = database_conninfo(config)
+    except ProgrammingError:  # an unparseable DATABASE_URL: _check reports it (without the URL)
+        config["DATABASE_CONNINFO"] = config["DATABASE_URL"]
     problems.extend(_check(config, source))
     if problems:
         raise ConfigError(problems)
@@ -275,9 +277,7 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             problems.append("EMAIL_API_URL must be an https:// URL in production (it carries "
                             "EMAIL_API_KEY and the recipients' addresses)")
         sslmode = effective_sslmode(config["DATABASE_CONNINFO"], env)
-        if sslmode is None:
-            problems.append("DATABASE_URL is not a valid libpq connection string")
-        elif sslmode not in TLS_SSLMODES and not config["DB_ALLOW_WEAK_SSLMODE"]:
+        if sslmode is not None and sslmode not in TLS_SSLMODES and not config["DB_ALLOW_WEAK_SSLMODE"]:
             problems.append(f"DB_SSLMODE (or the URL's sslmode) is {sslmode}: it must be require, "
                             "verify-ca or verify-full in production (or DB_ALLOW_WEAK_SSLMODE=true for "
                             "a Unix socket or a local PgBouncer)")
@@ -298,7 +298,7 @@ def _target_session_attrs_problems(config: Mapping[str, Any]) -> list[str]:
         return []
     try:
         given = conninfo_to_dict(config["DATABASE_URL"]).get("target_session_attrs")
-    except psycopg.ProgrammingError:
+    except ProgrammingError:
         return ["DATABASE_URL is not a valid libpq URL or conninfo"]
     if given and given != config["DB_TARGET_SESSION_ATTRS"]:
         return [f"DATABASE_URL asks for target_session_attrs={given} but DB_TARGET_SESSION_ATTRS is "

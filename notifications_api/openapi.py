@@ -762,20 +762,19 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
             "notification_type": {"description": "A selector: notifications of this type."},
             "all": {"description": "A selector when `true`: every notification. `false` is the same as "
                                    "leaving it out."},
-            "before": {"description": "Only notifications created at or before this time."},
+            "before": {"description": "Only notifications delivered at or before this time."},
         },
     },
     "Bulk": {
-        "anyOf": [{"required": ["notification_ids"]}, {"required": ["notification_type"]},
-                  {"required": ["group_key"]}, {"required": ["status"]},
-                  {"required": ["all"], "properties": {"all": {"const": True}}}],
+        "description": "`action` and at least one selector: `notification_ids`, `notification_type`, "
+                       "`group_key`, `status` or `all: true` (else 422); selectors combine as AND. "
+                       "`before` narrows them but is not a selector alone.",
     },
     "Snooze": {"properties": {"until": {
         "description": "At least 60 s and at most 90 days ahead, not after the notification's expires_at."}}},
     "Retract": {
-        "oneOf": [{"required": ["dedupe_key"], "not": {"anyOf": [{"required": ["target_type"]},
-                                                                 {"required": ["target_id"]}]}},
-                  {"required": ["target_type", "target_id"], "not": {"required": ["dedupe_key"]}}],
+        "description": "Exactly one of `dedupe_key` or the pair `target_type` + `target_id` (else 422); "
+                       "`notification_type`, `actor_user_id` and `user_ids` narrow.",
     },
     "QuietHours": {"description": "`start` and `end` are HH:MM (24 h) and must differ; `timezone` is an "
                                   "IANA name such as Europe/Amsterdam.",

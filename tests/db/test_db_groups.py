@@ -69,7 +69,7 @@ ACTORS = [uuid.UUID(int=i + 1) for i in range(4)] + [None]
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
-def test_groups_match_a_group_by_after_every_step(db_app, db_admin, db_user, steps):
+def test_groups_match_a_group_by_after_every_step(db_app, db_admin, db_retention, db_user, steps):
     u = db_user()
     made: list[str] = []
 
@@ -80,7 +80,7 @@ def test_groups_match_a_group_by_after_every_step(db_app, db_admin, db_user, ste
         run_step(db_app, db_admin, u, made, step, fields)
         exact(db_app, db_admin, u)
     travel(db_admin, u, 2000)
-    call(db_app, "sp_purge_notifications", archived_older_than_days=0, batch_size=1000)
+    call(db_retention, "sp_purge_notifications", archived_older_than_days=0, batch_size=1000)
     exact(db_app, db_admin, u)
 
 

@@ -243,7 +243,7 @@ def test_counts_match_ground_truth_after_every_step(db_app, db_admin, db_user, s
     exact(db_app, db_admin, u)
 
 
-def test_retraction_and_purge_recount_users_written_by_others_first(db_app, db_admin, db_user):
+def test_retraction_and_purge_recount_users_written_by_others_first(db_app, db_retention, db_admin, db_user):
     u = db_user()
     create_one(db_app, u)
     # rows the functions never counted (inserted by hand), then the counters row touched by hand
@@ -256,7 +256,7 @@ def test_retraction_and_purge_recount_users_written_by_others_first(db_app, db_a
     exact(db_app, db_admin, u)
     travel(db_admin, u, 7200)  # the rest expire by the clock
     db_admin.execute("UPDATE activity.notification_counters SET version = version + 1 WHERE user_id = %s", (u,))
-    call(db_app, "sp_purge_notifications", archived_older_than_days=90, batch_size=100)
+    call(db_retention, "sp_purge_notifications", archived_older_than_days=90, batch_size=100)
     exact(db_app, db_admin, u)
     assert db_admin.execute("SELECT unread_count FROM activity.notification_counters WHERE user_id = %s",
                             (u,)).fetchone()[0] == db_admin.execute(
