@@ -80,6 +80,8 @@ class _Metrics:
                                  multiprocess_mode="livesum")
         self.pool_waiting = Gauge(f"{PREFIX}_db_pool_waiting", "Requests waiting for a connection.",
                                   multiprocess_mode="livesum")
+        self.stream_dropped = Counter(f"{PREFIX}_stream_publish_dropped_total",
+                                      "Live-update events not published (queue full, Pushpin down).")
         self.pool_timeouts = Counter(f"{PREFIX}_db_pool_timeouts_total",
                                      "Connection requests that failed (timed out or queue full).")
         # Label children cached here: a dict lookup per event instead of labels() validation.
@@ -144,6 +146,11 @@ def record_notifications_created(notification_type: str, count: int) -> None:
     """Count `count` notifications created with this type (after sp_create_notification)."""
     if count:
         _get().created_child(notification_type).inc(count)
+
+
+def record_stream_publish_dropped(count: int) -> None:
+    """Count live-update events the publisher dropped (publisher.py)."""
+    _get().stream_dropped.inc(count)
 
 
 def observe_function(function: str, seconds: float) -> None:

@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request, url_for
 
-from .. import metrics, ratelimit, store
+from .. import metrics, publisher, ratelimit, store
 from ..auth import service_required
 from ..db import get_db
 from ..errors import validation_error
@@ -58,6 +58,7 @@ def create_notification():
         duplicates += result == "duplicate"
         results.append({"user_id": str(row[2]), "result": result, "notification": notification})
     metrics.record_notifications_created(body["notification_type"], created)
+    publisher.changed((), [r["notification"] for r in results if r["result"] == "created"])
     headers = {}
     if duplicates == len(results):
         headers["Idempotent-Replayed"] = "true"

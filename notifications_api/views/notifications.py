@@ -7,7 +7,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .. import cursors, ratelimit, store
+from .. import cursors, publisher, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
 from ..schemas import (NOTIFICATION_FIELDS, DeleteQuerySchema, EmptyQuerySchema, ListQuerySchema,
@@ -71,6 +71,7 @@ def get_notification(notification_id: UUID):
 def mark_read(notification_id: UUID):
     load_query(no_query)
     row = store.mark_read(get_db(), g.user_id, notification_id, True)
+    publisher.changed([g.user_id])
     log.info("notification marked read", extra={
         "event": "notification_marked_read", "user_id": g.user_id, "notification_id": str(notification_id)})
     return json_response(notification_dict(row))
@@ -81,7 +82,9 @@ def mark_read(notification_id: UUID):
 @ratelimit.user_write
 def mark_unread(notification_id: UUID):
     load_query(no_query)
-    return json_response(notification_dict(store.mark_read(get_db(), g.user_id, notification_id, False)))
+    row = store.mark_read(get_db(), g.user_id, notification_id, False)
+    publisher.changed([g.user_id])
+    return json_response(notification_dict(row))
 
 
 @bp.post("/notifications/mark-read")
@@ -92,6 +95,7 @@ def mark_read_bulk():
     updated, unread = store.mark_read_bulk(
         get_db(), g.user_id, body.get("notification_ids"), body.get("notification_type"),
         body.get("all", False), body.get("before"))
+    publisher.changed([g.user_id] if updated else [])
     log.info("notifications marked read", extra={
         "event": "notification_marked_read", "user_id": g.user_id, "updated_count": updated})
     return json_response({"updated_count": updated, "unread_count": unread})
@@ -103,6 +107,7 @@ def mark_read_bulk():
 def delete_notification(notification_id: UUID):
     permanent = load_query(delete_query)["permanent"]
     store.delete_notification(get_db(), g.user_id, notification_id, permanent)
+    publisher.changed([g.user_id])
     return Response(status=204)
 
 

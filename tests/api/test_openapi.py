@@ -33,6 +33,8 @@ CONTRACT = {
     ("delete", f"{PREFIX}/notifications/{{notification_id}}/read"),
     ("post", f"{PREFIX}/notifications/mark-read"),
     ("get", f"{PREFIX}/notifications/unread/count"),
+    ("post", f"{PREFIX}/notifications/stream/ticket"),
+    ("get", f"{PREFIX}/notifications/stream"),
     ("get", f"{PREFIX}/notifications/settings"),
     ("patch", f"{PREFIX}/notifications/settings"),
     ("get", "/health"),
