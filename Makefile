@@ -74,3 +74,9 @@ clean:
 .PHONY: bench
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Live updates through a real Pushpin (apt-get install pushpin): publish overhead on a create,
+# events/s to 1 000 open streams, commit -> client latency. Same database variables as `bench`.
+.PHONY: bench-stream
+bench-stream: $(VENV)/.installed-dev
+	$(BIN)/python bench/stream.py $(STREAM_BENCH_ARGS)

@@ -12,7 +12,7 @@ from flask import Flask, g, request
 
 from . import db, errors, logs, metrics
 from . import openapi
-from . import edge, http_limits, ratelimit
+from . import edge, http_limits, publisher, ratelimit
 from .config import load_config
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     logs.configure(config)
     errors.init_app(app)
     db.init_app(app)
+    publisher.init_app(app)  # live updates to Pushpin (no thread until the first event)
     metrics.init_app(app)
     _init_request_hooks(app)
     edge.init_app(app)  # after the request hooks: its after_request runs before theirs
@@ -48,10 +49,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:
-    from .views import health, internal, notifications, settings
+    from .views import health, internal, notifications, settings, stream
     app.register_blueprint(health.bp)
     # settings before notifications so /notifications/settings never reads as an id
     app.register_blueprint(settings.bp, url_prefix=prefix)
+    # stream before notifications: /notifications/stream is not a notification id either
+    app.register_blueprint(stream.bp, url_prefix=prefix)
     app.register_blueprint(notifications.bp, url_prefix=prefix)
     app.register_blueprint(internal.bp, url_prefix=prefix)
 

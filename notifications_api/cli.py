@@ -224,6 +224,9 @@ def dev(data_dir: str) -> None:
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
     worker = None
+    pushpin = _start_dev_pushpin(env, data, config)
+    if pushpin is not None:
+        config = _config(env)  # now with GRIP_SIG_KEY and GRIP_PUBLISH_URL
     try:
         if embedded:
             env["DATABASE_URL"], demo_id = _prepare_embedded_database(data)
@@ -234,8 +237,12 @@ def dev(data_dir: str) -> None:
             click.echo("serving against the configured database (DATABASE_URL/DB_HOST); "
                        "`notifications-api issue-token --user-id UUID` prints a user JWT")
         worker = _start_email_worker(env)
+        if pushpin is not None:
+            _print_stream_request(config, pushpin.url)
         code = _serve(env)
     finally:
+        if pushpin is not None:
+            pushpin.stop()
         _stop_email_worker(worker)  # before the database it uses
         if embedded:
             from . import devdb
@@ -244,6 +251,39 @@ def dev(data_dir: str) -> None:
             else:
                 click.echo("embedded PostgreSQL left running: another process still uses it")
     sys.exit(code)
+
+
+def _start_dev_pushpin(env: dict[str, str], data: Path, config: dict):
+    """Pushpin in front of the dev server when the binary is installed and nothing else is set up
+    (no GRIP_PUBLISH_URL): live updates on PUSHPIN_PORT (default 7999). None otherwise."""
+    from . import devpushpin
+
+    if env.get("GRIP_PUBLISH_URL") or not devpushpin.available():
+        if not devpushpin.available():
+            click.echo("pushpin is not installed (apt-get install pushpin): the stream endpoint "
+                       "answers one event and `retry:` (clients poll)")
+        return None
+    env.setdefault("GRIP_SIG_KEY", _stored_secret(data / "grip-sig-key"))
+    pushpin = devpushpin.Pushpin(data / "pushpin", env["GRIP_SIG_KEY"],
+                                 http_port=int(env.get("PUSHPIN_PORT") or 7999))
+    try:
+        pushpin.start(f"127.0.0.1:{config['PORT']}")
+    except devpushpin.PushpinError as exc:
+        pushpin.stop()
+        click.echo(f"pushpin did not start; streams will poll ({str(exc).splitlines()[0]})", err=True)
+        return None
+    env["GRIP_PUBLISH_URL"] = pushpin.publish_url
+    click.echo(f"pushpin started on {pushpin.url} (publishing to {pushpin.publish_url})")
+    return pushpin
+
+
+def _print_stream_request(config: dict, pushpin_url: str) -> None:
+    from .auth import issue_token as sign
+
+    token = sign(config, DEMO_USER_ID, hours=24)
+    click.echo("Live updates through Pushpin (events arrive as notifications are created):\n"
+               f"  curl -N -H \"Authorization: Bearer {token}\" "
+               f"{pushpin_url}{config['API_V1_PREFIX']}/notifications/stream\n")
 
 
 def _stored_secret(path: Path) -> str:
@@ -570,6 +610,37 @@ def deliver_emails(once: bool, batch_size: int, lease_seconds: int, poll_interva
     except psycopg.Error as exc:
         _fail(f"database error: {str(exc).strip()}")
     sys.exit(code)
+
+
+@cli.command("stream-clock")
+@click.option("--once", is_flag=True, help="Publish what the clock changed now, then exit.")
+@click.option("--interval", type=click.FloatRange(1, 60), default=15.0, show_default=True,
+              help="Seconds between ticks (API.md: clock changes reach the streams within 60 s).")
+def stream_clock(once: bool, interval: float) -> None:
+    """Push snooze ends and expiries to the live streams (GRIP_PUBLISH_URL). Safe on several replicas."""
+    import threading
+
+    from . import clock, logs
+    from .db import Database
+    from .publisher import Publisher
+
+    config = _config(_environment(), need_secrets=False)
+    logs.configure(config)
+    if not config["GRIP_PUBLISH_URL"]:
+        _fail("GRIP_PUBLISH_URL is not set: there is nothing to publish to", 2)
+    database = Database(config)
+    publisher = Publisher(config["GRIP_PUBLISH_URL"], database)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        if once:
+            click.echo(f"published the counts of {clock.tick(database, publisher)} user(s)")
+        else:
+            clock.run(database, publisher, stop, interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        database.close()
 
 
 def main() -> None:

@@ -121,6 +121,15 @@ def _ports(value: str) -> str:
     return ",".join(parts)
 
 
+def _publish_urls(value: str) -> tuple[str, ...]:
+    """GRIP_PUBLISH_URL: one or more (comma-separated) Pushpin publish endpoints."""
+    urls = _csv(value)
+    for url in urls:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:-]+(/[^\s?#]*)?", url):
+            raise ValueError(f"{url!r} is not an http(s) URL like http://pushpin:5561/publish/")
+    return urls
+
+
 def _prepare_threshold(value: str) -> int | None:
     if value.strip() == "":
         return None
@@ -180,10 +189,13 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "EMAIL_API_URL": (_str, ""),
     "EMAIL_API_KEY": (_str, ""),
     "EMAIL_MAX_ATTEMPTS": (_int(1, 100), "8"),
+    "GRIP_SIG_KEY": (_str, ""),
+    "GRIP_PUBLISH_URL": (_publish_urls, ""),
+    "STREAM_TICKET_TTL_SECONDS": (_int(60, 7 * 24 * 3600), "3600"),
 }
 
 SECRETS = ("JWT_SECRET", "SERVICE_TOKEN")
-OPTIONAL_SECRETS = ("JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN")
+OPTIONAL_SECRETS = ("JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN", "GRIP_SIG_KEY")
 # Keys whose values never appear in logs or error messages.
 SENSITIVE = frozenset(SECRETS + OPTIONAL_SECRETS
                       + ("DB_PASSWORD", "REDIS_PASSWORD", "REDIS_URL", "EMAIL_API_KEY", "DATABASE_URL"))
@@ -262,6 +274,9 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     if config["REDIS_URL"]:
         problems.extend(_redis_url_problems(config))
     problems.extend(_target_session_attrs_problems(config))
+    if config["GRIP_PUBLISH_URL"] and not config["GRIP_SIG_KEY"]:
+        problems.append("GRIP_SIG_KEY is required when GRIP_PUBLISH_URL is set "
+                        "(without it no stream is ever held, so nothing published arrives)")
     if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
     if config["ENVIRONMENT"] == "production":

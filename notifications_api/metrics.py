@@ -83,6 +83,8 @@ class _Metrics:
                                  multiprocess_mode="livesum")
         self.pool_waiting = Gauge(f"{PREFIX}_db_pool_waiting", "Requests waiting for a connection.",
                                   multiprocess_mode="livesum")
+        self.stream_dropped = Counter(f"{PREFIX}_stream_publish_dropped_total",
+                                      "Live-update events not published (queue full, Pushpin down).")
         self.pool_timeouts = Counter(f"{PREFIX}_db_pool_timeouts_total",
                                      "Connection requests that failed (timed out or queue full).")
         # Failover and outages (db.Database.event_observers): why calls got a 503, connections the
@@ -165,6 +167,11 @@ def record_notifications_changed(action: str, count: int) -> None:
     """Count `count` notifications whose state `action` (one of ACTIONS) changed."""
     if count:
         _get()._changed[action].inc(count)
+
+
+def record_stream_publish_dropped(count: int) -> None:
+    """Count live-update events the publisher dropped (publisher.py)."""
+    _get().stream_dropped.inc(count)
 
 
 def observe_function(function: str, seconds: float) -> None:

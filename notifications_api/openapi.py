@@ -867,8 +867,14 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "An Authorization: Bearer <METRICS_TOKEN> header is required."
     spec.components.response("MetricsUnauthorized", metrics_401)
 
+    spec.components.security_scheme("streamTicket", {
+        "type": "apiKey", "in": "query", "name": "ticket",
+        "description": "A stream ticket from createStreamTicket (the stream endpoint only)."})
     served = _served(app)
-    for path, methods in _operations(config["API_V1_PREFIX"], plugin.converter).items():
+    from .views import stream
+    operations_by_path = {**_operations(config["API_V1_PREFIX"], plugin.converter),
+                          **stream.openapi_operations(config["API_V1_PREFIX"])}
+    for path, methods in operations_by_path.items():
         operations = {m: op for m, op in methods.items() if (path, m) in served}
         for operation in operations.values():
             operation["responses"].update(_problems(*EVERY_OPERATION))

@@ -71,7 +71,28 @@ def run(env: Mapping[str, str]) -> list[Check]:
                _cors_check(config), _docs_check(config), _rate_limit_check(config), _redis_check(config)]
     checks += _database_checks(config, migrate.default_directory(env), email=bool(config["EMAIL_API_URL"]))
     checks += [_jwt_check(config), _jwt_audience_check(config), _service_token_check(config)]
+    if config["GRIP_PUBLISH_URL"]:
+        checks.append(_publish_check(config))
     return checks
+
+
+def _publish_check(config: dict) -> Check:
+    """Every GRIP_PUBLISH_URL accepts an (empty) publish: live updates reach Pushpin."""
+    from http.client import HTTPException
+
+    from .publisher import post_json
+
+    failed = []
+    for url in config["GRIP_PUBLISH_URL"]:
+        try:
+            status = post_json(url, b'{"items":[]}', timeout=REDIS_TIMEOUT)
+            if status >= 300:
+                failed.append(f"{url} answered {status}")
+        except (OSError, HTTPException) as exc:
+            failed.append(f"{url}: {type(exc).__name__}")
+    if failed:
+        return Check(False, "Pushpin publish", "; ".join(failed) + " (streams will only poll)")
+    return Check(True, "Pushpin publish", f"{len(config['GRIP_PUBLISH_URL'])} publish endpoint(s) answer")
 
 
 def _environment(env: Mapping[str, str]) -> str:
@@ -108,7 +129,8 @@ def _log_level_check(config: dict) -> Check:
 
 def _secrets_check(config: dict) -> Check:
     problems = []
-    names = ("JWT_SECRET", "SERVICE_TOKEN", "JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN")
+    names = ("JWT_SECRET", "SERVICE_TOKEN", "JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TOKEN",
+             "GRIP_SIG_KEY")
     for name in names:
         value = config[name]
         if not value:

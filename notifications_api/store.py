@@ -36,7 +36,7 @@ CREATE = _select("sp_inbox_create", CREATE_COLUMNS,
 GROUP_COLUMNS = ("notifications_count", "unread_count", "sample_actor_user_ids", "oldest_delivered_at", *OUT)
 GROUPS = _select("sp_inbox_groups", GROUP_COLUMNS,
                  "%s::uuid, %s::boolean, %s::int, %s::timestamptz, %s::uuid")
-RETRACT_COLUMNS = ("retracted_count", "has_more")
+RETRACT_COLUMNS = ("retracted_count", "has_more", "user_ids")
 RETRACT = _select("sp_retract_notifications", RETRACT_COLUMNS,
                   "%s::text, %s::text, %s::text, %s::text, %s::uuid, %s::uuid[], %s::int")
 DELETE = "SELECT activity.sp_delete_notification(%s::uuid, %s::uuid, %s::boolean)"
@@ -88,7 +88,8 @@ def bulk_update(db: Database, user_id: str, action: str, selectors: dict[str, An
 
 
 def retract(db: Database, selectors: dict[str, Any], limit: int = 10000) -> dict[str, Any]:
-    """Delete (for every user, or user_ids) what the producer takes back: retracted_count, has_more."""
+    """Delete (for every user, or user_ids) what the producer takes back: retracted_count, has_more,
+    user_ids (the users whose counts changed, for the live updates; not part of the response)."""
     return _dicts(RETRACT_COLUMNS, db.call("sp_retract_notifications", RETRACT, (
         selectors.get("dedupe_key"), selectors.get("target_type"), selectors.get("target_id"),
         selectors.get("notification_type"), selectors.get("actor_user_id"), selectors.get("user_ids"),

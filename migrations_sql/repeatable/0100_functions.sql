@@ -1119,6 +1119,10 @@ $$;
 -- the matching rows (indexes leading with dedupe_key / (target_type, target_id)), locks the
 -- affected users' counters rows in ascending user_id (every multi-user writer's order), deletes
 -- up to p_limit rows, cancels their pending e-mails; counts follow at each user's folded instant.
+-- (user_ids: the users whose counts changed, for the live-update publisher; added after the
+-- first version, hence the DROP: a changed result type cannot be replaced in place.)
+DROP FUNCTION IF EXISTS activity.sp_retract_notifications(text, text, text, text, uuid, uuid[], integer)
+    CASCADE;
 CREATE OR REPLACE FUNCTION activity.sp_retract_notifications(
     p_dedupe_key text DEFAULT NULL,
     p_target_type text DEFAULT NULL,
@@ -1127,7 +1131,7 @@ CREATE OR REPLACE FUNCTION activity.sp_retract_notifications(
     p_actor_user_id uuid DEFAULT NULL,
     p_user_ids uuid[] DEFAULT NULL,
     p_limit integer DEFAULT 10000)
-RETURNS TABLE(retracted_count integer, has_more boolean)
+RETURNS TABLE(retracted_count integer, has_more boolean, user_ids uuid[])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1171,7 +1175,7 @@ BEGIN
                  LIMIT p_limit + 1) m;
     END IF;
     IF v_uids IS NULL THEN
-        RETURN QUERY SELECT 0, false;
+        RETURN QUERY SELECT 0, false, '{}'::uuid[];
         RETURN;
     END IF;
     v_more := cardinality(v_uids) > p_limit;
@@ -1202,7 +1206,7 @@ BEGIN
       INTO v_deleted, v_deltas
       FROM gone g LEFT JOIN notification_counters c ON c.user_id = g.user_id;
     PERFORM _apply(v_deltas);
-    RETURN QUERY SELECT v_deleted, v_more;
+    RETURN QUERY SELECT v_deleted, v_more, v_users;
 END
 $$;
 

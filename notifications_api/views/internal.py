@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request, url_for
 
-from .. import metrics, ratelimit, store
+from .. import metrics, publisher, ratelimit, store
 from ..auth import service_required
 from ..db import get_db
 from ..errors import validation_error
@@ -59,6 +59,7 @@ def create_notification():
         results.append({"user_id": str(row["user_id"]), "result": result,
                         "notification": row if result in ("created", "duplicate") else None})
     metrics.record_notifications_created(body["notification_type"], created)
+    publisher.changed((), [r["notification"] for r in results if r["result"] == "created"])
     headers = {}
     if duplicates == len(results):
         headers["Idempotent-Replayed"] = "true"
@@ -81,6 +82,7 @@ def retract_notifications():
     body = load_body(retract_body)
     result = store.retract(get_db(), body)
     metrics.record_notifications_changed("retract", result["retracted_count"])
+    publisher.changed(result.pop("user_ids"))  # (theirs to publish, not part of the response)
     log.info("notifications retracted", extra={
         "event": "notifications_retracted", "service": g.service,
         "retracted_count": result["retracted_count"], "has_more": result["has_more"],

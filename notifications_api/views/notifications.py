@@ -7,7 +7,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request
 
-from .. import cursors, metrics, ratelimit, store
+from .. import cursors, metrics, publisher, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
 from ..schemas import (NOTIFICATION_FIELDS, BulkSchema, DeleteQuerySchema, EmptyQuerySchema,
@@ -109,6 +109,7 @@ def mark_read(notification_id: UUID):
     load_query(no_query)
     item = store.mark_read(get_db(), g.user_id, notification_id, True)
     metrics.record_notifications_changed("read", 1)
+    publisher.changed([g.user_id])
     log.info("notification marked read", extra={
         "event": "notification_marked_read", "user_id": g.user_id, "notification_id": str(notification_id)})
     return json_response(item)
@@ -121,6 +122,7 @@ def mark_unread(notification_id: UUID):
     load_query(no_query)
     item = store.mark_read(get_db(), g.user_id, notification_id, False)
     metrics.record_notifications_changed("unread", 1)
+    publisher.changed([g.user_id])
     return json_response(item)
 
 
@@ -131,6 +133,7 @@ def mark_read_bulk():
     body = load_body(mark_read_body)
     result = store.bulk_update(get_db(), g.user_id, "read", body)
     _changed("read", result["updated_count"])
+    publisher.changed([g.user_id] if result["updated_count"] else [])
     log.info("notifications marked read", extra={
         "event": "notification_marked_read", "user_id": g.user_id, "updated_count": result["updated_count"]})
     return json_response(result)
@@ -144,6 +147,7 @@ def bulk_update():
     action = body.pop("action")
     result = store.bulk_update(get_db(), g.user_id, action, body)
     _changed(action, result["updated_count"])
+    publisher.changed([g.user_id] if result["updated_count"] else [])
     return json_response(result)
 
 
@@ -154,6 +158,7 @@ def snooze(notification_id: UUID):
     until = load_body(snooze_body)["until"]
     item = store.snooze(get_db(), g.user_id, notification_id, until)
     metrics.record_notifications_changed("snooze", 1)
+    publisher.changed([g.user_id])
     log.info("notification snoozed", extra={
         "event": "notification_snoozed", "user_id": g.user_id, "notification_id": str(notification_id),
         "snoozed_until": item["snoozed_until"]})
@@ -167,6 +172,7 @@ def wake(notification_id: UUID):
     load_query(no_query)
     item = store.snooze(get_db(), g.user_id, notification_id, None)
     metrics.record_notifications_changed("wake", 1)
+    publisher.changed([g.user_id])
     log.info("notification woken", extra={
         "event": "notification_woken", "user_id": g.user_id, "notification_id": str(notification_id)})
     return json_response(item)
@@ -179,6 +185,7 @@ def delete_notification(notification_id: UUID):
     permanent = load_query(delete_query)["permanent"]
     store.delete_notification(get_db(), g.user_id, notification_id, permanent)
     metrics.record_notifications_changed("delete" if permanent else "archive", 1)
+    publisher.changed([g.user_id])
     return Response(status=204)
 
 

@@ -38,6 +38,8 @@ CONTRACT = {
     ("delete", f"{PREFIX}/notifications/{{notification_id}}/snooze"),
     ("post", f"{PREFIX}/notifications/retract"),
     ("get", f"{PREFIX}/notifications/unread/count"),
+    ("post", f"{PREFIX}/notifications/stream/ticket"),
+    ("get", f"{PREFIX}/notifications/stream"),
     ("get", f"{PREFIX}/notifications/settings"),
     ("patch", f"{PREFIX}/notifications/settings"),
     ("get", "/health"),

@@ -1,0 +1,174 @@
+"""Live updates: a ticket for the stream (14) and the stream itself (15), held by Pushpin (GRIP).
+
+The stream view answers once and is done: through Pushpin (a Grip-Sig that verifies) it sends
+the first `counts` event plus the instructions to hold the stream on the user's channel; without
+Pushpin it sends that event and `retry:`, so EventSource reconnects after the poll interval.
+Events after the first are published by publisher.py, never written by a worker thread.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from flask import Blueprint, Response, current_app, g, request
+from marshmallow import Schema, fields, validate
+
+from .. import grip, ratelimit, store, tickets
+from ..auth import user_required
+from ..db import get_db
+from ..schemas import EmptyQuerySchema, format_timestamp
+from ..web import json_response, load_query
+
+bp = Blueprint("stream", __name__)
+
+EVENT_STREAM = "text/event-stream"
+
+
+class StreamQuerySchema(Schema):
+    ticket = fields.String(validate=validate.Length(1, 2048))
+
+
+stream_query = StreamQuerySchema()
+no_query = EmptyQuerySchema()
+
+
+def ticket_or_user_required(view: Callable) -> Callable:
+    """`?ticket=` (what EventSource can send) or, without one, the usual Bearer JWT."""
+    with_jwt = user_required(view)
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        ticket = request.args.get("ticket")
+        if ticket is None:
+            return with_jwt(*args, **kwargs)
+        g.user_id = tickets.verify(current_app.config, ticket)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.post("/notifications/stream/ticket")
+@user_required
+@ratelimit.user_write
+def create_ticket():
+    load_query(no_query)
+    store.unread_counts(get_db(), g.user_id, by_type=False)  # 401/403 for a missing/inactive user
+    ticket, expires_at = tickets.issue(current_app.config, g.user_id)
+    return json_response({"ticket": ticket, "expires_at": format_timestamp(expires_at)}, status=201)
+
+
+@bp.get("/notifications/stream")
+@ticket_or_user_required
+@ratelimit.user_read
+def stream():
+    load_query(stream_query)
+    config = current_app.config
+    counts = store.unread_counts(get_db(), g.user_id, by_type=False)
+    first = grip.counts_event(counts)
+    headers = {"X-Accel-Buffering": "no"}  # nginx in front must not buffer an event stream
+    if grip.from_proxy(request.headers.get("Grip-Sig"), config["GRIP_SIG_KEY"]):
+        headers.update(grip.hold_headers(g.user_id))
+        body = first
+    else:  # nobody will hold this stream: one event, then EventSource retries after the interval
+        body = first + f"retry: {config['POLL_INTERVAL_SECONDS'] * 1000}\n\n"
+    return Response(body, status=200, headers=headers, mimetype=EVENT_STREAM)
+
+
+# ---- OpenAPI (merged into the document by openapi.py) -----------------------------------------
+
+STREAM_EXAMPLE = ('id: 4711\nevent: counts\ndata: {"unread_count":7,"unseen_count":2}\n\n'
+                  'id: 4712\nevent: notification\ndata: {"notification_id":"3f0e…","title":"…",…}\n\n'
+                  'id: 4712\nevent: counts\ndata: {"unread_count":8,"unseen_count":3}\n\n')
+STREAM_DESCRIPTION = """\
+Server-sent events (`text/event-stream`). Authenticate with `?ticket=` (from
+`POST {prefix}/notifications/stream/ticket`; what a browser's `EventSource` can send) or with the
+`Authorization: Bearer` JWT. A bad ticket is `401 invalid_token`, an expired one `401 token_expired`
+(ask for a new ticket); a user JWT in `ticket` is not a ticket. Any other query parameter is `422`.
+
+Events (`data` is one line of JSON; `id` is the user's change version, so a client can tell order:
+events from different API processes may arrive out of order, and a `counts` event whose `id` is
+lower than one already shown is stale and should be ignored. The `Last-Event-ID` a reconnecting
+EventSource sends is not needed: every connection starts with the current counts):
+
+- `counts` — `{"unread_count": int, "unseen_count": int}` (the inbox's, as endpoint 6). Always the
+  first event, then after every change of the counts (create, read, unread, seen, archive, unarchive,
+  delete, snooze, wake, retract, bulk) within 1 s of the commit, and within 60 s of a change only the
+  clock makes (a snooze ending, an expiry).
+- `notification` — the notification object, for each notification created for the user; it comes
+  just before the `counts` event that includes it.
+
+Through Pushpin (a `Grip-Sig` verifying with `GRIP_SIG_KEY`) the stream stays open (a comment line
+keeps it alive every 20 s). Otherwise (no proxy, or a `Grip-Sig` that does not verify) the response
+is the first event, then `retry: <POLL_INTERVAL_SECONDS × 1000>`, and it ends: EventSource reconnects
+after that interval, so the stream degrades to polling. Events are best-effort: when Pushpin is
+down or slow they are dropped (the request that caused them still succeeds) and the next event or
+reconnection carries the current counts."""
+
+
+def _event_schema() -> dict:
+    """One server-sent event (OpenAPI 3.1 has no itemSchema yet: tools apply `schema` per event)."""
+    event_id = {"type": "string", "pattern": "^[0-9]+$", "description": "The user's change version."}
+    counts = {"type": "object", "required": ["unread_count", "unseen_count"], "additionalProperties": False,
+              "properties": {"unread_count": {"type": "integer", "minimum": 0},
+                             "unseen_count": {"type": "integer", "minimum": 0}}}
+
+    def event(name: str, data: dict) -> dict:
+        return {"type": "object", "required": ["event", "data", "id"],
+                "properties": {"event": {"const": name}, "id": event_id,
+                               "data": {"type": "string", "contentMediaType": "application/json",
+                                        "contentSchema": data},
+                               "retry": {"type": "string", "pattern": "^[0-9]+$"}}}
+    return {"anyOf": [event("counts", counts),
+                      event("notification", {"$ref": "#/components/schemas/Notification"}),
+                      {"type": "object", "required": ["retry"], "not": {"required": ["data"]},
+                       "properties": {"retry": {"type": "string", "pattern": "^[0-9]+$"}}}]}
+
+
+def openapi_operations(prefix: str) -> dict[str, dict[str, dict]]:
+    """The two operations of this blueprint, for openapi.build_spec."""
+    from ..openapi import USER, USER_READ_ERRORS, _headers, _problems, RATE_HEADERS
+    n = f"{prefix}/notifications"
+    ticket_schema = {"type": "object", "required": ["ticket", "expires_at"], "additionalProperties": False,
+                     "properties": {"ticket": {"type": "string",
+                                               "description": "Opaque; reusable until expires_at."},
+                                    "expires_at": {"type": "string", "format": "date-time"}}}
+    return {
+        f"{n}/stream/ticket": {
+            "post": {
+                "operationId": "createStreamTicket", "tags": ["notifications"], "security": USER,
+                "summary": "A ticket for the live-update stream",
+                "description": "For `GET .../notifications/stream?ticket=…` only (browsers' EventSource "
+                               "cannot send headers), bound to the caller, valid "
+                               "`STREAM_TICKET_TTL_SECONDS` (default 3600) and reusable until then. Never "
+                               "logged. No body; any query parameter is `422`.",
+                "parameters": ["X-Request-ID"],
+                "responses": {
+                    "201": {"description": "The ticket.", "headers": _headers(*RATE_HEADERS),
+                            "content": {"application/json": {
+                                "schema": ticket_schema,
+                                "example": {"ticket": "eyJhbGciOiJIUzI1NiJ9.…",
+                                            "expires_at": "2026-11-26T04:42:21.000000Z"}}}},
+                    **_problems(*USER_READ_ERRORS),
+                },
+            },
+        },
+        f"{n}/stream": {
+            "get": {
+                "operationId": "streamNotifications", "tags": ["notifications"],
+                "security": [{"bearerAuth": []}, {"streamTicket": []}],
+                "summary": "Live updates (server-sent events)",
+                "description": STREAM_DESCRIPTION.replace("{prefix}", prefix),
+                "parameters": [{"in": "query", "name": "ticket", "required": False,
+                                "schema": {"type": "string", "maxLength": 2048},
+                                "description": "A stream ticket (instead of the Authorization header)."},
+                               "X-Request-ID"],
+                "responses": {
+                    "200": {"description": "An event stream: `counts` first, then `notification` and "
+                                           "`counts` events (held by Pushpin), or one event and `retry:`.",
+                            "headers": _headers(*RATE_HEADERS),
+                            "content": {EVENT_STREAM: {"schema": _event_schema(),
+                                                       "example": STREAM_EXAMPLE}}},
+                    **_problems(*USER_READ_ERRORS),
+                },
+            },
+        },
+    }

@@ -1,0 +1,73 @@
+"""Live-update pieces that need no server: configuration, the publisher's bounded queue, deploy files."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from notifications_api import publisher as publisher_module
+from notifications_api.config import ConfigError, load_config
+from notifications_api.publisher import Publisher
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {"JWT_SECRET": "j" * 40, "SERVICE_TOKEN": "s" * 40}
+
+
+def test_config_keys_are_validated():
+    config = load_config(env={**BASE})
+    assert config["GRIP_SIG_KEY"] == "" and config["GRIP_PUBLISH_URL"] == ()
+    assert config["STREAM_TICKET_TTL_SECONDS"] == 3600
+    config = load_config(env={**BASE, "GRIP_SIG_KEY": "k" * 40,
+                              "GRIP_PUBLISH_URL": "http://a:5561/publish/, http://b:5561/publish/"})
+    assert config["GRIP_PUBLISH_URL"] == ("http://a:5561/publish/", "http://b:5561/publish/")
+    bad = {"GRIP_PUBLISH_URL": "ftp://pushpin/publish", "STREAM_TICKET_TTL_SECONDS": "5"}
+    with pytest.raises(ConfigError) as raised:
+        load_config(env={**BASE, "GRIP_SIG_KEY": "k" * 40, **bad})
+    assert {problem.split()[0] for problem in raised.value.problems} == set(bad)
+    with pytest.raises(ConfigError, match="GRIP_SIG_KEY is required when GRIP_PUBLISH_URL is set"):
+        load_config(env={**BASE, "GRIP_PUBLISH_URL": "http://pushpin:5561/publish/"})
+    production = {**BASE, "ENVIRONMENT": "production", "DB_PASSWORD": "p" * 20, "GRIP_SIG_KEY": "changeme"}
+    with pytest.raises(ConfigError) as raised:
+        load_config(env=production)
+    assert any(problem.startswith("GRIP_SIG_KEY must be at least 32") for problem in raised.value.problems)
+    assert "changeme" not in str(raised.value)
+
+
+def test_a_full_queue_drops_and_counts_without_blocking_or_raising(monkeypatch):
+    monkeypatch.setattr(publisher_module, "QUEUE_SIZE", 3)
+    publisher = Publisher(("http://127.0.0.1:9/publish/",), database=None)
+    publisher._ensure_thread = lambda: None  # nothing drains: the queue stays full
+    started = time.perf_counter()
+    publisher.changed([f"user-{n}" for n in range(10)])
+    publisher.changed(["one-more"])
+    assert time.perf_counter() - started < 0.1
+    assert len(publisher._queue) == 3
+    assert publisher.dropped == 8
+
+
+def test_no_publish_url_means_no_queue_and_no_thread():
+    publisher = Publisher((), database=None)
+    publisher.changed(["a", "b"], [{"user_id": "a"}])
+    assert not publisher._queue and publisher._thread is None and publisher.dropped == 0
+
+
+def test_deploy_files_route_the_stream_to_pushpin_and_share_its_key():
+    pushpin_conf = (ROOT / "deploy" / "pushpin" / "pushpin.conf").read_text()
+    assert "sig_key=@GRIP_SIG_KEY@" in pushpin_conf
+    docs = {f"{d['kind']}/{d['metadata']['name']}": d
+            for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "pushpin.yaml").read_text())}
+    assert docs["ConfigMap/notifications-pushpin-config"]["data"]["pushpin.conf"] == pushpin_conf
+    assert {"StatefulSet/notifications-pushpin", "Service/notifications-pushpin",
+            "Service/notifications-pushpin-publish", "Deployment/notifications-stream-clock"} <= set(docs)
+    clock = docs["Deployment/notifications-stream-clock"]["spec"]["template"]["spec"]["containers"][0]
+    assert clock["command"] == ["notifications-api", "stream-clock"]
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]
+    assert compose["pushpin"]["image"].startswith("fanout/pushpin:")
+    assert compose["api"]["environment"]["GRIP_PUBLISH_URL"] == "http://pushpin:5561/publish/"
+    assert compose["stream-clock"]["command"] == ["notifications-api", "stream-clock"]
+    nginx = (ROOT / "deploy" / "nginx" / "notifications-api.conf").read_text()
+    stream = re.search(r"location = /api/v1/notifications/stream \{(.*?)\n    \}", nginx, re.S).group(1)
+    assert "proxy_pass http://notifications_pushpin;" in stream and "proxy_buffering off;" in stream
