@@ -266,11 +266,30 @@ def count_call_timing(db: Database, calls: int = 500) -> dict[str, float]:
         for n in range(10):
             conn.execute("SELECT 1 FROM activity.sp_create_notification(ARRAY[%s]::uuid[], 'comment', %s)",
                          (ten, f"n{n}"))
+        # A user with 10 unread and 10 000 that expired without being purged yet (issue 16: the
+        # count must not re-read them on every call). Inserted by hand, counted once (the counters
+        # row is marked "not computed", as a previous-release writer would leave it), then the
+        # clock passes their expiry and one call folds them in.
+        expired = str(uuid_.uuid4())
+        conn.execute("INSERT INTO activity.users (user_id, email) VALUES (%s, %s)",
+                     (expired, f"{expired}@bench.test"))
+        for n in range(10):
+            conn.execute("SELECT 1 FROM activity.sp_create_notification(ARRAY[%s]::uuid[], 'comment', %s)",
+                         (expired, f"n{n}"))
+        conn.execute("INSERT INTO activity.notifications (user_id, notification_type, title, expires_at,"
+                     " delivered_at) SELECT %s, 'comment', 'gone ' || g, now() + interval '2 seconds', now()"
+                     " FROM generate_series(1, 10000) g", (expired,))
+        conn.execute("UPDATE activity.notification_counters SET version = version + 1 WHERE user_id = %s",
+                     (expired,))
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(db.role)))
+        assert conn.execute(UNREAD_CALL, (expired, None)).fetchone()[0] == 10_010
+        time.sleep(2.5)
+        assert conn.execute(UNREAD_CALL, (expired, None)).fetchone()[0] == 10  # folded once, here
         assert conn.execute(UNREAD_CALL, (ten, None)).fetchone()[0] == 10
         heavy_version = conn.execute(UNREAD_CALL, (HEAVY_USER, None)).fetchone()[3]
         variants = (("100000_unread", HEAVY_USER, (None,)), ("10_unread", ten, (None,)),
-                    ("100000_unread_known", HEAVY_USER, (heavy_version,)))
+                    ("100000_unread_known", HEAVY_USER, (heavy_version,)),
+                    ("10_unread_10000_expired", expired, (None,)))
         timings: dict[str, list[float]] = {label: [] for label, _, _ in variants}
         for _ in range(calls):  # interleaved, so each variant sees the same machine weather
             for label, uid, known in variants:
@@ -642,6 +661,10 @@ def goals(results: dict[str, dict], calls: dict[str, float] | None = None,
             heavy, light = calls["100000_unread"], calls["10_unread"]
             check("heavy user's unread count within 15% of typical", heavy <= light * 1.15,
                   f"call {heavy} vs {light} µs ({heavy / light - 1:+.1%}); {http}")
+            if "10_unread_10000_expired" in calls:
+                gone = calls["10_unread_10000_expired"]
+                check("10 000 expired, unpurged: unread count within 15% of none", gone <= light * 1.15,
+                      f"call {gone} vs {light} µs ({gone / light - 1:+.1%})")
         else:  # --target: only the HTTP figures
             check("heavy user's unread count within 15% of typical", gap <= 0.15, http)
     if r("list_page50") and r("list_first"):

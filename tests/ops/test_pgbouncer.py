@@ -64,7 +64,7 @@ def test_main_paths_through_pgbouncer_in_transaction_mode(bouncer, app_factory, 
     assert read.status_code == 200 and read.get_json()["status"] == "read"
     assert client.get(f"{API}/{nid}", headers=h).get_json()["read_at"].endswith("Z")
     bulk = client.post(f"{API}/mark-read", json={"all": True}, headers=h)
-    assert bulk.status_code == 200 and bulk.get_json() == {"updated_count": 2, "unread_count": 0}
+    assert bulk.status_code == 200 and bulk.get_json() == {"updated_count": 2, "unread_count": 0, "unseen_count": 0}
     assert client.delete(f"{API}/{created[1]['notification_id']}", headers=h).status_code == 204
 
     settings = client.patch(f"{API}/settings", json={"email_enabled": False}, headers=h)
