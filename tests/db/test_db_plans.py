@@ -212,12 +212,16 @@ def test_v2_retraction_reads_only_the_matching_rows(explained, selector, matchin
         assert retracted == matching
         every = [n for p in plans for n in nodes(p["Plan"])]
         used = {n["Index Name"] for n in every if n.get("Index Name")}
-        # (the counters', groups' and outbox's own keys aside; the group probes read one member each)
+        # (the counters', groups' and outbox's own keys aside; the group probes read one member each;
+        # a planner may delete the matched rows through the primary key, one probe per matched row:
+        # PostgreSQL 18 does, 15 does not)
         assert used and all(name.startswith("notifications_retract") or name == "notifications_group_members"
-                            or not name.startswith("notifications") for name in used), used
+                            or name == "notifications_pkey" or not name.startswith("notifications")
+                            for name in used), used
         assert all(n["Node Type"] != "Seq Scan" for n in every if n.get("Relation Name") == "notifications")
-        assert all(n["Actual Rows"] <= retracted + 1 for n in every
-                   if n.get("Index Name", "").startswith("notifications_retract")), used
+        assert all(n["Actual Rows"] * n.get("Actual Loops", 1) <= retracted + 1 for n in every
+                   if n.get("Index Name", "").startswith("notifications_retract")
+                   or n.get("Index Name") == "notifications_pkey"), used
         raise_rollback(conn)
 
 
