@@ -249,6 +249,12 @@ def check(superuser_url: str, users: int, per_user: int, heavy: int, redis_url: 
                         f"{json.dumps(body)[:160]}")
                     if not good:
                         failures.append(f"[{label}] {name}")
+                if wrk_seconds and shutil.which("wrk"):
+                    tokens = [token(secret, user_id(n)) for n in range(1, users + 1)]
+                    for scenario, path in PATHS.items():
+                        report[f"wrk {scenario}, {label}"] = wrk(base, path, tokens, wrk_seconds)
+                        say(f"  wrk -t2 -c16 -d{wrk_seconds}s {scenario} ({label}): "
+                            f"{report[f'wrk {scenario}, {label}']}")
                 if limits:  # one user past the read budget (600/minute): refused with 429
                     spender, allowed = token(secret, user_id(users)), 0
                     for _ in range(1300):  # a fixed window may roll over once in between
@@ -261,12 +267,6 @@ def check(superuser_url: str, users: int, per_user: int, heavy: int, redis_url: 
                         f"then {status} {json.dumps(body)}")
                     if not good:
                         failures.append(f"[{label}] rate limit")
-                if wrk_seconds and shutil.which("wrk"):
-                    tokens = [token(secret, user_id(n)) for n in range(1, users + 1)]
-                    for scenario, path in PATHS.items():
-                        report[f"wrk {scenario}, {label}"] = wrk(base, path, tokens, wrk_seconds)
-                        say(f"  wrk -t2 -c16 -d{wrk_seconds}s {scenario} ({label}): "
-                            f"{report[f'wrk {scenario}, {label}']}")
             finally:
                 stop(proc)
     finally:
