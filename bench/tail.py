@@ -21,8 +21,8 @@ it is; the wrk percentiles say what a client sees.
     python bench/tail.py --gc-only             # in-process: collections and pauses per request
 
 Needs wrk (apt-get install wrk) and a PostgreSQL superuser URL (BENCH_DATABASE_URL /
-TEST_DATABASE_URL, else the embedded one); rate limits use --redis-url (default TAIL_REDIS_URL,
-then TEST_REDIS_URL), else they are off and the report says so. About 2 s x variants x
+TEST_DATABASE_URL, else the embedded one); rate limits on, as in production, on a redis-server it
+starts (redis-server on PATH) or --redis-url; --no-limits turns them off. About 2 s x variants x
 connection counts x (rounds x scenarios) of wrk plus ~1 min of setup. Run it on a quiet machine:
 the in-worker counts hold on a busy one, the latencies do not.
 """
@@ -70,6 +70,14 @@ VARIANTS = {
     "threads2": ("stock with 2 threads per worker", *_stock({"GUNICORN_THREADS": "2"})),
     "reuseport": ("stock + reuse_port (a listening socket per worker: the kernel spreads connections) "
                   "and max_requests 0", *_stock({"GUNICORN_MAX_REQUESTS": "0"}, {"reuse_port": True})),
+    # Worker recycling every ~500 requests, to count what a recycle costs clients (errors, boots):
+    "recycle500": ("stock, max_requests 500 (jitter 50)",
+                   *_stock({"GUNICORN_MAX_REQUESTS": "500", "GUNICORN_MAX_REQUESTS_JITTER": "50"})),
+    "recycle2000": ("stock, max_requests 2000 (jitter 50)",
+                    *_stock({"GUNICORN_MAX_REQUESTS": "2000", "GUNICORN_MAX_REQUESTS_JITTER": "50"})),
+    "reuseport_recycle500": ("reuseport, max_requests 500 (jitter 50)",
+                             *_stock({"GUNICORN_MAX_REQUESTS": "500", "GUNICORN_MAX_REQUESTS_JITTER": "50"},
+                                     {"reuse_port": True})),
     "workers4": ("stock with 4 workers x 2 threads",
                  *_stock({"WEB_CONCURRENCY": "4", "GUNICORN_THREADS": "2"})),
 }
@@ -228,16 +236,36 @@ def switches_delta(before: dict, after: dict, kind: str) -> int:
                if pid in after and after[pid][kind] >= before[pid][kind])
 
 
-def redis_calls(url: str | None) -> int | None:
-    """Commands the Redis server has processed (INFO stats), to count round trips per request."""
+def redis_calls(url: str | None) -> dict[str, int] | None:
+    """Calls per command so far (INFO commandstats): EVALSHA is one round trip of the limiter; the
+    commands its script runs inside Redis (INCRBY, PTTL, ...) are listed too, and cost no round trip."""
     if not url:
         return None
     import redis
     client = redis.Redis.from_url(url)
     try:
-        return int(client.info("stats")["total_commands_processed"]) - 1  # (this INFO itself)
+        return {name.removeprefix("cmdstat_"): value["calls"]
+                for name, value in client.info("commandstats").items()}
     finally:
         client.close()
+
+
+def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
+    """A redis-server of our own (no persistence), so every command it counts is the limiter's."""
+    import redis
+    port = bench.free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(work)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_timeout=0.5)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.05)
+    client.close()
+    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def in_worker(records: list[dict], start: float, end: float) -> dict:
@@ -340,9 +368,10 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run (default 6)")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--per-user", type=int, default=100)
-    parser.add_argument("--redis-url",
-                        default=os.environ.get("TAIL_REDIS_URL") or os.environ.get("TEST_REDIS_URL"),
-                        help="rate limits on this Redis (production); none: limits off")
+    parser.add_argument("--redis-url", default=os.environ.get("TAIL_REDIS_URL"),
+                        help="rate limits on this Redis (default: a redis-server of its own, so the "
+                             "command counts are the limiter's alone)")
+    parser.add_argument("--no-limits", action="store_true", help="rate limits off (make bench's default)")
     parser.add_argument("--json", type=Path, default=bench.ROOT / ".data" / "bench" / "tail.json")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--gc-only", action="store_true", help="in-process GC counts only (no database)")
@@ -365,17 +394,22 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="notifications-tail-"))
     config = work / "tail_gunicorn_conf.py"
     config.write_text(INSTRUMENTED_CONFIG)
-    servers, db = {}, None
+    servers, db, redis_server = {}, None, None
     report = {"machine": bench.machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "duration_s": args.duration, "rounds": args.rounds,
-              "rate_limits": "Redis" if args.redis_url else "off (no --redis-url)"}
+              "rate_limits": "off" if args.no_limits else "on, Redis"}
     try:
+        if args.no_limits:
+            args.redis_url = None
+        elif not args.redis_url:
+            redis_server, args.redis_url = start_redis(work)
         db = bench.open_database(args)
         say(f"seeding {args.users} users x {args.per_user} ...")
         report["seed"] = bench.seed(db, args.users, args.per_user, 1000)
         keys = {"jwt": secrets.token_urlsafe(48), "service": secrets.token_urlsafe(48),
                 "metrics": secrets.token_urlsafe(48)}
-        limits = ({"RATE_LIMIT_ENABLED": "true", "REDIS_URL": args.redis_url} if args.redis_url else {})
+        limits = ({"RATE_LIMIT_ENABLED": "true", "REDIS_URL": args.redis_url} if args.redis_url
+                  else {"RATE_LIMIT_ENABLED": "false"})
         for name in variants:
             description, env_overrides, in_worker_overrides = VARIANTS[name]
             out = work / name
@@ -409,7 +443,9 @@ def main() -> int:
                         r["ctx_vol"] = switches_delta(switches, after, "voluntary")
                         r["ctx_invol"] = switches_delta(switches, after, "involuntary")
                         if commands is not None:
-                            r["redis_cmds"] = commands_after - commands - 1  # (the first INFO)
+                            r["redis_calls"] = {name: calls - commands.get(name, 0)
+                                                for name, calls in commands_after.items()
+                                                if name != "info" and calls - commands.get(name, 0)}
                         r.update(variant=name, scenario=scenario.name, connections=conns, round=number)
                         runs.append(r)
                         say(f"  round {number} {scenario.name:<15} -c{conns:<3} {name:<10} "
@@ -420,14 +456,17 @@ def main() -> int:
             bench.stop_server(server)
         if db is not None:
             bench.drop_database(db)
+        if redis_server is not None:
+            redis_server.terminate()
+            redis_server.wait()
     records = {name: [json.loads(p.read_text()) for p in out.glob("*.json")]
                for name, (_, out) in servers.items()}
     for r in runs:
         r.update(in_worker(records[r["variant"]], r["start"], r["end"]))
         served = r["requests"] or 1  # as the workers counted them, in the run's window
         r["ctx_vol_per_req"], r["ctx_invol_per_req"] = r["ctx_vol"] / served, r["ctx_invol"] / served
-        if "redis_cmds" in r:
-            r["redis_per_req"] = r["redis_cmds"] / served
+        if "redis_calls" in r:
+            r["redis_per_req"] = r["redis_calls"].get("evalsha", 0) / served
     report["variants"] = {name: VARIANTS[name][0] for name in variants}
     report["pool"] = {name: [w.get("pool") for w in workers] for name, workers in records.items()}
     report["boot"] = {name: [w["boot"] for w in workers if w.get("boot")][:2]
@@ -447,7 +486,7 @@ COLUMNS = [("rps", "req/s", "{:.0f}"), ("p50", "p50", "{:.2f}"), ("p99", "p99", 
            ("gen2_per_1k", "gen2/1k", "{:.2f}"), ("gen2_max_ms", "gen2 max", "{:.1f}"),
            ("gc_ms_per_1k", "gc ms/1k", "{:.1f}"), ("boots", "boots", "{:.0f}"),
            ("ctx_vol_per_req", "vol cs/req", "{:.1f}"), ("ctx_invol_per_req", "invol/req", "{:.2f}"),
-           ("redis_per_req", "redis/req", "{:.2f}"), ("busiest_worker_share", "busiest", "{:.2f}")]
+           ("redis_per_req", "evalsha/req", "{:.2f}"), ("busiest_worker_share", "busiest", "{:.2f}")]
 
 
 def summarize(runs: list[dict]) -> list[dict]:
