@@ -252,19 +252,8 @@ def redis_calls(url: str | None) -> dict[str, int] | None:
 
 def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
     """A redis-server of our own (no persistence), so every command it counts is the limiter's."""
-    import redis
-    port = bench.free_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(work)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port, socket_timeout=0.5)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.05)
-    client.close()
+    from ratelimit_stock import start_redis as start  # bench/ratelimit_stock.py
+    process, port = start(str(work))
     return process, f"redis://127.0.0.1:{port}/0"
 
 
