@@ -78,6 +78,8 @@ VARIANTS = {
     "reuseport_recycle500": ("reuseport, max_requests 500 (jitter 50)",
                              *_stock({"GUNICORN_MAX_REQUESTS": "500", "GUNICORN_MAX_REQUESTS_JITTER": "50"},
                                      {"reuse_port": True})),
+    "keepalive0": ("stock, keepalive 0: a connection per request, accepted by whichever worker is free "
+                   "(what the peer's sync workers do)", *_stock({"GUNICORN_KEEPALIVE": "0"})),
     "workers4": ("stock with 4 workers x 2 threads",
                  *_stock({"WEB_CONCURRENCY": "4", "GUNICORN_THREADS": "2"})),
 }
