@@ -312,8 +312,8 @@ def gc_child(scenario: str, freeze: bool, requests: int) -> None:
     import instructions
 
     serve = _in_process_app(instructions, scenario)  # the request log goes to /dev/null from here
-    gc.collect()
-    if freeze:
+    if freeze:  # as gunicorn_conf.freeze_gc does; without it, the state a stock worker starts in
+        gc.collect()
         gc.freeze()
     tracked = len(gc.get_objects()) + gc.get_freeze_count()
     pauses = {0: [], 1: [], 2: []}

@@ -153,7 +153,7 @@ def freeze_gc():
     Measured with bench/tail.py (gc.callbacks in the workers under wrk load): without it the workers
     ran full (generation-2) collections (0.14-0.41 per 1 000 requests in the runs that had one),
     each scanning all ~74 000 objects with the GIL held, so all of the worker's threads stood still
-    for 50-65 ms (in-process, quiet) and 30-320 ms (under load); frozen, no full collection in the
+    for 28-66 ms (in-process) and 30-320 ms (under load); frozen, no full collection in the
     same runs and ~0.1 ms when one runs. collect() first, so startup garbage is freed, not frozen.
     The young generations keep their default thresholds: they run every ~100 requests (Werkzeug's
     router leaves one 8-object cycle per request) for 50-80 µs, under 1 µs per request.
