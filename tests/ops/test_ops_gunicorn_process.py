@@ -50,7 +50,7 @@ def _status(port: int, path: str) -> int:
 
 def test_each_worker_freezes_the_gc_after_opening_its_pool(database, ops_secrets, tmp_path):
     """post_worker_init: pool opened, then gc.freeze(): the app's objects are out of every collection
-    (a full collection would otherwise scan them all with the GIL held: 50-65 ms per worker)."""
+    (a full collection would otherwise scan them all with the GIL held: 28-66 ms in-process)."""
     config = tmp_path / "probe_conf.py"
     config.write_text(PROBE_CONFIG)
     probes = tmp_path / "probes"
