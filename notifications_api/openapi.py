@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document, built from the marshmallow schemas, and Swagger UI (only with ENABLE_DOCS)."""
+"""The OpenAPI 3.1 document and Swagger UI (only with ENABLE_DOCS): each view declares its operation
+with `doc`; `build_spec` walks the URL map and turns the marshmallow schemas into components."""
 from __future__ import annotations
 
 import copy
@@ -368,7 +369,7 @@ SERVICE = [{"serviceToken": []}]
 CREDENTIAL_ERRORS = (401, 403, 422, 429, 500, 503)  # 422: each validates its query, if nothing else
 BODY_ERRORS = (400, 413, 415)
 PATH_ID_ERRORS = (404,)
-NO_QUERY = ("Any query parameter is `422`.")
+NO_QUERY = "Any query parameter is `422`."  # said of an operation with a body or an empty query schema
 
 
 # ---- docs beside the views -----------------------------------------------------------------
@@ -383,11 +384,11 @@ class Operation(NamedTuple):
     operation_id: str
     summary: str
     responses: Mapping[int, dict]
-    description: str | None = None  # `{prefix}` in it becomes the API prefix
+    description: str | None = None  # `{prefix}` in it becomes the API prefix; NO_QUERY is added
     tag: str = "notifications"
     security: list = USER
     errors: tuple[int, ...] = ()  # problem statuses beyond those `_errors` derives
-    query: Any = None  # the schema the view loads its query with
+    query: Any = None  # the schema the view loads its query with (one without fields: none taken)
     query_docs: Mapping[str, str] = {}  # a description for each of its fields
     parameters: tuple = ()  # component names or parameter objects, after the path and query ones
     request: dict | None = None  # the request body (see `body`)
@@ -408,15 +409,19 @@ def doc(operation_id: str, summary: str, *, method: str | None = None,
 
 def _operation(documented: Operation, rule: Rule, prefix: str, converter: Any) -> dict:
     """The OpenAPI operation object (a fresh copy: apispec rewrites what it is given)."""
-    parameters: list[Any] = [PATH_PARAMETERS[name] for name in sorted(rule.arguments)]
+    query = []
     if documented.query is not None:
-        for parameter in converter.schema2parameters(documented.query, location="query"):
-            parameter["description"] = documented.query_docs[parameter["name"]]
-            parameters.append(parameter)
+        query = converter.schema2parameters(documented.query, location="query")
+    for parameter in query:
+        parameter["description"] = documented.query_docs[parameter["name"]]
     operation: dict[str, Any] = {"operationId": documented.operation_id, "tags": [documented.tag],
                                  "security": documented.security, "summary": documented.summary}
-    if documented.description is not None:
-        operation["description"] = documented.description.replace("{prefix}", prefix)
+    description = [documented.description.replace("{prefix}", prefix)] if documented.description else []
+    if documented.request is not None or (documented.query is not None and not query):
+        description.append(NO_QUERY)  # (API.md: endpoints that take a body take no query parameter)
+    if description:
+        operation["description"] = " ".join(description)
+    parameters = [PATH_PARAMETERS[name] for name in sorted(rule.arguments)] + query
     operation["parameters"] = [*parameters, *documented.parameters, "X-Request-ID"]
     if documented.request is not None:
         operation["requestBody"] = documented.request

@@ -125,7 +125,7 @@ def _dedupe_key(body: dict) -> str | None:
     tag="internal", security=openapi.SERVICE,
     description="Exactly one of `user_id` / `user_ids`. Each target user gets one result: `created`, "
                 "`duplicate` (same `dedupe_key` already stored: the original is returned), `suppressed` "
-                "(in-app off for this type), `user_not_found` or `user_inactive`. " + openapi.NO_QUERY,
+                "(in-app off for this type), `user_not_found` or `user_inactive`.",
     parameters=("Idempotency-Key",),
     request=openapi.body(CreateNotificationSchema, "The notification and its targets.", {
         "user_id": openapi.EXAMPLE_USER, "notification_type": "comment",
@@ -232,7 +232,7 @@ def list_groups():
 
 
 @bp.get("/notifications/<uuid:notification_id>")
-@openapi.doc("getNotification", "One notification", description=openapi.NO_QUERY, responses=ONE)
+@openapi.doc("getNotification", "One notification", query=no_query, responses=ONE)
 @user_required
 @ratelimit.user_read
 def get_notification(notification_id: UUID):
@@ -265,14 +265,14 @@ def _changed_many(action: str, count: int) -> None:
     "markNotificationRead", "Mark read", method="put",
     description="Idempotent: a read notification keeps its first `read_at`. Reading sets `seen_at` when it "
                 "is null. On an archived notification only `read_at` is recorded (it stays archived). A "
-                "snoozed notification is `409 notification_snoozed`. " + openapi.NO_QUERY,
-    responses=ONE)
+                "snoozed notification is `409 notification_snoozed`.",
+    query=no_query, responses=ONE)
 @openapi.doc("markNotificationReadPatch", "Mark read (PATCH spelling)", method="patch",
-             description="Same as PUT. " + openapi.NO_QUERY, responses=ONE)
+             description="Same as PUT.", query=no_query, responses=ONE)
 @openapi.doc("markNotificationUnread", "Mark unread", method="delete",
              description="Clears the read state; `seen_at` is kept. A snoozed notification is "
-                         "`409 notification_snoozed`. " + openapi.NO_QUERY,
-             responses=ONE)
+                         "`409 notification_snoozed`.",
+             query=no_query, responses=ONE)
 @user_required
 @ratelimit.user_write
 def set_read(notification_id: UUID):
@@ -291,7 +291,7 @@ def set_read(notification_id: UUID):
                 "`notification_type`, `all: true`; they combine as AND. `before` narrows any of them "
                 "(delivered at or before it) but is not a selector alone; `all: false` is the same as "
                 "leaving `all` out. Ids that are not the caller's or do not exist are skipped; snoozed ones "
-                "are not changed. " + openapi.NO_QUERY,
+                "are not changed.",
     request=openapi.body(MarkReadSchema, "What to mark read.",
                          {"all": True, "before": "2026-11-26T03:40:00Z"}),
     responses={200: openapi.ok("`updated_count` counts unread -> read transitions; `unread_count` and "
@@ -319,8 +319,7 @@ def mark_read_bulk():
                 "`notification_ids` (1-1000; others' or unknown ids are skipped), `notification_type`, "
                 "`group_key`, `status` (the state to act on) or `all: true`; `before` narrows "
                 "(`delivered_at` at or before it) but is not a selector alone; `all: false` is the same as "
-                "leaving `all` out. A user with 100 000 notifications can archive them all in one call. "
-                + openapi.NO_QUERY,
+                "leaving `all` out. A user with 100 000 notifications can archive them all in one call.",
     request=openapi.body(BulkSchema, "The action and what it applies to.",
                          {"action": "archive", "notification_type": "like", "group_key": "post-812-likes",
                           "before": "2026-11-26T03:40:00Z"}),
@@ -344,8 +343,7 @@ def bulk_update():
                 "`expires_at` (else 422). While snoozed: `status: snoozed`, unread, unseen, `delivered_at` = "
                 "`snoozed_until` = `until`; listed under `status=snoozed` only. At `until` it is back in the "
                 "inbox as if just delivered (on top, unread, unseen); nothing needs to be called. Snoozing a "
-                "snoozed notification moves `until`; an archived one is `409 notification_archived`. "
-                + openapi.NO_QUERY,
+                "snoozed notification moves `until`; an archived one is `409 notification_archived`.",
     request=openapi.body(SnoozeSchema, "When it comes back.", {"until": "2026-11-27T08:00:00Z"}),
     responses={200: openapi.ok("The snoozed notification.", NotificationSchema, EXAMPLE_SNOOZED,
                                links=openapi.links_from("/notification_id"))},
@@ -363,9 +361,8 @@ def snooze(notification_id: UUID):
 @openapi.doc(
     "wakeNotification", "Wake now: end a snooze at once",
     description="The notification is back in the inbox at once: `delivered_at` = `snoozed_until` = now, "
-                "unread, unseen. On a notification that is not snoozed it changes nothing (200 with it). "
-                + openapi.NO_QUERY,
-    responses=ONE)
+                "unread, unseen. On a notification that is not snoozed it changes nothing (200 with it).",
+    query=no_query, responses=ONE)
 @user_required
 @ratelimit.user_write
 def wake(notification_id: UUID):
@@ -402,9 +399,8 @@ def delete_notification(notification_id: UUID):
                 "never seen (a badge). Poll with If-None-Match and honour X-Poll-Interval. The ETag changes "
                 "whenever this body would: after any write, and when the clock alone changes it (a snooze "
                 "ends, a notification expires) - a 304 is never answered for a body that is no longer "
-                "current. "
-                + openapi.NO_QUERY,
-    parameters=("If-None-Match",),
+                "current.",
+    query=no_query, parameters=("If-None-Match",),
     responses={200: openapi.ok("The counts.", UnreadCountSchema,
                                {"unread_count": 7, "unseen_count": 2,
                                 "by_type": {"comment": 4, "mention": 3}},

@@ -26,8 +26,7 @@ retract_body = RetractSchema()
                 "(or of `user_ids`), in any state, is deleted for good; e-mails it queued and not yet sent "
                 "are cancelled; counts follow; the `dedupe_key` is free again (like, unlike, like notifies "
                 "twice). At most 10 000 per call: call again while `has_more`. Reads only the matching rows "
-                "(an index). "
-                + openapi.NO_QUERY,
+                "(an index).",
     request=openapi.body(RetractSchema, "What to take back.",
                          {"target_type": "post", "target_id": "post-812", "notification_type": "like",
                           "actor_user_id": openapi.EXAMPLE_NOTIFICATION["actor_user_id"]}),

@@ -35,9 +35,8 @@ def _settings_dict(row: tuple) -> dict:
 @openapi.doc(
     "getSettings", "The caller's notification settings", tag="settings",
     description="A user who never saved settings gets the defaults: every channel on, no type preferences, "
-                "`quiet_hours` and `updated_at` null. Only the type overrides that are set are returned. "
-                + openapi.NO_QUERY,
-    responses={200: openapi.ok("The settings.", SettingsSchema, EXAMPLE_SETTINGS)})
+                "`quiet_hours` and `updated_at` null. Only the type overrides that are set are returned.",
+    query=no_query, responses={200: openapi.ok("The settings.", SettingsSchema, EXAMPLE_SETTINGS)})
 @user_required
 @ratelimit.user_read
 def get_settings():
@@ -51,8 +50,7 @@ def get_settings():
     description="Only the fields sent change. `quiet_hours: null` turns quiet hours off; in "
                 "`type_preferences` a type set to `null` removes its override and a channel map is merged "
                 "channel by channel. Channels: `in_app`, `email`, `push`. Quiet hours `start` must differ "
-                f"from `end`; time zones are IANA names; at most {MAX_TYPE_PREFERENCES} type entries. "
-                + openapi.NO_QUERY,
+                f"from `end`; time zones are IANA names; at most {MAX_TYPE_PREFERENCES} type entries.",
     request=openapi.body(SettingsPatchSchema, "The fields to change.", {
         "push_enabled": False, "type_preferences": {"reaction": {"in_app": False}, "mention": None},
         "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"}}),
