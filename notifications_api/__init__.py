@@ -49,14 +49,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:
-    from .views import health, internal, notifications, settings, stream
+    from .views import health, notifications, retractions, settings, stream
     app.register_blueprint(health.bp)
-    # settings before notifications so /notifications/settings never reads as an id
-    app.register_blueprint(settings.bp, url_prefix=prefix)
-    # stream before notifications: /notifications/stream is not a notification id either
-    app.register_blueprint(stream.bp, url_prefix=prefix)
-    app.register_blueprint(notifications.bp, url_prefix=prefix)
-    app.register_blueprint(internal.bp, url_prefix=prefix)
+    # In any order: /notifications/settings, /stream, /groups... never read as a notification id (the
+    # uuid converter; and Werkzeug tries literal path parts before variables whatever the order).
+    for resource in (notifications, retractions, settings, stream):
+        app.register_blueprint(resource.bp, url_prefix=prefix)
 
 
 def _init_request_hooks(app: Flask) -> None:

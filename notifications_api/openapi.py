@@ -1,16 +1,20 @@
-"""The OpenAPI 3.1 document, built from the marshmallow schemas, and Swagger UI (only with ENABLE_DOCS)."""
+"""The OpenAPI 3.1 document and Swagger UI (only with ENABLE_DOCS): each view declares its operation
+with `doc`; `build_spec` walks the URL map and turns the marshmallow schemas into components."""
 from __future__ import annotations
 
+import copy
 import re
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import fields, validate
+from werkzeug.routing import Rule
 
 from . import http_limits, schemas
 from .web import dumps
@@ -45,15 +49,6 @@ EXAMPLE_NOTIFICATION = {
     "snoozed_until": None,
     "expires_at": None,
 }
-EXAMPLE_SNOOZED = {**EXAMPLE_NOTIFICATION, "status": "snoozed", "delivered_at": "2026-11-27T08:00:00.000000Z",
-                   "snoozed_until": "2026-11-27T08:00:00.000000Z"}
-EXAMPLE_SETTINGS = {
-    "in_app_enabled": True, "email_enabled": True, "push_enabled": False,
-    "type_preferences": {"reaction": {"in_app": False, "email": False}, "comment": {"email": False}},
-    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"},
-    "updated_at": "2026-11-26T03:42:21.123456Z",
-}
-
 DESCRIPTION = """\
 In-app notifications for the activity platform: internal services post notifications, web clients
 list them, mark them read, archive them, poll the unread count and manage their preferences.
@@ -166,7 +161,7 @@ def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _headers(*names: str) -> dict[str, dict]:
+def response_headers(*names: str) -> dict[str, dict]:
     return {name: _ref("headers", name) for name in ("X-Request-ID",) + names}
 
 
@@ -320,7 +315,7 @@ def _problem_response(status: int) -> dict:
     example["request_id"] = "9f1c2b7e-5a4d-4e3f-9b8a-7c6d5e4f3a2b"
     return {
         "description": f"{description} Codes: {', '.join(f'`{c}`' for c in codes)}.",
-        "headers": _headers(*extra),
+        "headers": response_headers(*extra),
         "content": {PROBLEM: {"schema": _ref("schemas", "Problem"), "example": example}},
     }
 
@@ -329,34 +324,34 @@ def _problems(*statuses: int) -> dict[str, dict]:
     return {str(status): _ref("responses", PROBLEMS[status][0]) for status in statuses}
 
 
-def _ok(description: str, schema: Any, example: Any = None, headers: tuple[str, ...] = RATE_HEADERS,
-        links: dict | None = None) -> dict:
+def ok(description: str, schema: Any, example: Any = None, headers: tuple[str, ...] = RATE_HEADERS,
+       links: dict | None = None) -> dict:
     content: dict[str, Any] = {"schema": schema}
     if example is not None:
         content["example"] = example
-    response = {"description": description, "headers": _headers(*headers), "content": {JSON: content}}
+    response = {"description": description, "headers": response_headers(*headers), "content": {JSON: content}}
     if links:
         response["links"] = links
     return response
 
 
-def _plain(description: str, media_type: str, json_type: str = "string") -> dict:
-    return {"description": description, "headers": _headers(*RATE_HEADERS),
+def plain(description: str, media_type: str, json_type: str = "string") -> dict:
+    return {"description": description, "headers": response_headers(*RATE_HEADERS),
             "content": {media_type: {"schema": {"type": json_type}}}}
 
 
-def _not_modified(*headers: str) -> dict:
+def not_modified(*headers: str) -> dict:
     return {"description": "Not Modified: If-None-Match matched; no body, the same ETag"
                            + (" and X-Poll-Interval" if "X-Poll-Interval" in headers else "") + ".",
-            "headers": _headers("ETag", *headers, *RATE_HEADERS)}
+            "headers": response_headers("ETag", *headers, *RATE_HEADERS)}
 
 
-def _body(schema: Any, description: str, example: dict) -> dict:
+def body(schema: Any, description: str, example: dict) -> dict:
     return {"required": True, "description": description,
             "content": {JSON: {"schema": schema, "example": example}}}
 
 
-def _links_from(pointer: str) -> dict:
+def links_from(pointer: str) -> dict:
     """OpenAPI links from a response holding a notification id to the per-notification operations."""
     parameters = {"notification_id": f"$response.body#{pointer}"}
     return {
@@ -370,369 +365,107 @@ def _links_from(pointer: str) -> dict:
 
 USER = [{"bearerAuth": []}]
 SERVICE = [{"serviceToken": []}]
-USER_READ_ERRORS = (401, 403, 422, 429, 500, 503)
-USER_BODY_ERRORS = (400, 401, 403, 413, 415, 422, 429, 500, 503)
-NO_QUERY = ("Any query parameter is `422`.")
+# The problems of an operation that requires a credential, by what it takes (see `_errors`).
+CREDENTIAL_ERRORS = (401, 403, 422, 429, 500, 503)  # 422: each validates its query, if nothing else
+BODY_ERRORS = (400, 413, 415)
+PATH_ID_ERRORS = (404,)
+NO_QUERY = "Any query parameter is `422`."  # said of an operation with a body or an empty query schema
 
 
-# ---- the operations ------------------------------------------------------------------------
+# ---- docs beside the views -----------------------------------------------------------------
 
-def _operations(prefix: str, converter: Any) -> dict[str, dict[str, dict]]:
-    """path -> method -> operation, for every endpoint of API.md."""
-    list_params = converter.schema2parameters(schemas.ListQuerySchema, location="query")
-    docs = {
-        "status": "`unread`, `read`, `archived`, `snoozed` or `all`. Absent: the inbox (unread and read; "
-                  "not archived, not snoozed); `all` includes archived and snoozed.",
-        "type": "Notification types: repeat the parameter and/or comma-separate; at most "
-                f"{schemas.MAX_TYPE_FILTERS}.",
-        "limit": "Page size, 1-100.",
-        "cursor": "Opaque `next_cursor` of the previous page; bound to the user and to `status`/`type` "
-                  "(not to `limit`). Tampered with or out of scope: 422.",
-    }
-    for param in list_params:
-        param["description"] = docs[param["name"]]
-    groups_params = converter.schema2parameters(schemas.GroupsQuerySchema, location="query")
-    groups_docs = {"limit": "Page size, 1-100.",
-                   "cursor": "Opaque `next_cursor` of the previous page; bound to the user and to `unread`. "
-                             "Tampered with or out of scope: 422.",
-                   "unread": "`true`: only groups with an unread member. `false` (default). Also `1`/`0`."}
-    for param in groups_params:
-        param["description"] = groups_docs[param["name"]]
-    delete_params = converter.schema2parameters(schemas.DeleteQuerySchema, location="query")
-    delete_params[0]["description"] = ("`false` (default) archives; `true` deletes for good. Also `1`/`0`; "
-                                       "anything else is 422.")
-    id_param = "NotificationId"
-    rid = "X-Request-ID"
-    notification = schemas.NotificationSchema
-    one = {"200": _ok("The notification.", notification, EXAMPLE_NOTIFICATION,
-                      links=_links_from("/notification_id")),
-           **_problems(401, 403, 404, 422, 429, 500, 503)}
-    n = f"{prefix}/notifications"
-    return {
-        n: {
-            "get": {
-                "operationId": "listNotifications", "tags": ["notifications"], "security": USER,
-                "summary": "List the caller's notifications, newest first",
-                "description": "Keyset-paginated, ordered by `(delivered_at, notification_id)` descending "
-                               "(`delivered_at`: when it entered the inbox, its `created_at` or the end of "
-                               "its last snooze; a woken notification is on top). Snoozed notifications "
-                               "are only listed under `status=snoozed` (and `all`). Expired notifications "
-                               "are never returned. The cost of a page does not grow with its depth.",
-                "parameters": [*list_params, "If-None-Match", rid],
-                "responses": {
-                    "200": _ok("A page of notifications.", schemas.NotificationListSchema,
-                               {"items": [EXAMPLE_NOTIFICATION], "next_cursor": None},
-                               headers=("ETag", "Link") + RATE_HEADERS,
-                               links=_links_from("/items/0/notification_id")),
-                    "304": _not_modified(),
-                    **_problems(*USER_READ_ERRORS),
-                },
-            },
-            "post": {
-                "operationId": "createNotifications", "tags": ["internal"], "security": SERVICE,
-                "summary": "Create a notification for one user or fan out to many (internal services)",
-                "description": "Exactly one of `user_id` / `user_ids`. Each target user gets one result: "
-                               "`created`, `duplicate` (same `dedupe_key` already stored: the original "
-                               "is returned), `suppressed` (in-app off for this type), `user_not_found` "
-                               "or `user_inactive`. " + NO_QUERY,
-                "parameters": ["Idempotency-Key", rid],
-                "requestBody": _body(schemas.CreateNotificationSchema, "The notification and its targets.", {
-                    "user_id": EXAMPLE_USER, "notification_type": "comment",
-                    "title": "Ana commented on your post", "message": "Nice route!",
-                    "actor_user_id": EXAMPLE_NOTIFICATION["actor_user_id"], "target_type": "post",
-                    "target_id": "post-812", "action_url": "https://app.example.com/posts/812#c-9",
-                    "payload": {"comment_id": 9}, "priority": "normal",
-                    "group_key": "post-812-comments", "dedupe_key": "comment-9"}),
-                "responses": {
-                    "201": _ok("At least one notification was created.", schemas.CreateResponseSchema,
-                               {"created_count": 1,
-                                "results": [{"user_id": EXAMPLE_USER, "result": "created",
-                                             "notification": EXAMPLE_NOTIFICATION}]},
-                               headers=("Location",) + RATE_HEADERS,
-                               links=_links_from("/results/0/notification/notification_id")),
-                    "200": _ok("Nothing was created (duplicates, suppressed, unknown or inactive users).",
-                               schemas.CreateResponseSchema, {
-                                   "created_count": 0,
-                                   "results": [{"user_id": EXAMPLE_USER, "result": "duplicate",
-                                                "notification": EXAMPLE_NOTIFICATION}]},
-                               headers=("Idempotent-Replayed",) + RATE_HEADERS),
-                    **_problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
-                },
-            },
-        },
-        f"{n}/{{notification_id}}": {
-            "get": {
-                "operationId": "getNotification", "tags": ["notifications"], "security": USER,
-                "summary": "One notification", "description": NO_QUERY,
-                "parameters": [id_param, rid], "responses": one,
-            },
-            "delete": {
-                "operationId": "deleteNotification", "tags": ["notifications"], "security": USER,
-                "summary": "Archive a notification, or delete it for good",
-                "description": "Archiving sets `status: archived` and `archived_at`; it leaves the inbox and "
-                               "the unread count. Archiving an archived notification is 204 again.",
-                "parameters": [id_param, *delete_params, rid],
-                "responses": {
-                    "204": {"description": "Archived or deleted; no body.",
-                            "headers": _headers(*RATE_HEADERS)},
-                    **_problems(401, 403, 404, 422, 429, 500, 503),
-                },
-            },
-        },
-        f"{n}/{{notification_id}}/read": {
-            method: {
-                "operationId": operation_id, "tags": ["notifications"], "security": USER,
-                "summary": summary,
-                "description": description + " " + NO_QUERY,
-                "parameters": [id_param, rid], "responses": one,
-            }
-            for method, operation_id, summary, description in (
-                ("put", "markNotificationRead", "Mark read",
-                 "Idempotent: a read notification keeps its first `read_at`. Reading sets `seen_at` when it "
-                 "is null. On an archived notification only `read_at` is recorded (it stays archived). A "
-                 "snoozed notification is `409 notification_snoozed`."),
-                ("patch", "markNotificationReadPatch", "Mark read (PATCH spelling)", "Same as PUT."),
-                ("delete", "markNotificationUnread", "Mark unread",
-                 "Clears the read state; `seen_at` is kept. A snoozed notification is "
-                 "`409 notification_snoozed`."),
-            )
-        },
-        f"{n}/{{notification_id}}/snooze": {
-            "put": {
-                "operationId": "snoozeNotification", "tags": ["notifications"], "security": USER,
-                "summary": "Snooze: hide it from the inbox and every count until `until`",
-                "description": "`until` must be at least 60 s and at most 90 days ahead and not after the "
-                               "notification's `expires_at` (else 422). While snoozed: `status: snoozed`, "
-                               "unread, unseen, `delivered_at` = `snoozed_until` = `until`; listed under "
-                               "`status=snoozed` only. At `until` it is back in the inbox as if just "
-                               "delivered (on top, unread, unseen); nothing needs to be called. Snoozing a "
-                               "snoozed notification moves `until`; an archived one is "
-                               "`409 notification_archived`. " + NO_QUERY,
-                "parameters": [id_param, rid],
-                "requestBody": _body(schemas.SnoozeSchema, "When it comes back.",
-                                     {"until": "2026-11-27T08:00:00Z"}),
-                "responses": {"200": _ok("The snoozed notification.", notification, EXAMPLE_SNOOZED,
-                                         links=_links_from("/notification_id")),
-                              **_problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)},
-            },
-            "delete": {
-                "operationId": "wakeNotification", "tags": ["notifications"], "security": USER,
-                "summary": "Wake now: end a snooze at once",
-                "description": "The notification is back in the inbox at once: `delivered_at` = "
-                               "`snoozed_until` = now, unread, unseen. On a notification that is not "
-                               "snoozed it changes nothing (200 with it). " + NO_QUERY,
-                "parameters": [id_param, rid], "responses": one,
-            },
-        },
-        f"{n}/groups": {
-            "get": {
-                "operationId": "listNotificationGroups", "tags": ["notifications"], "security": USER,
-                "summary": "The inbox, grouped, newest group first",
-                "description": "Inbox notifications that share a non-null `group_key` form one group; a "
-                               "notification without one is a group of its own (`group_key` null). Groups "
-                               "are ordered by their `latest` member, newest first (a group that gains a "
-                               "member moves to the top). `unread=true` keeps the groups with an unread "
-                               "member; each group's numbers, `latest` and sample still cover all its inbox "
-                               "members. Keyset-paginated like the list (cursor bound to the user and to "
-                               "`unread`); a walk never shows a group twice unless its members changed "
-                               "meanwhile. The counts follow every state change and the clock (snooze "
-                               "ends, expiry). A page costs the same whatever the size of a group or the "
-                               "depth of the page.",
-                "parameters": [*groups_params, "If-None-Match", rid],
-                "responses": {
-                    "200": _ok("A page of groups.", schemas.GroupListSchema,
-                               {"items": [{"group_key": "post-812-likes", "notifications_count": 50,
-                                           "unread_count": 3,
-                                           "sample_actor_user_ids": [EXAMPLE_NOTIFICATION["actor_user_id"]],
-                                           "latest": {**EXAMPLE_NOTIFICATION, "group_key": "post-812-likes",
-                                                      "notification_type": "like"},
-                                           "oldest_delivered_at": "2026-11-20T08:00:00.000000Z"}],
-                                "next_cursor": None},
-                               headers=("ETag", "Link") + RATE_HEADERS),
-                    "304": _not_modified(),
-                    **_problems(*USER_READ_ERRORS),
-                },
-            },
-        },
-        f"{n}/bulk": {
-            "post": {
-                "operationId": "bulkUpdateNotifications", "tags": ["notifications"], "security": USER,
-                "summary": "One action on many notifications, in one transaction",
-                "description": "`action`: `seen` (unseen notifications of the inbox), `read` (unread ones; "
-                               "sets `read_at` and, when null, `seen_at`), `unread` (read ones of the "
-                               "inbox), `archive` (unread, read or snoozed ones; archiving a snoozed one "
-                               "ends the snooze as a wake would), `unarchive` (archived ones, back to their "
-                               "read state), `delete` (any, for good). Snoozed notifications are changed "
-                               "only by `archive` and `delete`. Selectors combine as AND; at least one of "
-                               "`notification_ids` (1-1000; others' or unknown ids are skipped), "
-                               "`notification_type`, `group_key`, `status` (the state to act on) or "
-                               "`all: true`; `before` narrows (`delivered_at` at or before it) but is not a "
-                               "selector alone; `all: false` is the same as leaving `all` out. A user with "
-                               "100 000 notifications can archive them all in one call. " + NO_QUERY,
-                "parameters": [rid],
-                "requestBody": _body(schemas.BulkSchema, "The action and what it applies to.",
-                                     {"action": "archive", "notification_type": "like",
-                                      "group_key": "post-812-likes", "before": "2026-11-26T03:40:00Z"}),
-                "responses": {
-                    "200": _ok("`updated_count` counts the notifications whose state changed; the counts "
-                               "are the caller's after it.", schemas.BulkResultSchema,
-                               {"updated_count": 40, "unread_count": 3, "unseen_count": 0}),
-                    **_problems(*USER_BODY_ERRORS),
-                },
-            },
-        },
-        f"{n}/retract": {
-            "post": {
-                "operationId": "retractNotifications", "tags": ["internal"], "security": SERVICE,
-                "summary": "The producer takes notifications back (internal services)",
-                "description": "Exactly one of `dedupe_key` or the pair `target_type` + `target_id`; "
-                               "`notification_type`, `actor_user_id` and `user_ids` (1-1000) narrow. Every "
-                               "matching notification of every user (or of `user_ids`), in any state, is "
-                               "deleted for good; e-mails it queued and not yet sent are cancelled; counts "
-                               "follow; the `dedupe_key` is free again (like, unlike, like notifies twice). "
-                               "At most 10 000 per call: call again while `has_more`. Reads only the "
-                               "matching rows (an index). " + NO_QUERY,
-                "parameters": [rid],
-                "requestBody": _body(schemas.RetractSchema, "What to take back.",
-                                     {"target_type": "post", "target_id": "post-812",
-                                      "notification_type": "like",
-                                      "actor_user_id": EXAMPLE_NOTIFICATION["actor_user_id"]}),
-                "responses": {
-                    "200": _ok("How many were retracted; `has_more`: call again.",
-                               schemas.RetractResultSchema,
-                               {"retracted_count": 10000, "has_more": True}),
-                    **_problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
-                },
-            },
-        },
-        f"{n}/mark-read": {
-            "post": {
-                "operationId": "markNotificationsReadBulk", "tags": ["notifications"], "security": USER,
-                "summary": "Mark many notifications read in one statement",
-                "description": "Action `read` of `POST /notifications/bulk`. At least one of "
-                               "`notification_ids`, `notification_type`, `all: true`; they combine as AND. "
-                               "`before` narrows any of them (delivered at or before it) but is not a "
-                               "selector alone; `all: false` is the same as leaving `all` out. Ids that are "
-                               "not the caller's or do not exist are skipped; snoozed ones are not changed. "
-                               + NO_QUERY,
-                "parameters": [rid],
-                "requestBody": _body(schemas.MarkReadSchema, "What to mark read.",
-                                     {"all": True, "before": "2026-11-26T03:40:00Z"}),
-                "responses": {
-                    "200": _ok("`updated_count` counts unread -> read transitions; `unread_count` and "
-                               "`unseen_count` are the caller's after it.", schemas.MarkReadResultSchema,
-                               {"updated_count": 12, "unread_count": 3, "unseen_count": 0}),
-                    **_problems(*USER_BODY_ERRORS),
-                },
-            },
-        },
-        f"{n}/unread/count": {
-            "get": {
-                "operationId": "getUnreadCount", "tags": ["notifications"], "security": USER,
-                "summary": "Unread counts (the polled endpoint)",
-                "description": "Only the inbox counts: archived, snoozed and expired notifications do not. "
-                               "`by_type` counts unread ones and leaves out types with none; "
-                               "`unseen_count` counts the inbox's notifications never seen (a badge). "
-                               "Poll with If-None-Match and honour X-Poll-Interval. The ETag changes "
-                               "whenever this body would: after any write, and when the clock alone changes "
-                               "it (a snooze ends, a notification expires) - a 304 is never answered for a "
-                               "body that is no longer current. " + NO_QUERY,
-                "parameters": ["If-None-Match", rid],
-                "responses": {
-                    "200": _ok("The counts.", schemas.UnreadCountSchema,
-                               {"unread_count": 7, "unseen_count": 2,
-                                "by_type": {"comment": 4, "mention": 3}},
-                               headers=("ETag", "X-Poll-Interval") + RATE_HEADERS),
-                    "304": _not_modified("X-Poll-Interval"),
-                    **_problems(*USER_READ_ERRORS),
-                },
-            },
-        },
-        f"{n}/settings": {
-            "get": {
-                "operationId": "getSettings", "tags": ["settings"], "security": USER,
-                "summary": "The caller's notification settings",
-                "description": "A user who never saved settings gets the defaults: every channel on, no "
-                               "type preferences, `quiet_hours` and `updated_at` null. Only the type "
-                               "overrides that are set are returned. " + NO_QUERY,
-                "parameters": [rid],
-                "responses": {"200": _ok("The settings.", schemas.SettingsSchema, EXAMPLE_SETTINGS),
-                              **_problems(*USER_READ_ERRORS)},
-            },
-            "patch": {
-                "operationId": "updateSettings", "tags": ["settings"], "security": USER,
-                "summary": "Change some settings (merge)",
-                "description": "Only the fields sent change. `quiet_hours: null` turns quiet hours off; in "
-                               "`type_preferences` a type set to `null` removes its override and a channel "
-                               "map is merged channel by channel. Channels: `in_app`, `email`, `push`. "
-                               "Quiet hours `start` must differ from `end`; time zones are IANA names; at "
-                               f"most {schemas.MAX_TYPE_PREFERENCES} type entries. " + NO_QUERY,
-                "parameters": [rid],
-                "requestBody": _body(schemas.SettingsPatchSchema, "The fields to change.", {
-                    "push_enabled": False, "type_preferences": {"reaction": {"in_app": False},
-                                                                "mention": None},
-                    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"}}),
-                "responses": {"200": _ok("The full settings after the change.", schemas.SettingsSchema,
-                                         EXAMPLE_SETTINGS),
-                              **_problems(*USER_BODY_ERRORS)},
-            },
-        },
-        "/health": {
-            "get": {
-                "operationId": "getHealth", "tags": ["operations"], "security": [],
-                "summary": "Readiness: the API and its database",
-                "description": "The database check waits at most 2 s. Where Redis is configured, "
-                               "`checks.rate_limit_storage` is `ok` or `degraded` (degraded does not fail "
-                               "the check: limits fall back to memory).",
-                "parameters": [rid],
-                "responses": {
-                    "200": _ok("Healthy.", schemas.HealthSchema,
-                               {"status": "ok", "checks": {"api": "ok", "database": "ok"}}, headers=()),
-                    "503": _ok("The database check failed (same shape, still application/json).",
-                               schemas.HealthSchema,
-                               {"status": "error", "checks": {"api": "ok", "database": "error"}}, headers=()),
-                },
-            },
-        },
-        "/health/live": {
-            "get": {
-                "operationId": "getLiveness", "tags": ["operations"], "security": [],
-                "summary": "Liveness: answers without touching the database",
-                "parameters": [rid],
-                "responses": {"200": _ok("Alive.", schemas.HealthSchema, {"status": "ok"}, headers=())},
-            },
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "getMetrics", "tags": ["operations"],
-                "security": [{}, {"metricsToken": []}],
-                "summary": "Prometheus metrics, aggregated over all workers",
-                "description": "Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.",
-                "parameters": [rid],
-                "responses": {
-                    "200": _plain("Prometheus text exposition format.", "text/plain"),
-                    "401": {"$ref": "#/components/responses/MetricsUnauthorized"},
-                    **_problems(429),
-                },
-            },
-        },
-        SPEC_URL: {
-            "get": {
-                "operationId": "getOpenAPI", "tags": ["operations"], "security": [],
-                "summary": "This document (only with ENABLE_DOCS)",
-                "parameters": [rid],
-                "responses": {"200": _plain("The OpenAPI document.", JSON, "object"), **_problems(429)},
-            },
-        },
-        DOCS_URL: {
-            "get": {
-                "operationId": "getDocs", "tags": ["operations"], "security": [],
-                "summary": "Swagger UI, served from local assets (only with ENABLE_DOCS)",
-                "parameters": [rid],
-                "responses": {"200": _plain("The Swagger UI page.", "text/html"), **_problems(429)},
-            },
-        },
-    }
+DOCS_ATTRIBUTE = "openapi_operations"  # on a view: {method or None (any): Operation}
+PATH_PARAMETERS = {"notification_id": "NotificationId"}  # a rule's argument -> its parameter component
+METHODS = ("get", "put", "post", "delete", "patch")  # documented, in this order; HEAD and OPTIONS never
+
+
+class Operation(NamedTuple):
+    """One documented operation, as a view declares it; `_operation` makes it OpenAPI."""
+    operation_id: str
+    summary: str
+    responses: Mapping[int, dict]
+    description: str | None = None  # `{prefix}` in it becomes the API prefix; NO_QUERY is added
+    tag: str = "notifications"
+    security: list = USER
+    errors: tuple[int, ...] = ()  # problem statuses beyond those `_errors` derives
+    query: Any = None  # the schema the view loads its query with (one without fields: none taken)
+    query_docs: Mapping[str, str] = {}  # a description for each of its fields
+    parameters: tuple = ()  # component names or parameter objects, after the path and query ones
+    request: dict | None = None  # the request body (see `body`)
+
+
+def doc(operation_id: str, summary: str, *, method: str | None = None,
+        **details: Any) -> Callable[[Callable], Callable]:
+    """Attach an OpenAPI operation to a view (`method`: one method of a route that takes several).
+
+    The view itself is returned: nothing runs per request."""
+    operation = Operation(operation_id, summary, **details)
+
+    def attach(view: Callable) -> Callable:
+        setattr(view, DOCS_ATTRIBUTE, {**getattr(view, DOCS_ATTRIBUTE, {}), method: operation})
+        return view
+    return attach
+
+
+def _operation(documented: Operation, rule: Rule, prefix: str, converter: Any) -> dict:
+    """The OpenAPI operation object (a fresh copy: apispec rewrites what it is given)."""
+    query = []
+    if documented.query is not None:
+        query = converter.schema2parameters(documented.query, location="query")
+    for parameter in query:
+        parameter["description"] = documented.query_docs[parameter["name"]]
+    operation: dict[str, Any] = {"operationId": documented.operation_id, "tags": [documented.tag],
+                                 "security": documented.security, "summary": documented.summary}
+    description = [documented.description.replace("{prefix}", prefix)] if documented.description else []
+    if documented.request is not None or (documented.query is not None and not query):
+        description.append(NO_QUERY)  # (API.md: endpoints that take a body take no query parameter)
+    if description:
+        operation["description"] = " ".join(description)
+    parameters = [PATH_PARAMETERS[name] for name in sorted(rule.arguments)] + query
+    operation["parameters"] = [*parameters, *documented.parameters, "X-Request-ID"]
+    if documented.request is not None:
+        operation["requestBody"] = documented.request
+    operation["responses"] = {**{str(status): response for status, response in documented.responses.items()},
+                              **_problems(*_errors(documented, rule), *EVERY_OPERATION)}
+    return copy.deepcopy(operation)
+
+
+def _errors(documented: Operation, rule: Rule) -> list[int]:
+    """Its problem statuses: those of a required credential, of a body, of a path id, plus its own."""
+    statuses = set(documented.errors)
+    if documented.security and all(documented.security):  # ([] or an empty requirement: optional)
+        statuses.update(CREDENTIAL_ERRORS)
+        if documented.request is not None:
+            statuses.update(BODY_ERRORS)
+        if rule.arguments & PATH_PARAMETERS.keys():
+            statuses.update(PATH_ID_ERRORS)
+    return sorted(statuses)
+
+
+# Routes whose views are not in views/: /metrics (metrics.py) and the Swagger UI page (the library's
+# blueprint, whose view also serves the page's assets under /docs/, which are not operations).
+OTHER_ROUTES: dict[str, Operation] = {
+    "/metrics": Operation(
+        "getMetrics", "Prometheus metrics, aggregated over all workers", tag="operations",
+        security=[{}, {"metricsToken": []}],
+        description="Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.",
+        responses={200: plain("Prometheus text exposition format.", "text/plain"),
+                   401: _ref("responses", "MetricsUnauthorized")},
+        errors=(429,)),
+    DOCS_URL: Operation(
+        "getDocs", "Swagger UI, served from local assets (only with ENABLE_DOCS)", tag="operations",
+        security=[], responses={200: plain("The Swagger UI page.", "text/html")}, errors=(429,)),
+}
+
+
+def _documented_routes(app: Flask) -> Iterator[tuple[Rule, dict[str | None, Operation]]]:
+    """Each rule of the app with the operations its view documents (rules without any are left out)."""
+    for rule in app.url_map.iter_rules():
+        documented = getattr(app.view_functions[rule.endpoint], DOCS_ATTRIBUTE, None)
+        if documented is None and rule.rule in OTHER_ROUTES:
+            documented = {None: OTHER_ROUTES[rule.rule]}
+        if documented:
+            yield rule, documented
 
 
 # Constraints a marshmallow field cannot state (validates_schema rules), added to the generated schemas.
@@ -804,18 +537,8 @@ def _refine(components: dict[str, dict]) -> None:
 _RULE_ARG = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
-def _served(app: Flask) -> set[tuple[str, str]]:
-    """(OpenAPI path, method) of every rule the app routes, ignoring HEAD/OPTIONS."""
-    served = set()
-    for rule in app.url_map.iter_rules():
-        path = _RULE_ARG.sub(r"{\1}", rule.rule)
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
-            served.add((path, method.lower()))
-    return served
-
-
 def build_spec(app: Flask) -> dict[str, Any]:
-    """The OpenAPI document for this app: the operations of API.md that the app routes."""
+    """The OpenAPI document for this app: the operations its routes' views document (see `doc`)."""
     config = app.config
     plugin = MarshmallowPlugin()
     try:
@@ -870,16 +593,16 @@ def build_spec(app: Flask) -> dict[str, Any]:
     spec.components.security_scheme("streamTicket", {
         "type": "apiKey", "in": "query", "name": "ticket",
         "description": "A stream ticket from createStreamTicket (the stream endpoint only)."})
-    served = _served(app)
-    from .views import stream
-    operations_by_path = {**_operations(config["API_V1_PREFIX"], plugin.converter),
-                          **stream.openapi_operations(config["API_V1_PREFIX"])}
-    for path, methods in operations_by_path.items():
-        operations = {m: op for m, op in methods.items() if (path, m) in served}
-        for operation in operations.values():
-            operation["responses"].update(_problems(*EVERY_OPERATION))
-        if operations:
-            spec.path(path=path, operations=operations)
+    prefix = config["API_V1_PREFIX"]
+    paths: dict[str, dict[str, dict]] = {}
+    for rule, documented in _documented_routes(app):
+        path = _RULE_ARG.sub(r"{\1}", rule.rule)
+        for method in METHODS:
+            operation = documented.get(method, documented.get(None))
+            if method.upper() in rule.methods and operation is not None:
+                paths.setdefault(path, {})[method] = _operation(operation, rule, prefix, plugin.converter)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
     document = spec.to_dict()
     _refine(document["components"]["schemas"])
     return document
@@ -906,6 +629,8 @@ def spec_for(app: Flask) -> dict[str, Any]:
     return app.extensions[EXTENSION].get(app)[0]
 
 
+@doc("getOpenAPI", "This document (only with ENABLE_DOCS)", tag="operations", security=[],
+     responses={200: plain("The OpenAPI document.", JSON, "object")}, errors=(429,))
 def openapi_json() -> Response:
     app = current_app._get_current_object()
     return Response(app.extensions[EXTENSION].get(app)[1], mimetype=JSON)

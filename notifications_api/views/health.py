@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
+from .. import openapi
 from ..db import get_db
+from ..schemas import HealthSchema
 from ..web import json_response
 
 bp = Blueprint("health", __name__)
@@ -12,6 +14,16 @@ HEALTH_DB_TIMEOUT = 2.0
 
 
 @bp.get("/health")
+@openapi.doc(
+    "getHealth", "Readiness: the API and its database", tag="operations", security=[],
+    description="The database check waits at most 2 s. Where Redis is configured, "
+                "`checks.rate_limit_storage` is `ok` or `degraded` (degraded does not fail the check: "
+                "limits fall back to memory).",
+    responses={200: openapi.ok("Healthy.", HealthSchema,
+                               {"status": "ok", "checks": {"api": "ok", "database": "ok"}}, headers=()),
+               503: openapi.ok("The database check failed (same shape, still application/json).",
+                               HealthSchema, {"status": "error",
+                                              "checks": {"api": "ok", "database": "error"}}, headers=())})
 def health():
     checks = {"api": "ok", "database": "ok" if get_db().ping(HEALTH_DB_TIMEOUT) else "error"}
     storage_check = current_app.extensions.get("rate_limit_storage_check")
@@ -23,5 +35,7 @@ def health():
 
 
 @bp.get("/health/live")
+@openapi.doc("getLiveness", "Liveness: answers without touching the database", tag="operations", security=[],
+             responses={200: openapi.ok("Alive.", HealthSchema, {"status": "ok"}, headers=())})
 def live():
     return json_response({"status": "ok"})

@@ -5,10 +5,10 @@ import logging
 
 from flask import Blueprint, g
 
-from .. import ratelimit, store
+from .. import openapi, ratelimit, store
 from ..auth import user_required
 from ..db import get_db
-from ..schemas import EmptyQuerySchema, SettingsPatchSchema
+from ..schemas import MAX_TYPE_PREFERENCES, EmptyQuerySchema, SettingsPatchSchema, SettingsSchema
 from ..web import json_response, load_body, load_query
 
 log = logging.getLogger(__name__)
@@ -16,6 +16,12 @@ bp = Blueprint("settings", __name__)
 
 patch_body = SettingsPatchSchema()
 no_query = EmptyQuerySchema()
+EXAMPLE_SETTINGS = {
+    "in_app_enabled": True, "email_enabled": True, "push_enabled": False,
+    "type_preferences": {"reaction": {"in_app": False, "email": False}, "comment": {"email": False}},
+    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"},
+    "updated_at": "2026-11-26T03:42:21.123456Z",
+}
 
 
 def _settings_dict(row: tuple) -> dict:
@@ -26,6 +32,11 @@ def _settings_dict(row: tuple) -> dict:
 
 
 @bp.get("/notifications/settings")
+@openapi.doc(
+    "getSettings", "The caller's notification settings", tag="settings",
+    description="A user who never saved settings gets the defaults: every channel on, no type preferences, "
+                "`quiet_hours` and `updated_at` null. Only the type overrides that are set are returned.",
+    query=no_query, responses={200: openapi.ok("The settings.", SettingsSchema, EXAMPLE_SETTINGS)})
 @user_required
 @ratelimit.user_read
 def get_settings():
@@ -34,6 +45,16 @@ def get_settings():
 
 
 @bp.patch("/notifications/settings")
+@openapi.doc(
+    "updateSettings", "Change some settings (merge)", tag="settings",
+    description="Only the fields sent change. `quiet_hours: null` turns quiet hours off; in "
+                "`type_preferences` a type set to `null` removes its override and a channel map is merged "
+                "channel by channel. Channels: `in_app`, `email`, `push`. Quiet hours `start` must differ "
+                f"from `end`; time zones are IANA names; at most {MAX_TYPE_PREFERENCES} type entries.",
+    request=openapi.body(SettingsPatchSchema, "The fields to change.", {
+        "push_enabled": False, "type_preferences": {"reaction": {"in_app": False}, "mention": None},
+        "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"}}),
+    responses={200: openapi.ok("The full settings after the change.", SettingsSchema, EXAMPLE_SETTINGS)})
 @user_required
 @ratelimit.user_write
 def update_settings():

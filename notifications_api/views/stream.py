@@ -13,7 +13,7 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema, fields, validate
 
-from .. import grip, ratelimit, store, tickets
+from .. import grip, openapi, ratelimit, store, tickets
 from ..auth import user_required
 from ..db import get_db
 from ..schemas import EmptyQuerySchema, format_timestamp
@@ -31,49 +31,6 @@ class StreamQuerySchema(Schema):
 stream_query = StreamQuerySchema()
 no_query = EmptyQuerySchema()
 
-
-def ticket_or_user_required(view: Callable) -> Callable:
-    """`?ticket=` (what EventSource can send) or, without one, the usual Bearer JWT."""
-    with_jwt = user_required(view)
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        ticket = request.args.get("ticket")
-        if ticket is None:
-            return with_jwt(*args, **kwargs)
-        g.user_id = tickets.verify(current_app.config, ticket)
-        return view(*args, **kwargs)
-    return wrapper
-
-
-@bp.post("/notifications/stream/ticket")
-@user_required
-@ratelimit.user_write
-def create_ticket():
-    load_query(no_query)
-    store.unread_counts(get_db(), g.user_id, by_type=False)  # 401/403 for a missing/inactive user
-    ticket, expires_at = tickets.issue(current_app.config, g.user_id)
-    return json_response({"ticket": ticket, "expires_at": format_timestamp(expires_at)}, status=201)
-
-
-@bp.get("/notifications/stream")
-@ticket_or_user_required
-@ratelimit.user_read
-def stream():
-    load_query(stream_query)
-    config = current_app.config
-    counts = store.unread_counts(get_db(), g.user_id, by_type=False)
-    first = grip.counts_event(counts)
-    headers = {"X-Accel-Buffering": "no"}  # nginx in front must not buffer an event stream
-    if grip.from_proxy(request.headers.get("Grip-Sig"), config["GRIP_SIG_KEY"]):
-        headers.update(grip.hold_headers(g.user_id))
-        body = first
-    else:  # nobody will hold this stream: one event, then EventSource retries after the interval
-        body = first + f"retry: {config['POLL_INTERVAL_SECONDS'] * 1000}\n\n"
-    return Response(body, status=200, headers=headers, mimetype=EVENT_STREAM)
-
-
-# ---- OpenAPI (merged into the document by openapi.py) -----------------------------------------
 
 STREAM_EXAMPLE = ('id: 4711\nevent: counts\ndata: {"unread_count":7,"unseen_count":2}\n\n'
                   'id: 4712\nevent: notification\ndata: {"notification_id":"3f0e…","title":"…",…}\n\n'
@@ -104,6 +61,12 @@ down or slow they are dropped (the request that caused them still succeeds) and 
 reconnection carries the current counts."""
 
 
+TICKET_SCHEMA = {"type": "object", "required": ["ticket", "expires_at"], "additionalProperties": False,
+                 "properties": {"ticket": {"type": "string",
+                                           "description": "Opaque; reusable until expires_at."},
+                                "expires_at": {"type": "string", "format": "date-time"}}}
+
+
 def _event_schema() -> dict:
     """One server-sent event (OpenAPI 3.1 has no itemSchema yet: tools apply `schema` per event)."""
     event_id = {"type": "string", "pattern": "^[0-9]+$", "description": "The user's change version."}
@@ -123,52 +86,62 @@ def _event_schema() -> dict:
                        "properties": {"retry": {"type": "string", "pattern": "^[0-9]+$"}}}]}
 
 
-def openapi_operations(prefix: str) -> dict[str, dict[str, dict]]:
-    """The two operations of this blueprint, for openapi.build_spec."""
-    from ..openapi import USER, USER_READ_ERRORS, _headers, _problems, RATE_HEADERS
-    n = f"{prefix}/notifications"
-    ticket_schema = {"type": "object", "required": ["ticket", "expires_at"], "additionalProperties": False,
-                     "properties": {"ticket": {"type": "string",
-                                               "description": "Opaque; reusable until expires_at."},
-                                    "expires_at": {"type": "string", "format": "date-time"}}}
-    return {
-        f"{n}/stream/ticket": {
-            "post": {
-                "operationId": "createStreamTicket", "tags": ["notifications"], "security": USER,
-                "summary": "A ticket for the live-update stream",
-                "description": "For `GET .../notifications/stream?ticket=…` only (browsers' EventSource "
-                               "cannot send headers), bound to the caller, valid "
-                               "`STREAM_TICKET_TTL_SECONDS` (default 3600) and reusable until then. Never "
-                               "logged. No body; any query parameter is `422`.",
-                "parameters": ["X-Request-ID"],
-                "responses": {
-                    "201": {"description": "The ticket.", "headers": _headers(*RATE_HEADERS),
-                            "content": {"application/json": {
-                                "schema": ticket_schema,
-                                "example": {"ticket": "eyJhbGciOiJIUzI1NiJ9.…",
-                                            "expires_at": "2026-11-26T04:42:21.000000Z"}}}},
-                    **_problems(*USER_READ_ERRORS),
-                },
-            },
-        },
-        f"{n}/stream": {
-            "get": {
-                "operationId": "streamNotifications", "tags": ["notifications"],
-                "security": [{"bearerAuth": []}, {"streamTicket": []}],
-                "summary": "Live updates (server-sent events)",
-                "description": STREAM_DESCRIPTION.replace("{prefix}", prefix),
-                "parameters": [{"in": "query", "name": "ticket", "required": False,
-                                "schema": {"type": "string", "maxLength": 2048},
-                                "description": "A stream ticket (instead of the Authorization header)."},
-                               "X-Request-ID"],
-                "responses": {
-                    "200": {"description": "An event stream: `counts` first, then `notification` and "
-                                           "`counts` events (held by Pushpin), or one event and `retry:`.",
-                            "headers": _headers(*RATE_HEADERS),
-                            "content": {EVENT_STREAM: {"schema": _event_schema(),
-                                                       "example": STREAM_EXAMPLE}}},
-                    **_problems(*USER_READ_ERRORS),
-                },
-            },
-        },
-    }
+def ticket_or_user_required(view: Callable) -> Callable:
+    """`?ticket=` (what EventSource can send) or, without one, the usual Bearer JWT."""
+    with_jwt = user_required(view)
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        ticket = request.args.get("ticket")
+        if ticket is None:
+            return with_jwt(*args, **kwargs)
+        g.user_id = tickets.verify(current_app.config, ticket)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.post("/notifications/stream/ticket")
+@openapi.doc(
+    "createStreamTicket", "A ticket for the live-update stream",
+    description="For `GET .../notifications/stream?ticket=…` only (browsers' EventSource cannot send "
+                "headers), bound to the caller, valid `STREAM_TICKET_TTL_SECONDS` (default 3600) and "
+                "reusable until then. Never logged. No body; any query parameter is `422`.",
+    responses={201: {"description": "The ticket.", "headers": openapi.response_headers(*openapi.RATE_HEADERS),
+                     "content": {"application/json": {
+                         "schema": TICKET_SCHEMA,
+                         "example": {"ticket": "eyJhbGciOiJIUzI1NiJ9.…",
+                                     "expires_at": "2026-11-26T04:42:21.000000Z"}}}}})
+@user_required
+@ratelimit.user_write
+def create_ticket():
+    load_query(no_query)
+    store.unread_counts(get_db(), g.user_id, by_type=False)  # 401/403 for a missing/inactive user
+    ticket, expires_at = tickets.issue(current_app.config, g.user_id)
+    return json_response({"ticket": ticket, "expires_at": format_timestamp(expires_at)}, status=201)
+
+
+@bp.get("/notifications/stream")
+@openapi.doc(
+    "streamNotifications", "Live updates (server-sent events)",
+    security=[{"bearerAuth": []}, {"streamTicket": []}], description=STREAM_DESCRIPTION,
+    parameters=({"in": "query", "name": "ticket", "required": False,
+                 "schema": {"type": "string", "maxLength": 2048},
+                 "description": "A stream ticket (instead of the Authorization header)."},),
+    responses={200: {"description": "An event stream: `counts` first, then `notification` and `counts` "
+                                    "events (held by Pushpin), or one event and `retry:`.",
+                     "headers": openapi.response_headers(*openapi.RATE_HEADERS),
+                     "content": {EVENT_STREAM: {"schema": _event_schema(), "example": STREAM_EXAMPLE}}}})
+@ticket_or_user_required
+@ratelimit.user_read
+def stream():
+    load_query(stream_query)
+    config = current_app.config
+    counts = store.unread_counts(get_db(), g.user_id, by_type=False)
+    first = grip.counts_event(counts)
+    headers = {"X-Accel-Buffering": "no"}  # nginx in front must not buffer an event stream
+    if grip.from_proxy(request.headers.get("Grip-Sig"), config["GRIP_SIG_KEY"]):
+        headers.update(grip.hold_headers(g.user_id))
+        body = first
+    else:  # nobody will hold this stream: one event, then EventSource retries after the interval
+        body = first + f"retry: {config['POLL_INTERVAL_SECONDS'] * 1000}\n\n"
+    return Response(body, status=200, headers=headers, mimetype=EVENT_STREAM)

@@ -33,6 +33,26 @@ def test_non_uuid_path_id_is_not_found(client, user, user_headers):
                    404, "not_found")
 
 
+@pytest.mark.parametrize("order", ["as the app registers them", "reversed"])
+def test_no_literal_path_reads_as_a_notification_id_whatever_the_blueprint_order(app, order):
+    """/notifications/settings, /stream, /groups... go to their own views, however the blueprints are registered."""
+    from flask import Flask
+
+    from notifications_api.views import notifications, retractions, settings, stream
+    resources = [notifications, retractions, settings, stream]
+    routed = Flask(__name__)
+    for resource in resources if order != "reversed" else reversed(resources):
+        routed.register_blueprint(resource.bp, url_prefix=PREFIX)
+    adapter = routed.url_map.bind("localhost")
+    literal = [rule for rule in routed.url_map.iter_rules() if not rule.arguments]
+    assert len(literal) >= 8
+    for rule in literal:
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert adapter.match(rule.rule, method)[0] == rule.endpoint, (rule.rule, method)
+    assert {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if rule.rule.startswith(PREFIX)} == {
+        rule.rule: rule.endpoint for rule in routed.url_map.iter_rules() if rule.rule.startswith(PREFIX)}
+
+
 def test_wrong_method_keeps_allow(client):
     response = client.put(f"{PREFIX}/notifications/unread/count")
     assert_problem(response, 405, "method_not_allowed")

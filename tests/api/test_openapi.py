@@ -96,6 +96,29 @@ def test_spec_documents_every_route_of_the_app_and_of_the_contract(app):
     assert _operations(spec) == CONTRACT
 
 
+def test_a_route_without_docs_is_left_out_and_fails_the_test_above(make_app):
+    app = make_app()
+    app.add_url_rule(f"{PREFIX}/undocumented", "undocumented", lambda: "", methods=["GET", "POST"])
+    spec = openapi.spec_for(app)
+    assert _routes(app) - _operations(spec) == {("get", f"{PREFIX}/undocumented"), ("post", f"{PREFIX}/undocumented")}
+
+
+def test_docs_cost_nothing_per_request(app):
+    """`openapi.doc` hands back the view itself: no wrapper runs per request."""
+    def view():
+        return ""
+    assert openapi.doc("someOperation", "Summary", responses={})(view) is view
+    for endpoint, function in app.view_functions.items():
+        for operation in getattr(function, openapi.DOCS_ATTRIBUTE, {}).values():
+            assert isinstance(operation, openapi.Operation), endpoint
+
+
+def test_each_method_of_a_route_has_its_own_operation(app):
+    read = openapi.spec_for(app)["paths"][f"{PREFIX}/notifications/{{notification_id}}/read"]
+    assert {method: operation["operationId"] for method, operation in read.items()} == {
+        "put": "markNotificationRead", "patch": "markNotificationReadPatch", "delete": "markNotificationUnread"}
+
+
 def test_spec_follows_the_configured_prefix(make_app):
     spec = openapi.spec_for(make_app(API_V1_PREFIX="/notify/v2"))
     assert "/notify/v2/notifications/{notification_id}/read" in spec["paths"]
