@@ -20,20 +20,10 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_LOGGED_PATH = 512  # a 404's path in its log line, cut here (a scanner's 4 KB path is not worth keeping)
 
 
-class App(Flask):
-    """Flask, minus a per-request cost this service does not need."""
-
-    def ensure_sync(self, func):
-        # Flask inspects every view and hook on every request (inspect.iscoroutinefunction) to
-        # run async ones through asgiref. This service has no async view or hook: call them as
-        # they are (an async one would now fail loudly, returning a coroutine, not silently).
-        return func
-
-
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """The one wiring point. `overrides` are typed config values (tests)."""
     config = load_config(overrides)
-    app = App(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=None)
     app.config.update(config)
     logs.configure(config)
     errors.init_app(app)

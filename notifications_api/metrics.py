@@ -52,15 +52,13 @@ class _Metrics:
     """The process's metric objects (built once, on first use: importing this module has no effects)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram, values
+        from prometheus_client import Counter, Gauge, Histogram
 
+        # prometheus_client picks file-backed values when it is first imported, from this variable:
+        # gunicorn_conf.py sets it before any worker imports prometheus_client.
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         if self.multiprocess:  # outside gunicorn (flask run, a CLI command) nobody created it
             os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
-        if self.multiprocess and values.ValueClass is values.MutexValue:
-            # prometheus_client was imported before the variable was set (e.g. by gunicorn.conf.py):
-            # switch to file-backed values now, before any metric of ours exists.
-            values.ValueClass = values.MultiProcessValue()
         self.requests = Histogram(
             f"{PREFIX}_http_request_duration_seconds", "HTTP request latency by route template.",
             ("route", "method", "status"), buckets=LATENCY_BUCKETS)
