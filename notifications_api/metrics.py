@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
+from .auth import bearer_token
 from .errors import ApiError
 from .grants import API_FUNCTIONS
 
@@ -241,11 +242,10 @@ def _ensure_refresher(state: _PoolState) -> None:
 # --- The endpoint --------------------------------------------------------------------------------
 
 def _authorize(token: str) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    value = bearer_token()
+    if value is None:
         raise ApiError(401, "missing_token", "An Authorization: Bearer <METRICS_TOKEN> header is required.")
-    if not hmac.compare_digest(value.strip().encode(), token.encode()):
+    if not hmac.compare_digest(value.encode(), token.encode()):
         raise ApiError(401, "invalid_token", "The metrics token is invalid.")
 
 

@@ -86,7 +86,11 @@ def etag_for(body: bytes) -> str:
 
 
 def _if_none_match() -> list[str]:
-    """The entity tags in If-None-Match, weak prefixes dropped (["*"] for a star)."""
+    """The entity tags in If-None-Match, weak prefixes dropped (["*"] for a star).
+
+    Not Werkzeug's `request.if_none_match`: it accepts an unquoted tag as the tag (`v1.2.x` would
+    match `"v1.2.x"`, a 304 where the tests pin a 200) and reads a padded ` * ` as a tag, not a star.
+    """
     header = request.environ.get("HTTP_IF_NONE_MATCH")
     if not header:
         return []
