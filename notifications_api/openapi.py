@@ -13,7 +13,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import fields, validate
 
 from . import http_limits, schemas
-from .web import dumps
+from .responses import dumps
 
 EXTENSION = "openapi"
 OPENAPI_VERSION = "3.1.0"

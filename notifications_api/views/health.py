@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from ..db import get_db
-from ..web import json_response
+from ..responses import json_response
 
 bp = Blueprint("health", __name__)
 

@@ -7,10 +7,11 @@ from flask import Blueprint, current_app, g, request, url_for
 
 from .. import metrics, publisher, ratelimit, store
 from ..auth import service_required
+from ..body import load_body
 from ..db import get_db
 from ..errors import validation_error
 from ..schemas import CreateNotificationSchema, RetractSchema, check_text
-from ..web import json_response, load_body
+from ..responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("internal", __name__)

@@ -9,11 +9,12 @@ from flask import Blueprint, Response, current_app, g, request
 
 from .. import cursors, metrics, publisher, ratelimit, store
 from ..auth import user_required
+from ..body import load_body, load_query
 from ..db import get_db
 from ..schemas import (NOTIFICATION_FIELDS, BulkSchema, DeleteQuerySchema, EmptyQuerySchema,
                        GroupsQuerySchema, ListQuerySchema, MarkReadSchema, SnoozeSchema)
-from ..web import (conditional_json, json_response, known_version, load_body, load_query,
-                   not_modified_or_json, version_etag)
+from ..etags import conditional_json, known_version, not_modified_or_json, version_etag
+from ..responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("notifications", __name__)

@@ -7,9 +7,10 @@ from flask import Blueprint, g
 
 from .. import ratelimit, store
 from ..auth import user_required
+from ..body import load_body, load_query
 from ..db import get_db
 from ..schemas import EmptyQuerySchema, SettingsPatchSchema
-from ..web import json_response, load_body, load_query
+from ..responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("settings", __name__)

@@ -98,8 +98,8 @@ def test_an_anonymous_failure_is_readable_by_a_listed_origin(make_app):
         assert "ratelimit-remaining" in header_set(response, "Access-Control-Expose-Headers")
 
 
-def test_flask_cors_still_registers_the_hook_edge_py_wraps():
-    """edge._only_with_origin replaces Flask-CORS's after_request hook in place (a measured gain, see its
+def test_flask_cors_still_registers_the_hook_cors_py_wraps():
+    """cors.only_with_origin replaces Flask-CORS's after_request hook in place (a measured gain, see its
     docstring). It relies on CORS(app) appending exactly one after_request hook, named
     cors_after_request, that takes the response and returns it: this fails when Flask-CORS changes that."""
     import inspect
