@@ -106,26 +106,17 @@ class _Metrics:
         self._changed = {action: self.changed.labels(action) for action in ACTIONS}
 
     def request_child(self, route: str, method: str, status: int):
-        key = (route, method, status)
-        child = self._requests.get(key)
-        if child is None:
-            with self._lock:
-                child = self._requests.setdefault(key, self.requests.labels(route, method, str(status)))
-        return child
+        child = self._requests.get((route, method, status))
+        return child if child is not None else self._add(
+            self._requests, (route, method, status), self.requests, route, method, str(status))
 
     def function_child(self, function: str):
         child = self._functions.get(function)
-        if child is None:
-            with self._lock:
-                child = self._functions.setdefault(function, self.functions.labels(function))
-        return child
+        return child if child is not None else self._add(self._functions, function, self.functions, function)
 
     def error_child(self, code: str):
         child = self._errors.get(code)
-        if child is None:
-            with self._lock:
-                child = self._errors.setdefault(code, self.errors.labels(code))
-        return child
+        return child if child is not None else self._add(self._errors, code, self.errors, code)
 
     def created_child(self, notification_type: str):
         child = self._created.get(notification_type)
@@ -134,6 +125,11 @@ class _Metrics:
                 label = notification_type if len(self._created) < MAX_NOTIFICATION_TYPES else "other"
                 child = self._created.setdefault(label, self.created.labels(label))
         return child
+
+    def _add(self, cache: dict, key: Any, metric: Any, *labels: str):
+        """The label child for `key`, made once and shared by the threads."""
+        with self._lock:
+            return cache.setdefault(key, metric.labels(*labels))
 
 
 _metrics: _Metrics | None = None
