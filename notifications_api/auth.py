@@ -12,6 +12,8 @@ import jwt
 from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from . import store
+from .db import get_db
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -21,22 +23,21 @@ def _unauthorized(code: str, detail: str) -> ApiError:
     return ApiError(401, code, detail)
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (any case of "Bearer"), else None."""
+    credentials = request.authorization
+    if credentials is None or credentials.type != "bearer":
         return None
-    return value.strip()
+    if credentials.token is None:
+        # Werkzeug reads a value with an inner "=" as auth-params (RFC 7235), not a token. It is
+        # still the token the client sent, to be refused as invalid (401 invalid_token), not missing.
+        return request.headers["Authorization"].partition(" ")[2].strip() or None
+    return credentials.token.strip() or None
 
 
 def _reject(reason: str, code: str = "invalid_token", detail: str = "The token is invalid.") -> ApiError:
     log.info("invalid jwt", extra={"event": "invalid_jwt_token", "reason": reason})
     return _unauthorized(code, detail)
-
-
-def decode_user_token(token: str, config: dict[str, Any]) -> str:
-    """Return the token's user id (canonical UUID string) or raise ApiError(401)."""
-    return _verify(token, config)
 
 
 # Tokens that passed every check, so a client polling with the same token is not verified
@@ -53,8 +54,7 @@ def cached_user_id(token: str, config: dict[str, Any], cache: dict[str, tuple[st
     hit = cache.get(token)
     if hit is not None and time.time() < hit[1]:
         return hit[0]
-    user_id = decode_user_token(token, config)
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]  # verified just above
+    user_id, exp = decode_user_token(token, config)
     if len(cache) >= TOKEN_CACHE_MAX:
         cache.clear()  # bounded; a full cache is rebuilt by the next requests
     try:
@@ -65,7 +65,8 @@ def cached_user_id(token: str, config: dict[str, Any], cache: dict[str, tuple[st
     return user_id
 
 
-def _verify(token: str, config: dict[str, Any]) -> str:
+def decode_user_token(token: str, config: dict[str, Any]) -> tuple[str, Any]:
+    """The token's user id (canonical UUID string) and its verified `exp` claim, or ApiError(401)."""
     options = {"require": ["exp", "sub"], "verify_aud": bool(config["JWT_AUDIENCE"]),
                "verify_iss": bool(config["JWT_ISSUER"])}
     keys = [k for k in (config["JWT_SECRET"], config["JWT_SECRET_PREVIOUS"]) if k]
@@ -94,7 +95,7 @@ def _verify(token: str, config: dict[str, Any]) -> str:
         except jwt.InvalidTokenError:
             raise _reject("malformed") from None
     try:
-        return str(uuid.UUID(str(claims["sub"])))
+        return str(uuid.UUID(str(claims["sub"]))), claims["exp"]
     except ValueError:
         raise _reject("sub_not_uuid") from None
 
@@ -103,7 +104,7 @@ def user_required(view: Callable) -> Callable:
     """Authenticate the end user; sets g.user_id. Existence is checked by the stored function."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        token = _bearer()
+        token = bearer_token()
         if token is None:
             raise _unauthorized("missing_token", "An Authorization: Bearer token is required.")
         app = current_app._get_current_object()
@@ -143,7 +144,7 @@ def _check_user(app: Any, user_id: str) -> None:
     if hit is None or now >= hit[0]:
         refusal = None
         try:
-            _lookup_user(user_id)
+            store.check_user(get_db(), user_id)
         except ApiError as exc:
             if exc.status not in (401, 403):
                 raise  # e.g. 503: nothing learnt about the user, nothing cached
@@ -153,12 +154,6 @@ def _check_user(app: Any, user_id: str) -> None:
         hit = checks[user_id] = (now + USER_CHECK_SECONDS, refusal)
     if hit[1] is not None:
         raise ApiError(*hit[1])
-
-
-def _lookup_user(user_id: str) -> None:
-    from . import store
-    from .db import get_db
-    store.unread_counts(get_db(), user_id, by_type=False)
 
 
 def _matches(candidate: str, secrets: tuple[str, ...]) -> int | None:
@@ -176,7 +171,7 @@ def service_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         config = current_app.config
-        token = request.headers.get("X-Service-Token") or _bearer()
+        token = request.headers.get("X-Service-Token") or bearer_token()
         if not token:
             raise _unauthorized("missing_token", "An X-Service-Token header is required.")
         which = _matches(token, (config["SERVICE_TOKEN"], config["SERVICE_TOKEN_PREVIOUS"]))

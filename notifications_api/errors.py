@@ -15,7 +15,7 @@ PROBLEM_MIMETYPE = "application/problem+json"
 
 # Default problem code for an HTTP status raised by Flask/Werkzeug itself.
 CODES = {
-    400: "bad_request",  # malformed HTTP Werkzeug refused; a body that is not JSON is web.read_json's
+    400: "bad_request",  # malformed HTTP Werkzeug refused; a body that is not JSON is body.read_json's
     401: "missing_token",
     404: "not_found",
     405: "method_not_allowed",

@@ -19,12 +19,12 @@ import time
 from gunicorn.glogging import Logger
 
 from . import http_limits
-from .config import read_environment
+from .config import SPEC, read_environment
 from .logs import utc_timestamp
 
 __all__ = [  # what gunicorn.conf.py re-exports: gunicorn settings and server hooks only
     "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
-    "max_requests", "max_requests_jitter", "preload_app", "control_socket_disable",
+    "max_requests", "max_requests_jitter", "preload_app", "reload", "control_socket_disable",
     "limit_request_line", "limit_request_field_size", "limit_request_fields",
     "forwarded_allow_ips", "accesslog", "errorlog", "loglevel", "logger_class",
     "on_starting", "on_exit", "post_worker_init", "worker_exit", "child_exit",
@@ -57,6 +57,9 @@ keepalive = _int("GUNICORN_KEEPALIVE", 75)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 100000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 10000)
 preload_app = False  # the app (and its pool object) is built in each worker
+# DEBUG=true (development; the config refuses it in production): restart the workers when a
+# source file changes, so `make run` serves the code as edited.
+reload = SPEC["DEBUG"][0](_env.get("DEBUG") or SPEC["DEBUG"][1])
 control_socket_disable = True  # gunicorn >= 27 otherwise opens ~/.gunicorn/ sockets that instances fight over
 # Above the app's own limits (notifications_api/http_limits.py), which answer with problem documents;
 # gunicorn's plain-text 414/431 is left for what is over these (8190 is gunicorn's request-line cap).

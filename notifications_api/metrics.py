@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
+from .auth import bearer_token
 from .errors import ApiError
 from .grants import API_FUNCTIONS
 
@@ -52,15 +53,13 @@ class _Metrics:
     """The process's metric objects (built once, on first use: importing this module has no effects)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram, values
+        from prometheus_client import Counter, Gauge, Histogram
 
+        # prometheus_client picks file-backed values when it is first imported, from this variable:
+        # gunicorn_conf.py sets it before any worker imports prometheus_client.
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         if self.multiprocess:  # outside gunicorn (flask run, a CLI command) nobody created it
             os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
-        if self.multiprocess and values.ValueClass is values.MutexValue:
-            # prometheus_client was imported before the variable was set (e.g. by gunicorn.conf.py):
-            # switch to file-backed values now, before any metric of ours exists.
-            values.ValueClass = values.MultiProcessValue()
         self.requests = Histogram(
             f"{PREFIX}_http_request_duration_seconds", "HTTP request latency by route template.",
             ("route", "method", "status"), buckets=LATENCY_BUCKETS)
@@ -107,26 +106,17 @@ class _Metrics:
         self._changed = {action: self.changed.labels(action) for action in ACTIONS}
 
     def request_child(self, route: str, method: str, status: int):
-        key = (route, method, status)
-        child = self._requests.get(key)
-        if child is None:
-            with self._lock:
-                child = self._requests.setdefault(key, self.requests.labels(route, method, str(status)))
-        return child
+        child = self._requests.get((route, method, status))
+        return child if child is not None else self._add(
+            self._requests, (route, method, status), self.requests, route, method, str(status))
 
     def function_child(self, function: str):
         child = self._functions.get(function)
-        if child is None:
-            with self._lock:
-                child = self._functions.setdefault(function, self.functions.labels(function))
-        return child
+        return child if child is not None else self._add(self._functions, function, self.functions, function)
 
     def error_child(self, code: str):
         child = self._errors.get(code)
-        if child is None:
-            with self._lock:
-                child = self._errors.setdefault(code, self.errors.labels(code))
-        return child
+        return child if child is not None else self._add(self._errors, code, self.errors, code)
 
     def created_child(self, notification_type: str):
         child = self._created.get(notification_type)
@@ -135,6 +125,11 @@ class _Metrics:
                 label = notification_type if len(self._created) < MAX_NOTIFICATION_TYPES else "other"
                 child = self._created.setdefault(label, self.created.labels(label))
         return child
+
+    def _add(self, cache: dict, key: Any, metric: Any, *labels: str):
+        """The label child for `key`, made once and shared by the threads."""
+        with self._lock:
+            return cache.setdefault(key, metric.labels(*labels))
 
 
 _metrics: _Metrics | None = None
@@ -243,11 +238,10 @@ def _ensure_refresher(state: _PoolState) -> None:
 # --- The endpoint --------------------------------------------------------------------------------
 
 def _authorize(token: str) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    value = bearer_token()
+    if value is None:
         raise ApiError(401, "missing_token", "An Authorization: Bearer <METRICS_TOKEN> header is required.")
-    if not hmac.compare_digest(value.strip().encode(), token.encode()):
+    if not hmac.compare_digest(value.encode(), token.encode()):
         raise ApiError(401, "invalid_token", "The metrics token is invalid.")
 
 

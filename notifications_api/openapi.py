@@ -17,7 +17,7 @@ from marshmallow import fields, validate
 from werkzeug.routing import Rule
 
 from . import http_limits, schemas
-from .web import dumps
+from .responses import dumps
 
 EXTENSION = "openapi"
 OPENAPI_VERSION = "3.1.0"

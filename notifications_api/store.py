@@ -108,6 +108,12 @@ def unread_counts(db: Database, user_id: str, known_version: int | None = None,
                   db.call("sp_get_unread_count", UNREAD, (user_id, by_type, known_version)))[0]
 
 
+def check_user(db: Database, user_id: str) -> None:
+    """Raise the 401/403 ApiError of a missing or inactive user. No stored function only checks a
+    user: sp_get_unread_count without the per-type rows is the cheapest one that does."""
+    db.call("sp_get_unread_count", UNREAD, (user_id, False, None))
+
+
 def unread_counts_many(db: Database, user_ids: list[str | UUID]) -> list[dict[str, Any]]:
     """The current counts of many users (one row per distinct id, ascending; zeros for a user
     without notifications): user_id, unread_count, unseen_count, version."""

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app
 from .. import openapi
 from ..db import get_db
 from ..schemas import HealthSchema
-from ..web import json_response
+from ..responses import json_response
 
 bp = Blueprint("health", __name__)
 

@@ -9,7 +9,8 @@ from .. import metrics, openapi, publisher, ratelimit, store
 from ..auth import service_required
 from ..db import get_db
 from ..schemas import RetractResultSchema, RetractSchema
-from ..web import json_response, load_body
+from ..body import load_body
+from ..responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("retractions", __name__)

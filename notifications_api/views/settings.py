@@ -7,9 +7,10 @@ from flask import Blueprint, g
 
 from .. import openapi, ratelimit, store
 from ..auth import user_required
+from ..body import load_body, load_query
 from ..db import get_db
 from ..schemas import MAX_TYPE_PREFERENCES, EmptyQuerySchema, SettingsPatchSchema, SettingsSchema
-from ..web import json_response, load_body, load_query
+from ..responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("settings", __name__)
@@ -28,7 +29,7 @@ def _settings_dict(row: tuple) -> dict:
     in_app, email, push, type_preferences, quiet_hours, updated_at = row
     return {"in_app_enabled": in_app, "email_enabled": email, "push_enabled": push,
             "type_preferences": type_preferences or {}, "quiet_hours": quiet_hours,
-            "updated_at": updated_at}  # API text already (db._configure)
+            "updated_at": updated_at}  # API text already (db_types.configure)
 
 
 @bp.get("/notifications/settings")

@@ -15,9 +15,10 @@ from marshmallow import Schema, fields, validate
 
 from .. import grip, openapi, ratelimit, store, tickets
 from ..auth import user_required
+from ..body import load_query
 from ..db import get_db
 from ..schemas import EmptyQuerySchema, format_timestamp
-from ..web import json_response, load_query
+from ..responses import json_response
 
 bp = Blueprint("stream", __name__)
 

@@ -115,6 +115,17 @@ def test_garbage_token(client):
     assert_problem(client.get(COUNT, headers=bearer("garbage")), 401, "invalid_token")
 
 
+@pytest.mark.parametrize("value", ["a=b", "x.y=z.w", "realm=x, token=y"])
+def test_a_bearer_value_werkzeug_reads_as_parameters_is_an_invalid_token(client, value):
+    """request.authorization parses "Bearer a=b" as auth-params, not a token: still a token sent, and invalid."""
+    assert_problem(client.get(COUNT, headers=bearer(value)), 401, "invalid_token")
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer \t ", "bearer"])
+def test_an_empty_bearer_is_a_missing_token(client, header):
+    assert_problem(client.get(COUNT, headers={"Authorization": header}), 401, "missing_token")
+
+
 def test_unknown_user(client, app):
     assert_problem(client.get(COUNT, headers=bearer(token(app, str(uuid.uuid4())))),
                    401, "user_not_found")

@@ -96,3 +96,27 @@ def test_an_anonymous_failure_is_readable_by_a_listed_origin(make_app):
         assert response.status_code == 401 and response.headers["Access-Control-Allow-Origin"] == LISTED
         assert response.headers["RateLimit-Remaining"] == "0"
         assert "ratelimit-remaining" in header_set(response, "Access-Control-Expose-Headers")
+
+
+def test_flask_cors_still_registers_the_hook_cors_py_wraps():
+    """cors.only_with_origin replaces Flask-CORS's after_request hook in place (a measured gain, see its
+    docstring). It relies on CORS(app) appending exactly one after_request hook, named
+    cors_after_request, that takes the response and returns it: this fails when Flask-CORS changes that."""
+    import inspect
+
+    from flask import Flask, Response
+    from flask_cors import CORS
+
+    app = Flask(__name__)
+    CORS(app, origins=[LISTED], always_send=False, vary_header=False, intercept_exceptions=False)
+    [hook] = app.after_request_funcs[None]
+    assert hook.__name__ == "cors_after_request"
+    assert len(inspect.signature(hook).parameters) == 1
+    with app.test_request_context("/x", headers={"Origin": LISTED}):
+        response = Response("x")
+        assert hook(response) is response and response.headers["Access-Control-Allow-Origin"] == LISTED
+
+
+def test_the_app_runs_the_cors_hook_only_with_an_origin(make_app):
+    names = [getattr(hook, "__name__", None) for hook in make_app(CORS_ORIGINS=(LISTED,)).after_request_funcs[None]]
+    assert "cors_if_origin" in names and "cors_after_request" not in names

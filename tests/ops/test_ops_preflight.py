@@ -204,7 +204,8 @@ def test_migrations_pending_or_changed(production_env, tmp_path):
 
 def test_broken_jwt_validation_is_caught(production_env, monkeypatch):
     def ignores_signature(token, config):
-        return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return str(claims["sub"]), claims["exp"]
 
     monkeypatch.setattr(auth, "decode_user_token", ignores_signature)
     checks = preflight.run(production_env)

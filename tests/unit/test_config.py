@@ -311,3 +311,20 @@ def test_malformed_redis_urls_are_refused_without_echoing_them(url, message):
 def test_redis_url_and_redis_host_are_exclusive():
     found, _ = problems({**BASE, "REDIS_URL": "redis://cache:6379/0", "REDIS_HOST": "cache"})
     assert found == ["set REDIS_URL or REDIS_HOST, not both"]
+
+
+@pytest.mark.parametrize("value,reload", [("true", True), ("false", False), ("", False)])
+def test_debug_makes_gunicorn_restart_workers_on_code_changes(monkeypatch, tmp_path, value, reload):
+    """DEBUG means something: gunicorn's `reload` (development; production refuses DEBUG=true)."""
+    import importlib
+
+    monkeypatch.setenv("ENV_FILE", os.devnull)
+    # Set before the import: without it the module creates a metrics directory and exports it.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv("DEBUG", value)
+    from notifications_api import gunicorn_conf
+    try:
+        assert importlib.reload(gunicorn_conf).reload is reload
+    finally:
+        monkeypatch.delenv("DEBUG")
+        importlib.reload(gunicorn_conf)  # as imported before (still with our metrics directory)

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from notifications_api import db
+from notifications_api import db, db_types
 from notifications_api.errors import ApiError
 
 
@@ -80,7 +80,7 @@ def test_a_call_rolled_back_twice_is_a_503_but_no_outage(database, flaky, sqlsta
             database_.call("test_flaky", query, ())
         assert raised.value.status == 503 and raised.value.code == "database_unavailable"
         assert _calls(database, name) == 2  # retried once, not more
-        assert database_._failing_until == 0.0  # the database answered: no fast-fail outage mode
+        assert database_.outage.failing_until == 0.0  # the database answered: no fast-fail outage mode
     finally:
         database_.close()
 
@@ -134,10 +134,10 @@ def test_a_session_without_the_roles_settings_is_logged(database, caplog):
     """The pool sends no startup options: a login whose role lacks TimeZone/DateStyle is named in the log
     (the values come with the connection: no round trip)."""
     with psycopg.connect(database.app, options="-c timezone=Asia/Kolkata -c datestyle=SQL,DMY") as conn:
-        db._configure(conn)
+        db_types.configure(conn)
     [record] = [r for r in caplog.records if getattr(r, "event", None) == "database_session_settings"]
     assert (record.timezone, record.datestyle) == ("Asia/Kolkata", "SQL, DMY")
     caplog.clear()
     with psycopg.connect(database.app) as conn:  # the app login as provisioned: nothing to say
-        db._configure(conn)
+        db_types.configure(conn)
     assert not [r for r in caplog.records if getattr(r, "event", None) == "database_session_settings"]

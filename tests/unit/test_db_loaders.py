@@ -1,4 +1,4 @@
-"""The pool's column loaders (db._configure) against a real PostgreSQL: the API's text, exactly."""
+"""The pool's column loaders (db_types.configure) against a real PostgreSQL: the API's text, exactly."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from notifications_api import db
+from notifications_api import db_types
 from notifications_api.schemas import format_timestamp
 
 VALUES = [
@@ -26,7 +26,7 @@ VALUES = [
 def _select(conninfo: str, options: str, values: list[str], configure: bool) -> list:
     with psycopg.connect(conninfo, autocommit=True, options=options) as conn:
         if configure:
-            db._configure(conn)
+            db_types.configure(conn)
         row = conn.execute("SELECT " + ", ".join(["%s::timestamptz"] * len(values)), values).fetchone()
         return list(row)
 
@@ -51,7 +51,7 @@ def test_timestamptz_null_stays_none(database):
 
 def test_uuid_loads_as_canonical_text(database):
     with psycopg.connect(database.admin, autocommit=True) as conn:
-        db._configure(conn)
+        db_types.configure(conn)
         value = conn.execute("SELECT 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid").fetchone()[0]
     assert value == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
 

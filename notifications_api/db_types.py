@@ -1,0 +1,54 @@
+"""How a pooled connection reads columns: uuid and timestamptz straight to the API's text."""
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.types.datetime import TimestamptzLoader
+
+from .schemas import format_timestamp
+
+log = logging.getLogger(__name__)
+
+
+class _UuidAsText(Loader):
+    """uuid columns arrive as their canonical text: every one of them ends up in JSON anyway."""
+
+    def load(self, data) -> str:
+        return bytes(data).decode()
+
+
+class _TimestamptzAsApiText(Loader):
+    """timestamptz columns arrive as the API's text, RFC 3339 in UTC with microseconds and a Z.
+
+    Every one of them ends up in JSON: reshaping PostgreSQL's text ("2026-11-26 08:31:35.168+00",
+    the sessions run with TimeZone=UTC and DateStyle=ISO) costs a fraction of parsing it into a
+    datetime and formatting that again, the largest per-item cost of a list page. Anything else
+    (another DateStyle, a year past 9999) goes the long way, with the same result.
+    """
+
+    def __init__(self, oid: int, context=None):
+        super().__init__(oid, context)
+        self._fallback = TimestamptzLoader(oid, context)
+
+    def load(self, data) -> str | None:
+        text = bytes(data).decode()
+        if len(text) >= 22 and text[4] == "-" and text[10] == " " and text.endswith("+00"):
+            fraction = text[19:-3]  # "" or ".1" to ".123456"
+            return f"{text[:10]}T{text[11:19]}{(fraction or '.').ljust(7, '0')}Z"
+        return format_timestamp(self._fallback.load(data))
+
+
+def configure(conn: psycopg.Connection) -> None:
+    """The pool's `configure` callback: the loaders, and a warning if the session settings differ."""
+    conn.adapters.register_loader("uuid", _UuidAsText)
+    conn.adapters.register_loader("timestamptz", _TimestamptzAsApiText)
+    # The session settings come from the login role (ALTER ROLE ... SET, see admin.py and
+    # deploy/postgres/roles.sql), never from the libpq `options` parameter, which PgBouncer
+    # refuses. TimeZone and DateStyle are reported at connect time: checking them costs nothing.
+    timezone = conn.info.parameter_status("TimeZone")
+    datestyle = conn.info.parameter_status("DateStyle") or ""
+    if timezone not in ("UTC", "Etc/UTC") or not datestyle.startswith("ISO"):
+        log.warning("database session settings differ from the login role's expected ones", extra={
+            "event": "database_session_settings", "timezone": timezone, "datestyle": datestyle})
