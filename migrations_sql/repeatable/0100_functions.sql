@@ -966,46 +966,9 @@ BEGIN
     END IF;
 
     IF p_unread IS TRUE THEN
-        RETURN QUERY
-        WITH page AS (
-            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
-                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
-               FROM notification_groups g
-              WHERE g.user_id = p_user_id AND g.notifications_count > 0 AND g.unread_count > 0
-                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
-              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
-            UNION ALL
-            (SELECT NULL, 1::bigint, 1::bigint, n.delivered_at, n.notification_id, n.delivered_at
-               FROM notifications n
-              WHERE n.user_id = p_user_id AND n.status = 'unread' AND n.group_key IS NULL
-                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
-                AND (n.expires_at IS NULL OR n.expires_at > v_now)
-              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
-        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
-        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
-          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
-         ORDER BY t.d DESC, t.id DESC;
+        RETURN QUERY SELECT * FROM _groups_page(p_user_id, true, p_limit, v_ts, v_id, v_now);
     ELSE
-        RETURN QUERY
-        WITH page AS (
-            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
-                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
-               FROM notification_groups g
-              WHERE g.user_id = p_user_id AND g.notifications_count > 0
-                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
-              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
-            UNION ALL
-            (SELECT NULL, 1::bigint, (n.status = 'unread')::integer::bigint, n.delivered_at, n.notification_id,
-                    n.delivered_at
-               FROM notifications n
-              WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.group_key IS NULL
-                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
-                AND (n.expires_at IS NULL OR n.expires_at > v_now)
-              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
-        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
-        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
-          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
-         ORDER BY t.d DESC, t.id DESC;
+        RETURN QUERY SELECT * FROM _groups_page(p_user_id, false, p_limit, v_ts, v_id, v_now);
     END IF;
 END
 $$;
@@ -1033,6 +996,43 @@ AS $$
                           GROUP BY r.actor_user_id
                           ORDER BY min(r.rn)
                           LIMIT 3) s) END
+$$;
+
+-- The page query of sp_inbox_groups, written once: plain SQL, inlined into the caller, which
+-- passes p_unread as a literal so each side's predicate folds to its partial index's when the
+-- query is planned (notification_groups_latest[_unread], notifications_ungrouped[_unread]_delivered).
+CREATE OR REPLACE FUNCTION activity._groups_page(
+    p_user_id uuid, p_unread boolean, p_limit integer, p_cursor_delivered_at timestamptz, p_cursor_id uuid,
+    p_now timestamptz)
+RETURNS TABLE(notifications_count bigint, unread_count bigint, sample_actor_user_ids uuid[],
+              oldest_delivered_at timestamptz, notification_id uuid, user_id uuid, notification_type text,
+              title text, message text, actor_user_id uuid, target_type text, target_id text, action_url text,
+              payload jsonb, priority text, group_key text, status text, created_at timestamptz,
+              delivered_at timestamptz, seen_at timestamptz, read_at timestamptz, archived_at timestamptz,
+              snoozed_until timestamptz, expires_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    WITH page AS (
+        (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
+                g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
+           FROM activity.notification_groups g
+          WHERE g.user_id = p_user_id AND g.notifications_count > 0 AND (NOT p_unread OR g.unread_count > 0)
+            AND (g.latest_delivered_at, g.latest_id) < (p_cursor_delivered_at, p_cursor_id)
+          ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
+        UNION ALL
+        (SELECT NULL, 1::bigint, (n.status = 'unread')::integer::bigint, n.delivered_at, n.notification_id,
+                n.delivered_at
+           FROM activity.notifications n
+          WHERE n.user_id = p_user_id AND n.group_key IS NULL
+            AND CASE WHEN p_unread THEN n.status = 'unread' ELSE n.status <> 'archived' END
+            AND (n.delivered_at, n.notification_id) < (p_cursor_delivered_at, p_cursor_id)
+            AND n.delivered_at <= p_now AND (n.expires_at IS NULL OR n.expires_at > p_now)
+          ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
+    ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
+    SELECT t.cnt, t.unread, activity._sample_actors(p_user_id, t.gkey, n.actor_user_id, p_now), t.oldest,
+           (activity._out(n)).*
+      FROM top t JOIN activity.notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
+     ORDER BY t.d DESC, t.id DESC
 $$;
 
 -- ---------------------------------------------------------------------------

@@ -270,3 +270,18 @@ def test_groups_page_never_scans_a_groups_members(explained, unread):
             for n in reads:
                 assert n["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan"), n
                 assert n["Actual Rows"] <= 21, (n["Relation Name"], n.get("Index Name"), n["Actual Rows"])
+
+
+@pytest.mark.parametrize(("unread", "indexes"), [
+    (False, {"notification_groups_latest", "notifications_ungrouped_delivered"}),
+    (True, {"notification_groups_latest_unread", "notifications_ungrouped_unread_delivered"})])
+def test_groups_page_reads_the_partial_indexes_of_its_filter(explained, unread, indexes):
+    conn, plans = explained
+    uid = conn.execute(f"SELECT {LIGHT}").fetchone()[0]
+    for _ in range(7):  # past the plan cache's switch to a generic plan
+        plans.clear()
+        conn.execute("SELECT * FROM activity.sp_inbox_groups(%s, %s, 21)", (uid, unread)).fetchall()
+        used = {n.get("Index Name") for p in plans for n in nodes(p["Plan"])}
+        assert indexes <= used, used
+        assert not ({"notification_groups_latest", "notification_groups_latest_unread", "notifications_ungrouped_delivered",
+                     "notifications_ungrouped_unread_delivered"} - indexes) & used, used

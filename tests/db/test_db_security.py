@@ -16,7 +16,7 @@ TABLES = ["users", "notifications", "notification_counters", "notification_type_
 # pages (read inlined, as the SECURITY DEFINER caller's owner), none is executable by the app or
 # PUBLIC, all are owned by the owner.
 INLINED = {"_in_inbox", "_c_unread", "_c_unseen", "_next_at", "_delta", "_row_delta", "_out", "_out_v1",
-           "_inbox_page", "_page_v1"}
+           "_inbox_page", "_page_v1", "_groups_page"}
 TRIGGERS = {"_counters_written_by_old_code"}
 
 
