@@ -929,8 +929,8 @@ $$;
 -- (a keyset range on the latest member) merged with the ungrouped inbox notifications (groups of
 -- one, a keyset range on their own index), each side at most p_limit rows: the cost does not
 -- depend on the size of a group nor on the depth of the page. Counts are folded first when the
--- clock has changed them (as the unread count does). One static query per `unread` value, each
--- matching its partial indexes.
+-- clock has changed them (as the unread count does). The page query is _groups_page, planned once
+-- per `unread` value (a literal), each matching its partial indexes.
 CREATE OR REPLACE FUNCTION activity.sp_inbox_groups(
     p_user_id uuid,
     p_unread boolean DEFAULT false,
