@@ -86,10 +86,10 @@ def main() -> None:
             pick = [random.choice(users) for _ in range(n)]
             rows = []
             rows.append(measure(conn, "unread count (200)",
-                                [(store.UNREAD, (u, True, None, None)) for u in pick]))
-            known = {u: conn.execute(store.UNREAD, (u, True, None, None)).fetchone() for u in set(pick)}
+                                [(store.UNREAD, (u, True, None)) for u in pick]))
+            known = {u: conn.execute(store.UNREAD, (u, True, None)).fetchone() for u in set(pick)}
             rows.append(measure(conn, "unread count (304: version known)",
-                                [(store.UNREAD, (u, True, known[u][2], known[u][0])) for u in pick]))
+                                [(store.UNREAD, (u, True, known[u][3])) for u in pick]))
             rows.append(measure(conn, "list, first page of 20",
                                 [(store.LIST, (u, None, None, 21, None, None)) for u in pick]))
             rows.append(measure(conn, "create, one user",
@@ -101,8 +101,8 @@ def main() -> None:
             rows.append(measure(conn, "mark one read",
                                 [(store.MARK, (u, ids[0], True)) for u, ids in targets if ids]))
             rows.append(measure(conn, "bulk mark read (up to 20 ids)",
-                                [(store.MARK_BULK, (u, ids[1:], None, False, None)) for u, ids in targets
-                                 if len(ids) > 1][:n // 3]))
+                                [(store.BULK, (u, "read", ids[1:], None, None, None, False, None))
+                                 for u, ids in targets if len(ids) > 1][:n // 3]))
             fanout = users[:1000]
             rows.append(measure(conn, f"create fan-out, per recipient ({len(fanout)})",
                                 [(store.CREATE, create_args(fanout, None)) for _ in range(20)],

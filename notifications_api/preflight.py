@@ -352,33 +352,48 @@ def _migrations_check(conn: psycopg.Connection, directory: Path) -> Check:
     return Check(True, item, f"{len(on_disk)} file(s) applied, checksums match")
 
 
-def _functions_check(conn: psycopg.Connection) -> Check:
-    item = "stored functions executable"
-    rows = conn.execute(
-        """SELECT p.proname::text, p.prosecdef,
-                  coalesce(bool_or(c LIKE 'search_path=%%'), false),
-                  has_function_privilege(current_user, p.oid, 'EXECUTE')
-             FROM pg_proc p
-             JOIN pg_namespace n ON n.oid = p.pronamespace
-             LEFT JOIN LATERAL unnest(p.proconfig) AS c ON true
-            WHERE n.nspname = 'activity' AND p.proname = ANY(%s)
-            GROUP BY p.oid, p.proname, p.prosecdef""", (list(FUNCTIONS + FORBIDDEN_FUNCTIONS),)).fetchall()
-    forbidden = sorted({name for name, _, _, can in rows if can and name in FORBIDDEN_FUNCTIONS})
-    rows = [row for row in rows if row[0] in FUNCTIONS]
-    found = {name for name, *_ in rows}
-    missing = [name for name in FUNCTIONS if name not in found]
-    not_executable = sorted({name for name, _, _, can in rows if not can})
-    not_definer = sorted({name for name, definer, _, _ in rows if not definer})
-    no_path = sorted({name for name, _, path, _ in rows if not path})
-    problems = []
-    if missing:
-        problems.append(f"missing: {', '.join(missing)}")
-    if not_executable:
-        problems.append(f"not executable by the app user: {', '.join(not_executable)}")
+# Each named function of schema activity: (name, SECURITY DEFINER, search_path pinned, executable by
+# the given role (NULL: the current user), executable by the current user).
+FUNCTION_FACTS = """SELECT p.proname::text, p.prosecdef,
+                           coalesce(bool_or(c LIKE 'search_path=%%'), false),
+                           has_function_privilege(coalesce(%s::name, current_user), p.oid, 'EXECUTE'),
+                           has_function_privilege(current_user, p.oid, 'EXECUTE')
+                      FROM pg_proc p
+                      JOIN pg_namespace n ON n.oid = p.pronamespace
+                      LEFT JOIN LATERAL unnest(p.proconfig) AS c ON true
+                     WHERE n.nspname = 'activity' AND p.proname = ANY(%s)
+                     GROUP BY p.oid, p.proname, p.prosecdef"""
+
+
+def _function_facts(conn: psycopg.Connection, role: str | None, names: tuple[str, ...]) -> list[tuple]:
+    return conn.execute(FUNCTION_FACTS, (role, list(names))).fetchall()
+
+
+def _function_problems(rows: list[tuple], names: tuple[str, ...], access: list[str],
+                       missing_hint: str = "") -> list[str]:
+    """What is wrong with `names` (rows: their FUNCTION_FACTS): missing ones, then the given access
+    problems, then those not SECURITY DEFINER or without a pinned search_path."""
+    found = {row[0] for row in rows}
+    missing = [name for name in names if name not in found]
+    not_definer = sorted({name for name, definer, *_ in rows if not definer})
+    no_path = sorted({name for name, _, path, *_ in rows if not path})
+    problems = [f"missing: {', '.join(missing)}{missing_hint}"] if missing else []
+    problems += access
     if not_definer:
         problems.append(f"not SECURITY DEFINER: {', '.join(not_definer)}")
     if no_path:
         problems.append(f"no fixed search_path: {', '.join(no_path)}")
+    return problems
+
+
+def _functions_check(conn: psycopg.Connection) -> Check:
+    item = "stored functions executable"
+    rows = _function_facts(conn, None, FUNCTIONS + FORBIDDEN_FUNCTIONS)
+    forbidden = sorted({row[0] for row in rows if row[4] and row[0] in FORBIDDEN_FUNCTIONS})
+    rows = [row for row in rows if row[0] in FUNCTIONS]
+    not_executable = sorted({row[0] for row in rows if not row[4]})
+    access = [f"not executable by the app user: {', '.join(not_executable)}"] if not_executable else []
+    problems = _function_problems(rows, FUNCTIONS, access)
     if forbidden:
         problems.append(f"the app user may execute the retention group's {', '.join(forbidden)}")
     if problems:
@@ -393,36 +408,17 @@ def _email_functions_check(conn: psycopg.Connection) -> Check:
     if conn.execute("SELECT to_regrole(%s) IS NULL", (WORKER_GROUP,)).fetchone()[0]:
         return Check(False, item, f"role {WORKER_GROUP} does not exist: run deploy/postgres/roles.sql, "
                                   "then `notifications-api migrate`")
-    rows = conn.execute(
-        """SELECT p.proname::text, p.prosecdef,
-                  coalesce(bool_or(c LIKE 'search_path=%%'), false),
-                  has_function_privilege(%s, p.oid, 'EXECUTE'),
-                  has_function_privilege(current_user, p.oid, 'EXECUTE')
-             FROM pg_proc p
-             JOIN pg_namespace n ON n.oid = p.pronamespace
-             LEFT JOIN LATERAL unnest(p.proconfig) AS c ON true
-            WHERE n.nspname = 'activity' AND p.proname = ANY(%s)
-            GROUP BY p.oid, p.proname, p.prosecdef""",
-        (WORKER_GROUP, list(EMAIL_FUNCTIONS + FUNCTIONS))).fetchall()
+    rows = _function_facts(conn, WORKER_GROUP, EMAIL_FUNCTIONS + FUNCTIONS)
     email_rows = [row for row in rows if row[0] in EMAIL_FUNCTIONS]
-    found = {name for name, *_ in email_rows}
-    missing = [name for name in EMAIL_FUNCTIONS if name not in found]
-    not_for_worker = sorted({name for name, _, _, worker, _ in email_rows if not worker})
-    for_app = sorted({name for name, _, _, _, app in email_rows if app})
-    not_definer = sorted({name for name, definer, *_ in email_rows if not definer})
-    no_path = sorted({name for name, _, path, *_ in email_rows if not path})
-    worker_runs_api = sorted({name for name, _, _, worker, _ in rows if name in FUNCTIONS and worker})
-    problems = []
-    if missing:
-        problems.append(f"missing: {', '.join(missing)} (run `notifications-api migrate`)")
+    not_for_worker = sorted({row[0] for row in email_rows if not row[3]})
+    for_app = sorted({row[0] for row in email_rows if row[4]})
+    worker_runs_api = sorted({row[0] for row in rows if row[0] in FUNCTIONS and row[3]})
+    access = []
     if not_for_worker:
-        problems.append(f"not executable by {WORKER_GROUP}: {', '.join(not_for_worker)}")
+        access.append(f"not executable by {WORKER_GROUP}: {', '.join(not_for_worker)}")
     if for_app:
-        problems.append(f"executable by the app user: {', '.join(for_app)}")
-    if not_definer:
-        problems.append(f"not SECURITY DEFINER: {', '.join(not_definer)}")
-    if no_path:
-        problems.append(f"no fixed search_path: {', '.join(no_path)}")
+        access.append(f"executable by the app user: {', '.join(for_app)}")
+    problems = _function_problems(email_rows, EMAIL_FUNCTIONS, access, " (run `notifications-api migrate`)")
     if worker_runs_api:
         problems.append(f"{WORKER_GROUP} may execute the API's {', '.join(worker_runs_api)}")
     if problems:

@@ -25,6 +25,29 @@ BEGIN
 END
 $$;
 
+-- The arguments of the retention functions (here and in 0150_retention.sql).
+CREATE OR REPLACE FUNCTION activity._check_days(p_field text, p_days integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    IF p_days IS NULL OR p_days < 0 THEN
+        PERFORM _invalid(p_field, 'must be a non-negative number of days');
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION activity._check_batch_size(p_batch_size integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+BEGIN
+    IF p_batch_size IS NULL OR p_batch_size < 1 OR p_batch_size > 100000 THEN
+        PERFORM _invalid('batch_size', 'batch_size must be between 1 and 100000');
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION activity._check_user(p_user_id uuid)
 RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
@@ -432,9 +455,25 @@ $$;
 -- 1. list
 -- ---------------------------------------------------------------------------
 
--- One static query per status: each matches the predicate of its partial keyset
--- index, and a missing cursor is (infinity, max uuid) so the cursor is always an
--- index condition.
+-- The previous release's page: as _inbox_page (below), in (created_at, notification_id) order over
+-- the created_at keyset indexes, with its statuses ('inbox': not archived, snoozed or not).
+CREATE OR REPLACE FUNCTION activity._page_v1(
+    p_user_id uuid, p_status text, p_types text[], p_limit integer, p_cursor_created_at timestamptz,
+    p_cursor_id uuid, p_now timestamptz)
+RETURNS SETOF activity.notifications
+LANGUAGE sql STABLE
+AS $$
+    SELECT n.* FROM activity.notifications n
+     WHERE n.user_id = p_user_id
+       AND CASE p_status WHEN 'inbox' THEN n.status <> 'archived' WHEN 'all' THEN true
+                         ELSE n.status = p_status END
+       AND (n.created_at, n.notification_id) < (p_cursor_created_at, p_cursor_id)
+       AND (n.expires_at IS NULL OR n.expires_at > p_now)
+       AND (p_types IS NULL OR n.notification_type = ANY (p_types))
+     ORDER BY n.created_at DESC, n.notification_id DESC
+     LIMIT p_limit
+$$;
+
 CREATE OR REPLACE FUNCTION activity.sp_get_user_notifications(
     p_user_id uuid,
     p_status text DEFAULT NULL,
@@ -449,6 +488,7 @@ DECLARE
     v_ts timestamptz := COALESCE(p_cursor_created_at, 'infinity');
     v_id uuid := COALESCE(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
     v_types text[] := CASE WHEN cardinality(p_types) > 0 THEN p_types END;
+    v_now timestamptz := now();
 BEGIN
     PERFORM _check_user(p_user_id);
     IF p_status IS NOT NULL AND p_status NOT IN ('unread', 'read', 'archived', 'all') THEN
@@ -460,76 +500,57 @@ BEGIN
     IF (p_cursor_created_at IS NULL) <> (p_cursor_id IS NULL) THEN
         PERFORM _invalid('cursor', 'cursor needs both created_at and notification_id');
     END IF;
-
-    IF p_status IS NULL THEN
-        RETURN QUERY
-        SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-               n.created_at, n.read_at, n.archived_at, n.expires_at
-          FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status <> 'archived'
-           AND (n.created_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > now())
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.created_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'unread' THEN
-        RETURN QUERY
-        SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-               n.created_at, n.read_at, n.archived_at, n.expires_at
-          FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'unread'
-           AND (n.created_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > now())
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.created_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'read' THEN
-        RETURN QUERY
-        SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-               n.created_at, n.read_at, n.archived_at, n.expires_at
-          FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'read'
-           AND (n.created_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > now())
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.created_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'archived' THEN
-        RETURN QUERY
-        SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-               n.created_at, n.read_at, n.archived_at, n.expires_at
-          FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'archived'
-           AND (n.created_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > now())
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.created_at DESC, n.notification_id DESC
-         LIMIT p_limit;
+    -- a literal status per query: see _inbox_page
+    CASE COALESCE(p_status, 'inbox')
+    WHEN 'inbox' THEN
+        RETURN QUERY SELECT (_out_v1(n)).* FROM _page_v1(p_user_id, 'inbox', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'unread' THEN
+        RETURN QUERY SELECT (_out_v1(n)).* FROM _page_v1(p_user_id, 'unread', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'read' THEN
+        RETURN QUERY SELECT (_out_v1(n)).* FROM _page_v1(p_user_id, 'read', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'archived' THEN
+        RETURN QUERY SELECT (_out_v1(n)).* FROM _page_v1(p_user_id, 'archived', v_types, p_limit, v_ts, v_id, v_now) n;
     ELSE
-        RETURN QUERY
-        SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-               n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-               n.created_at, n.read_at, n.archived_at, n.expires_at
-          FROM notifications n
-         WHERE n.user_id = p_user_id
-           AND (n.created_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > now())
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.created_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    END IF;
+        RETURN QUERY SELECT (_out_v1(n)).* FROM _page_v1(p_user_id, 'all', v_types, p_limit, v_ts, v_id, v_now) n;
+    END CASE;
 END
 $$;
 
--- The inbox v2 list: ordered by (delivered_at, notification_id) descending, one static query per
--- status, each matching the predicate of its partial keyset index; a missing cursor is
--- (infinity, max uuid) so the cursor is always an index condition. Snoozed rows sit above now()
--- in the inbox and unread indexes (delivered_at = their until): `delivered_at <= now()` keeps
--- them out of the scanned range, and status=snoozed is exactly the range above now().
+-- One page of a user's notifications, ordered by (delivered_at, notification_id) descending: the one
+-- query behind every status of sp_inbox_list. Plain SQL (no SECURITY DEFINER, no SET), so it is
+-- inlined into the caller's query; every caller passes p_status as a literal, so the CASE folds to
+-- that status's predicate when the query is planned (generic plans too) and the planner matches its
+-- partial keyset index. The caller passes a missing cursor as (infinity, max uuid) so the cursor
+-- is always an index condition, and no types as NULL. Snoozed rows sit above now() in the inbox
+-- and unread indexes (delivered_at = their until): `delivered_at <= now()` keeps them out of the
+-- scanned range, and status=snoozed is exactly the range above now(). 'inbox': not archived (no
+-- status given); 'all': every row.
+CREATE OR REPLACE FUNCTION activity._inbox_page(
+    p_user_id uuid, p_status text, p_types text[], p_limit integer, p_cursor_delivered_at timestamptz,
+    p_cursor_id uuid, p_now timestamptz)
+RETURNS SETOF activity.notifications
+LANGUAGE sql STABLE
+AS $$
+    SELECT n.* FROM activity.notifications n
+     WHERE n.user_id = p_user_id
+       AND CASE p_status
+           WHEN 'inbox' THEN n.status <> 'archived' AND n.delivered_at <= p_now
+           WHEN 'unread' THEN n.status = 'unread' AND n.delivered_at <= p_now
+           WHEN 'read' THEN n.status = 'read'
+           WHEN 'archived' THEN n.status = 'archived'
+           -- a snooze sets both; nothing else is delivered later (COALESCE: not a proof of
+           -- "snoozed_until IS NOT NULL", so the unbounded fold index is never chosen for a page)
+           WHEN 'snoozed' THEN n.status <> 'archived' AND n.delivered_at > p_now
+                               AND n.delivered_at = COALESCE(n.snoozed_until, '-infinity')
+           ELSE true END
+       AND (n.delivered_at, n.notification_id) < (p_cursor_delivered_at, p_cursor_id)
+       AND (n.expires_at IS NULL OR n.expires_at > p_now)
+       AND (p_types IS NULL OR n.notification_type = ANY (p_types))
+     ORDER BY n.delivered_at DESC, n.notification_id DESC
+     LIMIT p_limit
+$$;
+
+-- The inbox v2 list (_inbox_page: one static query per status).
 CREATE OR REPLACE FUNCTION activity.sp_inbox_list(
     p_user_id uuid,
     p_status text DEFAULT NULL,
@@ -556,65 +577,20 @@ BEGIN
     IF (p_cursor_delivered_at IS NULL) <> (p_cursor_id IS NULL) THEN
         PERFORM _invalid('cursor', 'cursor needs both delivered_at and notification_id');
     END IF;
-
-    IF p_status IS NULL THEN
-        RETURN QUERY
-        SELECT (_out(n)).* FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status <> 'archived'
-           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
-           AND (n.expires_at IS NULL OR n.expires_at > v_now)
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.delivered_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'unread' THEN
-        RETURN QUERY
-        SELECT (_out(n)).* FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'unread'
-           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
-           AND (n.expires_at IS NULL OR n.expires_at > v_now)
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.delivered_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'read' THEN
-        RETURN QUERY
-        SELECT (_out(n)).* FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'read'
-           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > v_now)
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.delivered_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'archived' THEN
-        RETURN QUERY
-        SELECT (_out(n)).* FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status = 'archived'
-           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > v_now)
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.delivered_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    ELSIF p_status = 'snoozed' THEN
-        RETURN QUERY
-        SELECT (_out(n)).* FROM notifications n
-         WHERE n.user_id = p_user_id AND n.status <> 'archived'
-           AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at > v_now
-           -- a snooze sets both; nothing else is delivered later (COALESCE: not a proof of
-           -- "snoozed_until IS NOT NULL", so the unbounded fold index is never chosen for a page)
-           AND n.delivered_at = COALESCE(n.snoozed_until, '-infinity')
-           AND (n.expires_at IS NULL OR n.expires_at > v_now)
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.delivered_at DESC, n.notification_id DESC
-         LIMIT p_limit;
+    CASE COALESCE(p_status, 'inbox')
+    WHEN 'inbox' THEN
+        RETURN QUERY SELECT (_out(n)).* FROM _inbox_page(p_user_id, 'inbox', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'unread' THEN
+        RETURN QUERY SELECT (_out(n)).* FROM _inbox_page(p_user_id, 'unread', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'read' THEN
+        RETURN QUERY SELECT (_out(n)).* FROM _inbox_page(p_user_id, 'read', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'archived' THEN
+        RETURN QUERY SELECT (_out(n)).* FROM _inbox_page(p_user_id, 'archived', v_types, p_limit, v_ts, v_id, v_now) n;
+    WHEN 'snoozed' THEN
+        RETURN QUERY SELECT (_out(n)).* FROM _inbox_page(p_user_id, 'snoozed', v_types, p_limit, v_ts, v_id, v_now) n;
     ELSE
-        RETURN QUERY
-        SELECT (_out(n)).* FROM notifications n
-         WHERE n.user_id = p_user_id
-           AND (n.delivered_at, n.notification_id) < (v_ts, v_id)
-           AND (n.expires_at IS NULL OR n.expires_at > v_now)
-           AND (v_types IS NULL OR n.notification_type = ANY (v_types))
-         ORDER BY n.delivered_at DESC, n.notification_id DESC
-         LIMIT p_limit;
-    END IF;
+        RETURN QUERY SELECT (_out(n)).* FROM _inbox_page(p_user_id, 'all', v_types, p_limit, v_ts, v_id, v_now) n;
+    END CASE;
 END
 $$;
 
@@ -645,10 +621,7 @@ AS $$
 BEGIN
     PERFORM _check_user(p_user_id);
     RETURN QUERY
-    SELECT n.notification_id, n.user_id, n.notification_type, n.title, n.message, n.actor_user_id,
-           n.target_type, n.target_id, n.action_url, n.payload, n.priority, n.group_key, n.status,
-           n.created_at, n.read_at, n.archived_at, n.expires_at
-      FROM notifications n
+    SELECT (_out_v1(n)).* FROM notifications n
      WHERE n.user_id = p_user_id AND n.notification_id = p_notification_id
        AND (n.expires_at IS NULL OR n.expires_at > now());
     IF NOT FOUND THEN
@@ -956,8 +929,8 @@ $$;
 -- (a keyset range on the latest member) merged with the ungrouped inbox notifications (groups of
 -- one, a keyset range on their own index), each side at most p_limit rows: the cost does not
 -- depend on the size of a group nor on the depth of the page. Counts are folded first when the
--- clock has changed them (as the unread count does). One static query per `unread` value, each
--- matching its partial indexes.
+-- clock has changed them (as the unread count does). The page query is _groups_page, planned once
+-- per `unread` value (a literal), each matching its partial indexes.
 CREATE OR REPLACE FUNCTION activity.sp_inbox_groups(
     p_user_id uuid,
     p_unread boolean DEFAULT false,
@@ -993,46 +966,9 @@ BEGIN
     END IF;
 
     IF p_unread IS TRUE THEN
-        RETURN QUERY
-        WITH page AS (
-            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
-                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
-               FROM notification_groups g
-              WHERE g.user_id = p_user_id AND g.notifications_count > 0 AND g.unread_count > 0
-                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
-              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
-            UNION ALL
-            (SELECT NULL, 1::bigint, 1::bigint, n.delivered_at, n.notification_id, n.delivered_at
-               FROM notifications n
-              WHERE n.user_id = p_user_id AND n.status = 'unread' AND n.group_key IS NULL
-                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
-                AND (n.expires_at IS NULL OR n.expires_at > v_now)
-              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
-        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
-        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
-          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
-         ORDER BY t.d DESC, t.id DESC;
+        RETURN QUERY SELECT * FROM _groups_page(p_user_id, true, p_limit, v_ts, v_id, v_now);
     ELSE
-        RETURN QUERY
-        WITH page AS (
-            (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
-                    g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
-               FROM notification_groups g
-              WHERE g.user_id = p_user_id AND g.notifications_count > 0
-                AND (g.latest_delivered_at, g.latest_id) < (v_ts, v_id)
-              ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
-            UNION ALL
-            (SELECT NULL, 1::bigint, (n.status = 'unread')::integer::bigint, n.delivered_at, n.notification_id,
-                    n.delivered_at
-               FROM notifications n
-              WHERE n.user_id = p_user_id AND n.status <> 'archived' AND n.group_key IS NULL
-                AND (n.delivered_at, n.notification_id) < (v_ts, v_id) AND n.delivered_at <= v_now
-                AND (n.expires_at IS NULL OR n.expires_at > v_now)
-              ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
-        ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
-        SELECT t.cnt, t.unread, _sample_actors(p_user_id, t.gkey, n.actor_user_id, v_now), t.oldest, (_out(n)).*
-          FROM top t JOIN notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
-         ORDER BY t.d DESC, t.id DESC;
+        RETURN QUERY SELECT * FROM _groups_page(p_user_id, false, p_limit, v_ts, v_id, v_now);
     END IF;
 END
 $$;
@@ -1060,6 +996,43 @@ AS $$
                           GROUP BY r.actor_user_id
                           ORDER BY min(r.rn)
                           LIMIT 3) s) END
+$$;
+
+-- The page query of sp_inbox_groups, written once: plain SQL, inlined into the caller, which
+-- passes p_unread as a literal so each side's predicate folds to its partial index's when the
+-- query is planned (notification_groups_latest[_unread], notifications_ungrouped[_unread]_delivered).
+CREATE OR REPLACE FUNCTION activity._groups_page(
+    p_user_id uuid, p_unread boolean, p_limit integer, p_cursor_delivered_at timestamptz, p_cursor_id uuid,
+    p_now timestamptz)
+RETURNS TABLE(notifications_count bigint, unread_count bigint, sample_actor_user_ids uuid[],
+              oldest_delivered_at timestamptz, notification_id uuid, user_id uuid, notification_type text,
+              title text, message text, actor_user_id uuid, target_type text, target_id text, action_url text,
+              payload jsonb, priority text, group_key text, status text, created_at timestamptz,
+              delivered_at timestamptz, seen_at timestamptz, read_at timestamptz, archived_at timestamptz,
+              snoozed_until timestamptz, expires_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    WITH page AS (
+        (SELECT g.group_key AS gkey, g.notifications_count AS cnt, g.unread_count AS unread,
+                g.latest_delivered_at AS d, g.latest_id AS id, g.oldest_delivered_at AS oldest
+           FROM activity.notification_groups g
+          WHERE g.user_id = p_user_id AND g.notifications_count > 0 AND (NOT p_unread OR g.unread_count > 0)
+            AND (g.latest_delivered_at, g.latest_id) < (p_cursor_delivered_at, p_cursor_id)
+          ORDER BY g.latest_delivered_at DESC, g.latest_id DESC LIMIT p_limit)
+        UNION ALL
+        (SELECT NULL, 1::bigint, (n.status = 'unread')::integer::bigint, n.delivered_at, n.notification_id,
+                n.delivered_at
+           FROM activity.notifications n
+          WHERE n.user_id = p_user_id AND n.group_key IS NULL
+            AND CASE WHEN p_unread THEN n.status = 'unread' ELSE n.status <> 'archived' END
+            AND (n.delivered_at, n.notification_id) < (p_cursor_delivered_at, p_cursor_id)
+            AND n.delivered_at <= p_now AND (n.expires_at IS NULL OR n.expires_at > p_now)
+          ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT p_limit)
+    ), top AS (SELECT * FROM page ORDER BY page.d DESC, page.id DESC LIMIT p_limit)
+    SELECT t.cnt, t.unread, activity._sample_actors(p_user_id, t.gkey, n.actor_user_id, p_now), t.oldest,
+           (activity._out(n)).*
+      FROM top t JOIN activity.notifications n ON n.user_id = p_user_id AND n.notification_id = t.id
+     ORDER BY t.d DESC, t.id DESC
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -1807,12 +1780,8 @@ DECLARE
     v_deltas count_delta[];
 BEGIN
     PERFORM _writing_counts();
-    IF p_archived_older_than_days IS NULL OR p_archived_older_than_days < 0 THEN
-        PERFORM _invalid('archived_older_than_days', 'must be a non-negative number of days');
-    END IF;
-    IF p_batch_size IS NULL OR p_batch_size < 1 OR p_batch_size > 100000 THEN
-        PERFORM _invalid('batch_size', 'batch_size must be between 1 and 100000');
-    END IF;
+    PERFORM _check_days('archived_older_than_days', p_archived_older_than_days);
+    PERFORM _check_batch_size(p_batch_size);
     v_cutoff := now() - make_interval(days => p_archived_older_than_days);
 
     SELECT array_agg(k.user_id), array_agg(k.notification_id) INTO v_uids, v_nids

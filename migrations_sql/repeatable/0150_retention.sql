@@ -24,15 +24,9 @@ AS $$
 DECLARE
     v_deleted bigint;
 BEGIN
-    IF p_finished_older_than_days IS NULL OR p_finished_older_than_days < 0 THEN
-        PERFORM _invalid('finished_older_than_days', 'must be a non-negative number of days');
-    END IF;
-    IF p_failed_older_than_days IS NULL OR p_failed_older_than_days < 0 THEN
-        PERFORM _invalid('failed_older_than_days', 'must be a non-negative number of days');
-    END IF;
-    IF p_batch_size IS NULL OR p_batch_size < 1 OR p_batch_size > 100000 THEN
-        PERFORM _invalid('batch_size', 'batch_size must be between 1 and 100000');
-    END IF;
+    PERFORM _check_days('finished_older_than_days', p_finished_older_than_days);
+    PERFORM _check_days('failed_older_than_days', p_failed_older_than_days);
+    PERFORM _check_batch_size(p_batch_size);
 
     WITH picked AS (
         SELECT o.user_id, o.delivery_id

@@ -154,6 +154,29 @@ def test_v2_list_is_an_index_range_scan_in_delivery_order_at_any_depth(explained
                 assert scan["Actual Rows"] <= 21, scan
 
 
+# Each status's page reads its own partial keyset index, also once the plan cache has switched to
+# a generic plan (the list functions share one page query whose status predicate folds at planning).
+V1_INDEXES = {None: "notifications_inbox_keyset", "unread": "notifications_unread_keyset",
+              "read": "notifications_read_keyset", "archived": "notifications_archived_keyset",
+              "all": "notifications_all_keyset"}
+V2_INDEXES = {None: "notifications_inbox_delivered", "unread": "notifications_unread_delivered",
+              "read": "notifications_read_delivered", "archived": "notifications_archived_delivered",
+              "snoozed": "notifications_inbox_delivered", "all": "notifications_all_delivered"}
+
+
+@pytest.mark.parametrize(("function", "indexes"), [("sp_get_user_notifications", V1_INDEXES),
+                                                   ("sp_inbox_list", V2_INDEXES)])
+def test_list_pages_read_their_status_index(explained, function, indexes):
+    conn, plans = explained
+    uid = conn.execute(f"SELECT {LIGHT}").fetchone()[0]
+    for status, index in indexes.items():
+        for _ in range(7):  # past the plan cache's switch to a generic plan
+            plans.clear()
+            conn.execute(f"SELECT * FROM activity.{function}(%s, %s, NULL, 21)", (uid, status)).fetchall()
+            used = {s.get("Index Name") for s in scans_of_notifications(plans)}
+            assert used == {index}, (status, used)
+
+
 def test_v2_unread_count_reads_no_notification_rows(explained):
     conn, plans = explained
     for user, expected in ((HEAVY, HEAVY_UNREAD), (LIGHT, None)):
@@ -247,3 +270,18 @@ def test_groups_page_never_scans_a_groups_members(explained, unread):
             for n in reads:
                 assert n["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan"), n
                 assert n["Actual Rows"] <= 21, (n["Relation Name"], n.get("Index Name"), n["Actual Rows"])
+
+
+@pytest.mark.parametrize(("unread", "indexes"), [
+    (False, {"notification_groups_latest", "notifications_ungrouped_delivered"}),
+    (True, {"notification_groups_latest_unread", "notifications_ungrouped_unread_delivered"})])
+def test_groups_page_reads_the_partial_indexes_of_its_filter(explained, unread, indexes):
+    conn, plans = explained
+    uid = conn.execute(f"SELECT {LIGHT}").fetchone()[0]
+    for _ in range(7):  # past the plan cache's switch to a generic plan
+        plans.clear()
+        conn.execute("SELECT * FROM activity.sp_inbox_groups(%s, %s, 21)", (uid, unread)).fetchall()
+        used = {n.get("Index Name") for p in plans for n in nodes(p["Plan"])}
+        assert indexes <= used, used
+        assert not ({"notification_groups_latest", "notification_groups_latest_unread", "notifications_ungrouped_delivered",
+                     "notifications_ungrouped_unread_delivered"} - indexes) & used, used

@@ -12,9 +12,11 @@ from notifications_api import admin, grants
 TABLES = ["users", "notifications", "notification_counters", "notification_type_counters", "notification_groups",
           "notification_settings", "email_outbox", "schema_migrations"]
 # Internal helpers that must be inlined into the queries that use them (plain SQL: a SECURITY
-# DEFINER or SET clause would stop that) and the trigger function; none reads a table, none is
-# executable by the app or PUBLIC, all are owned by the owner.
-INLINED = {"_in_inbox", "_c_unread", "_c_unseen", "_next_at", "_delta", "_row_delta", "_out", "_out_v1"}
+# DEFINER or SET clause would stop that) and the trigger function; none reads a table but the list
+# pages (read inlined, as the SECURITY DEFINER caller's owner), none is executable by the app or
+# PUBLIC, all are owned by the owner.
+INLINED = {"_in_inbox", "_c_unread", "_c_unseen", "_next_at", "_delta", "_row_delta", "_out", "_out_v1",
+           "_inbox_page", "_page_v1", "_groups_page"}
 TRIGGERS = {"_counters_written_by_old_code"}
 
 
