@@ -3,8 +3,12 @@
 Local mode (default): a throwaway database on BENCH_DATABASE_URL / TEST_DATABASE_URL (a
 superuser URL) or on the embedded PostgreSQL under .data/bench-pg; migrated, seeded set-based
 (bench/seed.sql), plan-checked with auto_explain, served by gunicorn with gunicorn.conf.py and
-ENVIRONMENT=production as a least-privilege app role, then every scenario is driven with wrk
-on loopback. `--target URL` runs the same scenarios against any server implementing API.md.
+ENVIRONMENT=production as a least-privilege app role, as deployed (issue 19): rate limits on a
+redis-server this script starts (or --redis-url; --no-limits: off, as before), Prometheus
+multiprocess metrics, JSON request lines (to a file). Then every scenario is driven with wrk on
+loopback, the unread count also against one server per layer turned off (bench/layers.py), and,
+with --peer, the Django peer (bench/peer/peer.py) in the same interleaved rounds. `--target URL`
+runs the same scenarios against any server implementing API.md.
 
 wrk is required and never installed by this script (Debian/Ubuntu: `apt-get install wrk`,
 macOS: `brew install wrk`): on a 2-core machine a Python load generator would take the CPU the
@@ -1216,6 +1220,8 @@ def main(argv=None) -> int:
     limits = not args.no_limits and not args.target
     if limits and not args.redis_url:
         layers.require_redis_server()
+    if args.peer and args.target:
+        raise SystemExit("--peer seeds the peer next to our own seed: not with --target")
     peer = load_peer(args.peer) if args.peer else None  # fails now, before the seed, if unusable
     only = set(args.only.split(",")) if args.only else None
     work = Path(tempfile.mkdtemp(prefix="notifications-bench-"))
