@@ -135,16 +135,22 @@ class RedisServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process, 10)
         for leftover in Path(self.directory).glob("*"):
             leftover.unlink(missing_ok=True)
         os.rmdir(self.directory)
+
+
+def stop_process(process: subprocess.Popen, timeout: float, group: bool = False) -> None:
+    """SIGTERM a process we started (its whole process group with `group`), SIGKILL after `timeout`."""
+    kill = os.killpg if group else os.kill
+    if process.poll() is None:
+        kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def require_redis_server() -> None:

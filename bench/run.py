@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -627,13 +626,7 @@ def start_server(app: str, env: dict[str, str], port: int, extra_args: list[str]
 
 
 def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+    layers.stop_process(server.process, 15, group=True)  # gunicorn and its workers
 
 
 def warm(url: str, path: str, headers: dict[str, str], count: int = 50) -> None:
