@@ -67,13 +67,21 @@ clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# Load benchmark (docs/PERFORMANCE.md): seeds 1.1M notifications, serves them with gunicorn like
-# production, drives wrk (not installed by this target: apt-get install wrk / brew install wrk).
-# BENCH_ARGS="--matrix" adds the worker-model sweep; "--target URL --jwt-secret S --service-token T"
-# benchmarks another server. BENCH_DATABASE_URL (a superuser URL), else the embedded PostgreSQL.
-.PHONY: bench
+# Load benchmark (docs/PERFORMANCE.md): seeds 1.1M notifications, serves them with gunicorn as
+# deployed (rate limits on a redis-server it starts, metrics, JSON logs), drives wrk. Neither wrk
+# nor redis-server is installed by this target (apt-get install wrk redis-server / brew install
+# wrk redis). BENCH_ARGS="--peer" adds the Django peer side by side (bench/peer/, ~6 min more);
+# "--no-limits" is the configuration before issue 19; "--matrix" adds the worker-model sweep;
+# "--target URL --jwt-secret S --service-token T" benchmarks another server.
+# BENCH_DATABASE_URL (a superuser URL), else the embedded PostgreSQL.
+.PHONY: bench bench-instructions
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Instructions per request (callgrind; apt-get install valgrind): INSTRUCTIONS_ARGS="--layers" adds
+# each layer's cost, "--no-limits" the configuration before issue 19.
+bench-instructions: $(VENV)/.installed-dev
+	$(BIN)/python bench/instructions.py $(INSTRUCTIONS_ARGS)
 
 # Live updates through a real Pushpin (apt-get install pushpin): publish overhead on a create,
 # events/s to 1 000 open streams, commit -> client latency. Same database variables as `bench`.

@@ -11,13 +11,24 @@ Flask/Werkzeug, the request hooks, auth, the view, JSON, the log line and the me
 profiling aid for comparing two versions of the code, not a test and not a benchmark of the
 service (`make bench` is that).
 
-    python bench/instructions.py [--requests 200] [--only unread,unread_304,list_first]
+Configured as deployed (issue 19): rate limits on Redis (a redis-server started here on a free port
+and stopped at the end, or --redis-url; the limiter's client side, one EVALSHA round trip, is
+counted; the Redis server's own work is another process), Prometheus metrics in multiprocess mode,
+the JSON request line written (to /dev/null: what is counted is this process's work up to the
+write). `--no-limits` is the configuration before issue 19 (limits off), comparable with older
+figures. `--layers` also counts each scenario with one layer off (bench/layers.py: limits, metrics,
+logging, auth) and prints each layer's cost as the difference.
 
-Needs valgrind (Debian: apt-get install valgrind); about 20 s per scenario.
+    python bench/instructions.py [--requests 200] [--only unread,unread_304,list_first]
+                                 [--no-limits] [--layers] [--redis-url URL]
+
+Needs valgrind (Debian: apt-get install valgrind) and, with limits on, redis-server; about 20 s per
+scenario and configuration (--layers: five configurations).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import re
@@ -26,6 +37,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import layers  # noqa: E402  (bench/ is not an installed package)
+
 PREFIX = "/api/v1"
 USER = "0e4c8f3c-51b8-4a8e-9c53-2b6f7d1e2a10"
 WARM_UP = 20
@@ -49,19 +63,21 @@ SCENARIOS = {
 }
 
 
-def child(scenario: str, requests: int) -> None:
-    """Build the app as production configures it, stub the database call, serve `requests`."""
+def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | None) -> None:
+    """Build the app as production configures it (minus the `off` layers), stub the database call,
+    serve `requests`."""
+    for name in [k for k in os.environ if k.startswith(("RATE_LIMIT_", "REDIS_"))]:
+        del os.environ[name]
     os.environ.update({
         "ENV_FILE": os.devnull, "ENVIRONMENT": "production", "DEBUG": "false", "ENABLE_DOCS": "false",
-        "LOG_LEVEL": "INFO", "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
         "JWT_SECRET": "j" * 64, "SERVICE_TOKEN": "s" * 64, "METRICS_TOKEN": "m" * 64,
-        "CORS_ORIGINS": "https://app.example.com", "RATE_LIMIT_ENABLED": "false",
+        "CORS_ORIGINS": "https://app.example.com",
         "DB_ALLOW_WEAK_SSLMODE": "true",
         "PROMETHEUS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR",
                                                    "/tmp/nt-instructions-metrics"),
+        **layers.layer_env(off, redis_url),  # RATE_LIMIT_*/REDIS_URL, LOG_LEVEL
     })
-    sys.path.insert(0, str(ROOT))
-    from notifications_api import create_app
     from notifications_api import db as db_module
     from notifications_api.auth import issue_token
 
@@ -76,7 +92,7 @@ def child(scenario: str, requests: int) -> None:
         return rows
 
     db_module.Database.call = replay
-    app = create_app()
+    app = layers.build_app(off)
     sys.stdout = open(os.devnull, "w")  # the request log lines, as production's stdout
     path, _, query = SCENARIOS[scenario].partition("?")
     environ = {
@@ -105,14 +121,22 @@ def child(scenario: str, requests: int) -> None:
     expected = "304" if scenario == "unread_304" else "200"
     if not seen["status"].startswith(expected):
         raise SystemExit(f"{scenario}: expected {expected}, got {seen['status']}")
+    limited = "RateLimit-Remaining" in seen["headers"]
+    if limited != ("limits" not in off and redis_url is not None):
+        raise SystemExit(f"{scenario}: rate limits {'on' if limited else 'off'}, expected the opposite")
+    # The same collector state at the start of both runs (N requests and none): without it a
+    # full collection of the start-up heap lands in one run and not the other, and moves the
+    # difference by up to ~1.6M instructions per request (seen on list_first, 100 requests).
+    gc.collect()
     for _ in range(requests):
         serve()
 
 
-def count(scenario: str, requests: int) -> int:
+def count(scenario: str, requests: int, off: frozenset[str], redis_url: str | None) -> int:
     """Instructions callgrind collected for a child run with `requests` requests."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-               sys.executable, __file__, "--child", scenario, "--requests", str(requests)]
+               sys.executable, __file__, "--child", scenario, "--requests", str(requests),
+               "--off", ",".join(sorted(off)), *(["--redis-url", redis_url] if redis_url else [])]
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # same dict layouts in both runs
     completed = subprocess.run(command, env=env, capture_output=True, text=True)
     match = re.search(r"Collected\s*:\s*([\d,]+)", completed.stderr)
@@ -121,20 +145,50 @@ def count(scenario: str, requests: int) -> int:
     return int(match.group(1).replace(",", ""))
 
 
+def per_request(scenario: str, requests: int, off: frozenset[str], redis_url: str | None) -> float:
+    return (count(scenario, requests, off, redis_url) - count(scenario, 0, off, redis_url)) / requests
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--only", help="comma-separated: " + ",".join(SCENARIOS))
+    parser.add_argument("--no-limits", action="store_true",
+                        help="rate limits off: the configuration before issue 19 (comparable figures)")
+    parser.add_argument("--layers", action="store_true",
+                        help="also count with each layer off (" + ", ".join(layers.LAYERS) + ")")
+    parser.add_argument("--redis-url", help="the limits' Redis (default: start a redis-server here)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--off", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.requests)
+        child(args.child, args.requests, layers.parse_off(args.off), args.redis_url)
         return 0
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
         raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
-    for scenario in (args.only.split(",") if args.only else SCENARIOS):
-        per_request = (count(scenario, args.requests) - count(scenario, 0)) / args.requests
-        print(f"{scenario:<12} {per_request:>12,.0f} instructions per request")
+    base = frozenset({"limits"}) if args.no_limits else frozenset()
+    redis = None
+    redis_url = args.redis_url
+    if not args.no_limits and not redis_url:
+        layers.require_redis_server()
+        redis = layers.RedisServer()
+        redis_url = redis.url
+    try:
+        config = ("rate limits off (--no-limits)" if args.no_limits else "rate limits on Redis")
+        print(f"configuration: production, {config}, metrics on, request log lines on")
+        for scenario in (args.only.split(",") if args.only else SCENARIOS):
+            on = per_request(scenario, args.requests, base, redis_url)
+            print(f"{scenario:<12} {on:>12,.0f} instructions per request", flush=True)
+            if args.layers:
+                for layer in layers.LAYERS:
+                    if layer in base:
+                        continue
+                    off = per_request(scenario, args.requests, base | {layer}, redis_url)
+                    print(f"  {layer + ' off':<14} {off:>12,.0f}   the layer costs {on - off:>10,.0f}"
+                          f" ({(on - off) / on:.1%})", flush=True)
+    finally:
+        if redis is not None:
+            redis.stop()
     return 0
 
 
