@@ -62,3 +62,8 @@ def test_the_flask_limiter_internals_ratelimit_uses_are_unchanged():
         parameters = inspect.signature(getattr(FixedWindowRateLimiter, name)).parameters
         assert list(parameters)[:3] == ["self", "item", "identifiers"], name
     assert RedisStorage.prefixed_key(type("S", (), {"key_prefix": "p"})(), "k") == "p:k"
+    # _route_limit counts user/service routes itself and keeps them out of the default (IP) limits
+    # with a request filter; a shared limit's key is key_for(key, scope), which it reuses.
+    assert ratelimit._route_limited in ratelimit.limiter._request_filters
+    item = parse("5/minute")
+    assert item.key_for("user", "user-read") == "LIMITER/user/user-read/5/1/minute"

@@ -187,6 +187,34 @@ def test_other_endpoints_are_limited_by_ip(make_app):
     assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_a_guarded_route_spends_its_own_budget_not_the_ip_budget(make_app, make_user, bearer):
+    # ratelimit._route_limit counts a user route itself; Flask-Limiter's defaults (the IP budget)
+    # must skip it, or every user read would also spend the anonymous budget of the user's address.
+    app = make_app(RATE_LIMIT_USER_READ="5/minute", RATE_LIMIT_ANONYMOUS="2/minute")
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})
+    client = app.test_client()
+    headers = bearer(make_user())
+    responses = [client.get(COUNT, headers=headers) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200] * 4
+    assert [remaining(r) for r in responses] == [4, 3, 2, 1]
+    assert all(r.headers["RateLimit-Limit"] == "5" for r in responses)
+    assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_each_limit_of_a_setting_counts_and_the_spent_one_is_reported(make_app, make_user, bearer):
+    # Several limits in one setting: every hit counts against each; the headers show the smallest
+    # window's until one is spent, then the spent one's.
+    client = make_app(RATE_LIMIT_USER_READ="3/minute;2/hour").test_client()
+    headers = bearer(make_user())
+    first = client.get(COUNT, headers=headers)
+    assert first.status_code == 200 and first.headers["RateLimit-Limit"] == "3" and remaining(first) == 2
+    assert client.get(COUNT, headers=headers).status_code == 200
+    response = client.get(COUNT, headers=headers)
+    assert response.status_code == 429
+    assert response.headers["RateLimit-Limit"] == "2" and remaining(response) == 0
+    assert int(response.headers["RateLimit-Reset"]) > 60  # the hour's window, not the minute's
+
+
 DOCS_ASSETS = ("index.css", "swagger-ui.css", "favicon-32x32.png", "favicon-16x16.png",
                "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 
