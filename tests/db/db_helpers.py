@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 
 import psycopg
@@ -196,3 +197,22 @@ def run_step(conn, admin_conn, user_id, made: list, step: tuple, create_fields) 
                 call(conn, "sp_retract_notifications", dedupe_key=key[0], user_ids=[user_id])
     except psycopg.Error as exc:
         assert exc.diag.sqlstate in ("NA404", "NAS09", "NAA09", "NA422"), exc
+
+
+def run_threads(n, target):
+    """target(0..n-1) in n threads released together; any exception fails the test."""
+    barrier = threading.Barrier(n)
+    errors = []
+
+    def wrapped(i):
+        try:
+            barrier.wait()
+            target(i)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -6,27 +6,9 @@ import threading
 import uuid
 
 import psycopg
-from db_helpers import call, create, recount, unread
+from db_helpers import call, create, recount, run_threads, unread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-
-def run_threads(n, target):
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def wrapped(i):
-        try:
-            barrier.wait()
-            target(i)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
 
 
 def test_concurrent_creates_with_one_dedupe_key_store_one_row(db_env, db_admin, db_user):

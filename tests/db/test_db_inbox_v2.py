@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 import uuid
 
 import psycopg
-from db_helpers import call, counts, create, create_one, run_step, sqlstate, travel, truth
+from db_helpers import call, counts, create, create_one, run_step, run_threads, sqlstate, travel, truth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,24 +22,6 @@ def without_version(row):
 
 def exact(conn, admin, user_id):
     assert without_version(counts(conn, user_id)) == truth(admin, user_id)
-
-
-def run_threads(n, target):
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def wrapped(i):
-        try:
-            barrier.wait()
-            target(i)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
 
 
 # -- snooze -----------------------------------------------------------------------------------------

@@ -101,3 +101,23 @@ def worker_env(tmp_path, **extra: str) -> dict[str, str]:
 def metric(worker: EmailWorker, name: str, **labels: str) -> float:
     """A sample of the worker's own registry (0 when absent); `name` without the notifications_api_ prefix."""
     return worker.metrics.registry.get_sample_value(f"notifications_api_{name}", labels) or 0.0
+
+
+def run_together(workers: list[EmailWorker]) -> None:
+    """Each worker's run(once=True) in its own thread, released together; any exception fails."""
+    start = threading.Barrier(len(workers))
+    failures = []
+
+    def run(worker):
+        start.wait()
+        try:
+            worker.run(once=True)
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures

@@ -3,9 +3,8 @@ documented): three workers share one server connection and every e-mail is sent 
 worker sends no startup options (PgBouncer refuses them): its session settings are its login role's."""
 from __future__ import annotations
 
-import threading
 
-from email_helpers import fast_settings, metric, outbox
+from email_helpers import fast_settings, metric, outbox, run_together
 
 from notifications_api.email_worker import EmailWorker, WorkerMetrics
 
@@ -18,22 +17,7 @@ def test_three_workers_through_pgbouncer_send_each_email_once(queue_emails, emai
     # prepared statements on, two clients would prepare the same statement name on it)
     workers = [EmailWorker(bounced, fast_settings(email_api.url, batch_size=4, prepare_threshold=None),
                            name=f"bounced-{i}", metrics=WorkerMetrics()) for i in range(3)]
-    start = threading.Barrier(3)
-    failures = []
-
-    def run(worker):
-        start.wait()
-        try:
-            worker.run(once=True)
-        except Exception as exc:  # pragma: no cover - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not failures
+    run_together(workers)
     rows = outbox(admin_db, users)
     assert len(rows) == 60 and {r["status"] for r in rows} == {"sent"}
     keys = email_api.keys()

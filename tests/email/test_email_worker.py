@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -12,7 +11,7 @@ import pytest
 from psycopg import errors
 from werkzeug import Response
 
-from email_helpers import API_KEY, drain, fast_settings, metric, outbox
+from email_helpers import API_KEY, drain, fast_settings, metric, outbox, run_together
 from notifications_api import email_outbox
 from notifications_api.email_client import Outcome, backoff_delay, classify, parse_retry_after
 from notifications_api.email_worker import EmailWorker, WorkerMetrics, WorkerSettings, WorkerSetupError
@@ -168,22 +167,7 @@ def test_three_workers_send_each_of_200_emails_exactly_once(queue_emails, make_w
     email_api.policy = slow
     users = [u for u, _ in queue_emails(200)]
     workers = [make_worker(name=f"w{i}", batch_size=10) for i in range(3)]
-    start = threading.Barrier(3)
-    failures = []
-
-    def run(worker):
-        start.wait()
-        try:
-            worker.run(once=True)
-        except Exception as exc:  # pragma: no cover - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not failures
+    run_together(workers)
     rows = outbox(admin_db, users)
     assert len(rows) == 200 and {r["status"] for r in rows} == {"sent"}
     assert {r["attempts"] for r in rows} == {1}
