@@ -42,4 +42,4 @@ USER 10001:10001
 EXPOSE 8003
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('PORT', '8003'), timeout=2)"]
-CMD ["gunicorn", "-c", "python:notifications_api.gunicorn_conf", "notifications_api.wsgi:app"]
+CMD ["gunicorn", "-c", "python:notifications_api.ops.gunicorn_conf", "notifications_api.wsgi:app"]

@@ -63,7 +63,7 @@ migrate: $(VENV)/.installed-dev
 	$(BIN)/notifications-api migrate
 
 clean:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m notifications_api.devdb stop .data/pg .data/test-pg || true; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m notifications_api.ops.devdb stop .data/pg .data/test-pg || true; fi
 	rm -rf $(VENV) .data .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 

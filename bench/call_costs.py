@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notifications_api import admin, migrate, store  # noqa: E402
+from notifications_api.db import admin, migrate, store  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

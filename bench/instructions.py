@@ -44,7 +44,7 @@ PREFIX = "/api/v1"
 USER = "0e4c8f3c-51b8-4a8e-9c53-2b6f7d1e2a10"
 WARM_UP = 20
 
-# A row of activity.inbox_notification as the pool loads it (20 columns, the order store.py selects).
+# A row of activity.inbox_notification as the pool loads it (20 columns, the order db/store.py selects).
 NOTIFICATION = (
     "5b0c1a8e-3f7d-4c2a-9e61-0d4b8f2a7c33", USER, "comment", "New comment on your post",
     "Nice route!", "9a1f2e3d-4c5b-4a69-8e7f-1a2b3c4d5e6f", "post", "post-812",
@@ -78,8 +78,8 @@ def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
                                                    "/tmp/nt-instructions-metrics"),
         **layers.layer_env(off, redis_url),  # RATE_LIMIT_*/REDIS_URL, LOG_LEVEL
     })
-    from notifications_api import db as db_module
-    from notifications_api.auth import issue_token
+    from notifications_api.db import pool as db_module
+    from notifications_api.web.auth import issue_token
 
     def replay(self, function, query, params, timeout=None):
         rows = CANNED[function]

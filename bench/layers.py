@@ -79,22 +79,24 @@ def _trusting_user_required(view):
 
 def build_app(off: frozenset[str] | set[str]):
     """create_app() with `off` layers removed (limits/logging are off by their config, see layer_env)."""
-    from notifications_api import auth
+    from notifications_api.web import auth
     if "auth" in off:
         import sys
         if any(name.startswith("notifications_api.views") for name in sys.modules):
             raise SystemExit("auth off must be set up before the views are imported")
         auth.user_required = _trusting_user_required  # the views decorate with it at import
-    from notifications_api import create_app, db, metrics
+    from notifications_api import create_app, metrics
+    from notifications_api.views import metrics as metrics_endpoint
+    from notifications_api.db import pool as db
 
     app = create_app()
     if "metrics" in off:
         before = app.before_request_funcs.get(None, [])
         after = app.after_request_funcs.get(None, [])
         hooks = [f for f in before if getattr(f, "__name__", "") == "start_timer"
-                 and f.__module__ == metrics.__name__]
+                 and f.__module__ == metrics_endpoint.__name__]
         hooks += [f for f in after if getattr(f, "__name__", "") == "record_request"
-                  and f.__module__ == metrics.__name__]
+                  and f.__module__ == metrics_endpoint.__name__]
         database = app.extensions[db.EXTENSION]
         if len(hooks) != 2 or metrics.observe_function not in database.observers:
             raise SystemExit("bench/layers.py: the metrics hooks are not where they were "

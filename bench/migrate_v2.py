@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from notifications_api import migrate
+    from notifications_api.db import migrate
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)

@@ -1,6 +1,6 @@
-"""Stock Flask-Limiter/limits against ratelimit.py's FailoverFixedWindow, measured on a real Redis.
+"""Stock Flask-Limiter/limits against web/ratelimit.py's FailoverFixedWindow, measured on a real Redis.
 
-Why ratelimit.py keeps its one custom strategy (issue 17 asks for the measured reason):
+Why web/ratelimit.py keeps its one custom strategy (issue 17 asks for the measured reason):
 1. Round trips per limited request: the stock fixed window counts the hit (EVALSHA) and then
    reads the window for the RateLimit-* headers (GET + TTL); ours returns both from one script.
 2. Failover under a frozen Redis: the first request that fails, and how soon a process goes back
@@ -26,7 +26,7 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from notifications_api import ratelimit
+from notifications_api.web import ratelimit
 
 
 IN_SCRIPT = frozenset({"incrby", "expire", "pttl"})  # run by Redis inside an EVALSHA, not round trips

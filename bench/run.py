@@ -118,12 +118,12 @@ def open_database(args) -> Database:
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from notifications_api import admin, migrate
+    from notifications_api.db import admin, migrate
 
     server = (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or "").strip()
     embedded_dir = None
     if not server:
-        from notifications_api import devdb
+        from notifications_api.ops import devdb
         embedded_dir = ROOT / ".data" / "bench-pg"
         server = devdb.start(embedded_dir)
         say(f"embedded PostgreSQL in {embedded_dir}")
@@ -146,7 +146,7 @@ def drop_database(db: Database) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.name)))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.role)))
     if db.embedded_dir is not None:
-        from notifications_api import devdb
+        from notifications_api.ops import devdb
         devdb.stop(db.embedded_dir)
 
 
@@ -672,7 +672,7 @@ class Preparer:
                  big_group: str | None = None):
         """`typical`: the read scenarios' users (2 000); `others`: users only the inbox v2 writes
         touch (snooze, bulk, retract), each once; `big_group`: a user whose one group holds 50 000."""
-        from notifications_api.auth import issue_token
+        from notifications_api.web.auth import issue_token
 
         self.url, self.prefix = url, prefix
         config = {"JWT_SECRET": jwt_secret, "JWT_ALGORITHM": "HS256"}

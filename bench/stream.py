@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (bench/run.py: database, gunicorn and helpers)
 
-from notifications_api import devpushpin  # noqa: E402
-from notifications_api.auth import issue_token  # noqa: E402
+from notifications_api.ops import devpushpin  # noqa: E402
+from notifications_api.web.auth import issue_token  # noqa: E402
 
 STREAM = "/api/v1/notifications/stream"
 
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
 
 
 def devpushpin_post(url: str, items: list[dict]) -> None:
-    from notifications_api.publisher import post_json
+    from notifications_api.live.publisher import post_json
     status = post_json(url, json.dumps({"items": items}).encode(), timeout=10)
     assert status < 300, status
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from flask import Flask
 
-from . import access_log, cors, db, errors, headers, logs, metrics, openapi, proxy, publisher, ratelimit
+from .web import access_log, cors, headers, openapi, proxy, ratelimit
+from .db import pool as db
+from . import errors, logs
+from .live import publisher
 from .config import load_config
 
 
@@ -19,8 +22,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     db.init_app(app)
     publisher.init_app(app)  # live updates to Pushpin (no thread until the first event)
+    from .views import metrics  # (views are imported once the app is built: bench/layers.py)
     metrics.init_app(app)  # its timer is the first before_request hook, its after_request the last
-    # after_request hooks run last-registered first: the rate-limit headers, then headers.py's,
+    # after_request hooks run last-registered first: the rate-limit headers, then web/headers.py's,
     # then CORS's, then the log line (which sees the response as sent), then metrics.
     access_log.init_app(app)
     proxy.init_app(app)

@@ -89,7 +89,7 @@ def configure(config: dict) -> None:
     root.addHandler(handler)
     root.setLevel(config["LOG_LEVEL"])
     # Our lines never show the caller's file, line or function: skip the stack walk that finds
-    # them for every record (the logging HOWTO's "Optimization" section; ~3 % of a request).
+    # them for every record (the logging HOWTO's "Optimization" section; docs/PERFORMANCE.md).
     logging._srcfile = None
     # Flask-Limiter logs each breach itself; our `rate_limited` event already says it once.
     logging.getLogger("flask-limiter").setLevel(max(logging.WARNING, root.level))

@@ -2,11 +2,10 @@
 
 Under gunicorn every worker writes to PROMETHEUS_MULTIPROC_DIR and GET /metrics aggregates
 all of them; without that variable (tests, `flask run`) the default in-process registry is used.
-notifications_api/gunicorn_conf.py calls `gunicorn_on_starting` and `gunicorn_child_exit`.
+ops/gunicorn_conf.py calls `gunicorn_on_starting` and `gunicorn_child_exit`.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import shutil
@@ -15,11 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
-
-from .auth import bearer_token
-from .errors import ApiError
-from .grants import API_FUNCTIONS
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +27,8 @@ OUTAGE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 MAX_NOTIFICATION_TYPES = 200  # label values per process; more go to "other" (bounded cardinality)
 UNMATCHED_ROUTE = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Known label values, created at start-up so the series exist (as 0) before the first event.
-STORED_FUNCTIONS = API_FUNCTIONS  # the ones the API calls (grants.py)
+# Known label values, created at start-up so the series exist (as 0) before the first event
+# (the stored functions' names come from the app: preload_functions).
 # Inbox state changes by action (endpoints 3, 3b, 4, 5, 10, 11, 11b, 13): a fixed set of labels.
 ACTIONS = ("seen", "read", "unread", "archive", "unarchive", "delete", "snooze", "wake", "retract")
 PROBLEM_CODES = (
@@ -46,8 +40,6 @@ PROBLEM_CODES = (
     "notification_snoozed", "notification_archived",
 )
 
-bp = Blueprint("metrics", __name__)
-
 
 class _Metrics:
     """The process's metric objects (built once, on first use: importing this module has no effects)."""
@@ -56,7 +48,7 @@ class _Metrics:
         from prometheus_client import Counter, Gauge, Histogram
 
         # prometheus_client picks file-backed values when it is first imported, from this variable:
-        # gunicorn_conf.py sets it before any worker imports prometheus_client.
+        # ops/gunicorn_conf.py sets it before any worker imports prometheus_client.
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         if self.multiprocess:  # outside gunicorn (flask run, a CLI command) nobody created it
             os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
@@ -100,7 +92,7 @@ class _Metrics:
         # Label children cached here: a dict lookup per event instead of labels() validation.
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], Any] = {}
-        self._functions = {name: self.functions.labels(name) for name in STORED_FUNCTIONS}
+        self._functions: dict[str, Any] = {}
         self._errors = {code: self.errors.labels(code) for code in PROBLEM_CODES}
         self._created: dict[str, Any] = {}
         self._changed = {action: self.changed.labels(action) for action in ACTIONS}
@@ -136,7 +128,7 @@ _metrics: _Metrics | None = None
 _metrics_lock = threading.Lock()
 
 
-def _get() -> _Metrics:
+def get_metrics() -> _Metrics:
     global _metrics
     if _metrics is None:
         with _metrics_lock:
@@ -147,36 +139,43 @@ def _get() -> _Metrics:
 
 # --- Called by other modules -------------------------------------------------------------------
 
+def preload_functions(names) -> None:
+    """Create the stored-function latency series for these names now, so they exist (as 0) at start."""
+    metrics = get_metrics()
+    for name in names:
+        metrics.function_child(name)
+
+
 def record_rate_limited() -> None:
     """Count one request rejected by a rate limit (called by the rate-limit handler)."""
-    _get().rate_limited.inc()
+    get_metrics().rate_limited.inc()
 
 
 def record_notifications_created(notification_type: str, count: int) -> None:
     """Count `count` notifications created with this type (after sp_create_notification)."""
     if count:
-        _get().created_child(notification_type).inc(count)
+        get_metrics().created_child(notification_type).inc(count)
 
 
 def record_notifications_changed(action: str, count: int) -> None:
     """Count `count` notifications whose state `action` (one of ACTIONS) changed."""
     if count:
-        _get()._changed[action].inc(count)
+        get_metrics()._changed[action].inc(count)
 
 
 def record_stream_publish_dropped(count: int) -> None:
-    """Count live-update events the publisher dropped (publisher.py)."""
-    _get().stream_dropped.inc(count)
+    """Count live-update events the publisher dropped (live/publisher.py)."""
+    get_metrics().stream_dropped.inc(count)
 
 
 def observe_function(function: str, seconds: float) -> None:
     """Database.observers callback: one stored-function call took `seconds`."""
-    _get().function_child(function).observe(seconds)
+    get_metrics().function_child(function).observe(seconds)
 
 
 def observe_database_event(event: str, label: str, value: float) -> None:
     """Database.event_observers callback: a 503's reason, a discarded connection, a recovery."""
-    metrics = _get()
+    metrics = get_metrics()
     if event == "unavailable":
         metrics.db_unavailable.labels(label).inc(value)
     elif event == "discarded":
@@ -188,16 +187,16 @@ def observe_database_event(event: str, label: str, value: float) -> None:
 # --- Pool gauges ---------------------------------------------------------------------------------
 
 @dataclass
-class _PoolState:
+class PoolState:
     database: Any
     errors_seen: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     refresher_pid: int | None = None
 
 
-def refresh_pool(state: _PoolState) -> None:
+def refresh_pool(state: PoolState) -> None:
     """Copy this process's pool statistics into the gauges (and new failed requests into the counter)."""
-    metrics = _get()
+    metrics = get_metrics()
     pool = state.database.pool
     stats = pool.get_stats()
     if pool.closed:  # not opened yet in this process: nothing is connected or in use
@@ -215,7 +214,7 @@ def refresh_pool(state: _PoolState) -> None:
         state.errors_seen = max(errors, state.errors_seen)
 
 
-def _refresh_forever(state: _PoolState) -> None:
+def _refresh_forever(state: PoolState) -> None:
     while True:
         try:
             refresh_pool(state)
@@ -224,7 +223,7 @@ def _refresh_forever(state: _PoolState) -> None:
         time.sleep(POOL_REFRESH_SECONDS)
 
 
-def _ensure_refresher(state: _PoolState) -> None:
+def ensure_refresher(state: PoolState) -> None:
     """Multiprocess: each worker keeps its own gauges fresh, since a scrape is served by one worker."""
     pid = os.getpid()
     if state.refresher_pid != pid:
@@ -233,75 +232,6 @@ def _ensure_refresher(state: _PoolState) -> None:
                 state.refresher_pid = pid
                 threading.Thread(target=_refresh_forever, args=(state,), name="pool-metrics",
                                  daemon=True).start()
-
-
-# --- The endpoint --------------------------------------------------------------------------------
-
-def _authorize(token: str) -> None:
-    value = bearer_token()
-    if value is None:
-        raise ApiError(401, "missing_token", "An Authorization: Bearer <METRICS_TOKEN> header is required.")
-    if not hmac.compare_digest(value.encode(), token.encode()):
-        raise ApiError(401, "invalid_token", "The metrics token is invalid.")
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    token = current_app.config.get("METRICS_TOKEN")
-    if token:
-        _authorize(token)
-    state: _PoolState = current_app.extensions[EXTENSION]
-    refresh_pool(state)
-    if _get().multiprocess:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
-
-
-# --- Wiring --------------------------------------------------------------------------------------
-
-def init_app(app: Flask) -> None:
-    """Register /metrics, the request hooks and the stored-function observer."""
-    from .db import EXTENSION as DB_EXTENSION
-
-    metrics = _get()
-    database = app.extensions[DB_EXTENSION]
-    state = _PoolState(database)
-    app.extensions[EXTENSION] = state
-    database.observers.append(observe_function)
-    database.event_observers.append(observe_database_event)
-    app.register_blueprint(bp)
-    multiprocess = metrics.multiprocess
-
-    def start_timer() -> None:
-        g.metrics_started = time.perf_counter()
-        if multiprocess:
-            _ensure_refresher(state)
-
-    def record_request(response: Response) -> Response:
-        state = g._get_current_object()  # (each access through the proxy costs a context lookup)
-        started = getattr(state, "metrics_started", None)
-        if started is not None:
-            req = request._get_current_object()
-            rule, method = req.url_rule, req.method
-            metrics.request_child(rule.rule if rule is not None else UNMATCHED_ROUTE,
-                                  method if method in METHODS else "OTHER",
-                                  response.status_code).observe(time.perf_counter() - started)
-        code = getattr(state, "problem_code", None)
-        if code is not None:
-            metrics.error_child(code).inc()
-        return response
-
-    if multiprocess:  # this worker's pool gauges exist from the start, before its first request
-        _ensure_refresher(state)
-    # First of all before_request hooks, so a request another hook rejects (429, 401) is timed too.
-    app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
-    app.after_request(record_request)
 
 
 # --- gunicorn hooks (called from gunicorn.conf.py) -----------------------------------------------

@@ -31,7 +31,7 @@ def pg_server():
     if url:
         yield url
         return
-    from notifications_api import devdb
+    from notifications_api.ops import devdb
 
     data_dir = ROOT / ".data" / "test-pg"
     conninfo = devdb.start(data_dir)
@@ -44,7 +44,7 @@ def pg_server():
 @pytest.fixture(scope="session")
 def database(pg_server):
     """A fresh database `nt_<hex>`, migrated, with an app role `nt_app_<hex>`; dropped at the end."""
-    from notifications_api import admin, migrate
+    from notifications_api.db import admin, migrate
 
     suffix = uuid.uuid4().hex[:12]
     name, role, password = f"nt_{suffix}", f"nt_app_{suffix}", secrets.token_urlsafe(24)
@@ -66,7 +66,7 @@ def database(pg_server):
 def retention_login(pg_server):
     """Factory: retention_login(admin_conninfo) -> conninfo of a new retention login (member of
     notifications_retention) in that database; the roles are dropped at teardown."""
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     made = []
 
@@ -157,7 +157,7 @@ def pgbouncer():
 @pytest.fixture
 def make_user(database):
     """Factory: make_user(active=True, email=None) -> the new user's id (str)."""
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     def make(active: bool = True, email: str | None = None) -> str:
         user_id = str(uuid.uuid4())

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from .. import openapi
-from ..db import get_db
-from ..schemas import HealthSchema
-from ..responses import json_response
+from ..web import openapi
+from ..db.pool import get_db
+from ..web.schemas import HealthSchema
+from ..web.responses import json_response
 
 bp = Blueprint("health", __name__)
 

@@ -7,18 +7,22 @@ from uuid import UUID
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 
-from .. import cursors, metrics, openapi, publisher, ratelimit, store
-from ..auth import service_required, user_required
-from ..body import load_body, load_query
-from ..db import get_db
+from ..web import cursors, openapi, ratelimit
+from .. import metrics
+from ..live import publisher
+from ..db import store
+from ..db.rows import NOTIFICATION_FIELDS
+from ..web.auth import service_required, user_required
+from ..web.body import load_body, load_query
+from ..db.pool import get_db
 from ..errors import validation_error
-from ..etags import conditional_json, known_version, not_modified_or_json, version_etag
-from ..responses import json_response
-from ..schemas import (MAX_TYPE_FILTERS, NOTIFICATION_FIELDS, BulkResultSchema, BulkSchema,
-                       CreateNotificationSchema, CreateResponseSchema, DeleteQuerySchema, EmptyQuerySchema,
-                       GroupListSchema, GroupsQuerySchema, ListQuerySchema, MarkReadResultSchema,
-                       MarkReadSchema, NotificationListSchema, NotificationSchema, SnoozeSchema,
-                       UnreadCountSchema, check_text)
+from ..web.etags import conditional_json, known_version, not_modified_or_json, version_etag
+from ..web.responses import json_response
+from ..web.schemas import (MAX_TYPE_FILTERS, BulkResultSchema, BulkSchema,
+                           CreateNotificationSchema, CreateResponseSchema, DeleteQuerySchema,
+                           EmptyQuerySchema, GroupListSchema, GroupsQuerySchema, ListQuerySchema,
+                           MarkReadResultSchema, MarkReadSchema, NotificationListSchema, NotificationSchema,
+                           SnoozeSchema, UnreadCountSchema, check_text)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("notifications", __name__)

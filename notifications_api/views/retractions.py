@@ -5,12 +5,15 @@ import logging
 
 from flask import Blueprint, g
 
-from .. import metrics, openapi, publisher, ratelimit, store
-from ..auth import service_required
-from ..db import get_db
-from ..schemas import RetractResultSchema, RetractSchema
-from ..body import load_body
-from ..responses import json_response
+from .. import metrics
+from ..web import openapi, ratelimit
+from ..live import publisher
+from ..db import store
+from ..web.auth import service_required
+from ..db.pool import get_db
+from ..web.schemas import RetractResultSchema, RetractSchema
+from ..web.body import load_body
+from ..web.responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("retractions", __name__)

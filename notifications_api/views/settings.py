@@ -5,12 +5,13 @@ import logging
 
 from flask import Blueprint, g
 
-from .. import openapi, ratelimit, store
-from ..auth import user_required
-from ..body import load_body, load_query
-from ..db import get_db
-from ..schemas import MAX_TYPE_PREFERENCES, EmptyQuerySchema, SettingsPatchSchema, SettingsSchema
-from ..responses import json_response
+from ..web import openapi, ratelimit
+from ..db import store
+from ..web.auth import user_required
+from ..web.body import load_body, load_query
+from ..db.pool import get_db
+from ..web.schemas import MAX_TYPE_PREFERENCES, EmptyQuerySchema, SettingsPatchSchema, SettingsSchema
+from ..web.responses import json_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("settings", __name__)

@@ -3,7 +3,7 @@
 The stream view answers once and is done: through Pushpin (a Grip-Sig that verifies) it sends
 the first `counts` event plus the instructions to hold the stream on the user's channel; without
 Pushpin it sends that event and `retry:`, so EventSource reconnects after the poll interval.
-Events after the first are published by publisher.py, never written by a worker thread.
+Events after the first are published by live/publisher.py, never written by a worker thread.
 """
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema, fields, validate
 
-from .. import grip, openapi, ratelimit, store, tickets
-from ..auth import user_required
-from ..body import load_query
-from ..db import get_db
-from ..schemas import EmptyQuerySchema, format_timestamp
-from ..responses import json_response
+from ..live import grip, tickets
+from ..web import openapi, ratelimit
+from ..db import store
+from ..web.auth import user_required
+from ..web.body import load_query
+from ..db.pool import get_db
+from ..db.rows import format_timestamp
+from ..web.schemas import EmptyQuerySchema
+from ..web.responses import json_response
 
 bp = Blueprint("stream", __name__)
 

@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from notifications_api import create_app
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 
 @pytest.fixture(scope="session")

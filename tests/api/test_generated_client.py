@@ -12,7 +12,7 @@ import typing
 import pytest
 from werkzeug.serving import make_server
 
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 PACKAGE = "notifications_api_client"
 

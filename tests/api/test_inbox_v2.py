@@ -375,7 +375,7 @@ def test_events_and_metrics_by_action(make_app, make_user, capfd):
 
     from prometheus_client import REGISTRY
 
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
     app = make_app(LOG_LEVEL="INFO")
     client, user = app.test_client(), make_user()
     h = {"Authorization": f"Bearer {issue_token(app.config, user)}"}

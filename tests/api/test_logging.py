@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 def test_no_credentials_in_logs(make_app, capfd, make_user):
     app = make_app(LOG_LEVEL="DEBUG")
     client = app.test_client()
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
     user = make_user()
     jwt_token = issue_token(app.config, user)
     service_token = app.config["SERVICE_TOKEN"]
@@ -37,7 +37,7 @@ def test_no_credentials_in_logs(make_app, capfd, make_user):
 
 def test_request_line_fields(make_app, capfd, make_user):
     app = make_app(LOG_LEVEL="INFO")
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
     user = make_user()
     capfd.readouterr()
     app.test_client().get("/api/v1/notifications/unread/count",
@@ -71,7 +71,7 @@ def test_log_times_are_iso_8601_utc_with_t_and_z(make_app, capfd):
 
 def test_404_lines_carry_the_path(make_app, capfd, make_user):
     app = make_app(LOG_LEVEL="INFO")
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
     token = issue_token(app.config, make_user())
     capfd.readouterr()
     client = app.test_client()

@@ -17,9 +17,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from notifications_api import openapi
-from notifications_api.auth import issue_token
-from notifications_api.schemas import CreateNotificationSchema
+from notifications_api.web import openapi
+from notifications_api.web.auth import issue_token
+from notifications_api.web.schemas import CreateNotificationSchema
 
 PREFIX = "/api/v1"
 # Every operation of API.md, as (method, OpenAPI path).

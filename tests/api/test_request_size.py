@@ -1,5 +1,5 @@
 """Over-long request lines and headers are 414/431 problem documents, checked before anything else."""
-from notifications_api import http_limits
+from notifications_api.web import http_limits
 
 PREFIX = "/api/v1"
 LIST = f"{PREFIX}/notifications"

@@ -1,10 +1,10 @@
-"""store.py's wrappers for the live-updates stream: dicts keyed by column name, through the app's pool."""
+"""db/store.py's wrappers for the live-updates stream: dicts keyed by column name, through the app's pool."""
 from __future__ import annotations
 
 import psycopg
 
-from notifications_api import store
-from notifications_api.db import get_db
+from notifications_api.db import store
+from notifications_api.db.pool import get_db
 
 
 def test_unread_counts_many_and_advance_clocks(app, make_user, notify, database):

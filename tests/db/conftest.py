@@ -10,8 +10,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from notifications_api import admin
-from notifications_api.migrate import migrate
+from notifications_api.db import admin
+from notifications_api.db.migrate import migrate
 
 
 @dataclass

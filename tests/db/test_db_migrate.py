@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from notifications_api import admin
-from notifications_api.migrate import SUPERSEDED, MigrationError, migrate, pending
+from notifications_api.db import admin
+from notifications_api.db.migrate import SUPERSEDED, MigrationError, migrate, pending
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations_sql"
 # Numbered files in order, then the repeatable ones: the order migrate() applies them in.
@@ -98,7 +98,7 @@ def test_a_superseded_version_of_a_numbered_file_counts_as_applied(db_env):
     """0001_schema.sql was fixed after its release: databases that applied the old version upgrade,
     keep the old checksum (the previous release's migrator still accepts them after a rollback),
     and preflight's check agrees; any other edit is still refused."""
-    from notifications_api.preflight import _migrations_check
+    from notifications_api.ops.preflight import _migrations_check
 
     [old] = SUPERSEDED["0001_schema.sql"]
     fresh = db_env.fresh_database()
@@ -315,7 +315,7 @@ def test_v1_data_migrates_without_losing_a_row_or_a_count_and_rollback_still_wor
 def test_inbox_v2_online_files_can_run_again(db_env):
     """0130 and 0131 run outside a transaction: after a failure half-way the Job simply runs them
     again, so every statement must succeed a second time over what the first run left."""
-    from notifications_api.migrate import discover
+    from notifications_api.db.migrate import discover
     fresh = db_env.fresh_database()
     migrate(fresh, echo=lambda *_: None)
     online = [m for m in discover() if m.name in ("0130_inbox_v2.sql", "0131_inbox_v2_online.sql")]

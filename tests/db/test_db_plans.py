@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from notifications_api.migrate import migrate
+from notifications_api.db.migrate import migrate
 
 LIGHT_USERS, PER_LIGHT_USER, HEAVY_UNREAD = 2000, 100, 100_000
 SEED = """

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from db_helpers import call, sqlstate
 
-from notifications_api import admin
+from notifications_api.db import admin
 
 # (status, days since queued) -> kept with the defaults (7 days finished, 30 days failed/dead)?
 ROWS = [("sent", 8, False), ("cancelled", 8, False), ("sent", 6, True), ("cancelled", 1, True),

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from notifications_api import admin, grants
+from notifications_api.db import admin, grants
 
 TABLES = ["users", "notifications", "notification_counters", "notification_type_counters", "notification_groups",
           "notification_settings", "email_outbox", "schema_migrations"]
@@ -59,7 +59,7 @@ def test_function_privileges(db_admin, db_env):
 
 
 def test_grants_list_is_what_the_database_grants(db_admin):
-    """grants.py is the one list of function names (metrics, preflight): it must match the migrations."""
+    """db/grants.py is the one list of function names (metrics, preflight): it must match the migrations."""
     rows = db_admin.execute(
         """SELECT g.rolname, array_agg(DISTINCT p.proname::text ORDER BY p.proname::text)
              FROM pg_proc p CROSS JOIN pg_roles g

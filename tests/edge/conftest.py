@@ -9,7 +9,7 @@ import shutil
 import pytest
 from edge_helpers import ROOT, ApiServer, RedisServer
 
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""What ratelimit.py's one custom strategy (FailoverFixedWindow) rests on, pinned: the measured
+"""What web/ratelimit.py's one custom strategy (FailoverFixedWindow) rests on, pinned: the measured
 reason it exists, and the Flask-Limiter/limits internals it reaches into. A failure here means
 the library changed under it: re-measure (bench/ratelimit_stock.py) and adapt or drop it."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from limits import parse
 from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from notifications_api import ratelimit
+from notifications_api.web import ratelimit
 
 IN_SCRIPT = {"cmdstat_incrby", "cmdstat_expire", "cmdstat_pttl"}  # inside an EVALSHA: no round trip
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from notifications_api import ratelimit
+from notifications_api.web import ratelimit
 
 COUNT = "/api/v1/notifications/unread/count"
 SETTINGS = "/api/v1/notifications/settings"
@@ -150,7 +150,7 @@ def test_failed_authentication_spends_the_anonymous_ip_budget(make_app, make_use
 
 def test_an_expired_token_gets_401_even_when_its_ip_budget_is_spent(make_app, make_user, secrets_config):
     """Behind a NAT the budget may be spent by others: the browser must refresh, not back off."""
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
     client = make_app(RATE_LIMIT_ANONYMOUS="2/minute").test_client()
     for _ in range(3):
         client.get("/wp-login.php")
@@ -297,7 +297,7 @@ def test_one_redis_round_trip_per_limited_request(make_app, make_user, bearer, r
 
 def _stored_function_calls(app) -> list[str]:
     """Names of the stored functions the app calls from now on (the app's own metric hook)."""
-    from notifications_api import db
+    from notifications_api.db import pool as db
     calls: list[str] = []
     app.extensions[db.EXTENSION].observers.append(lambda function, seconds: calls.append(function))
     return calls
@@ -325,7 +325,7 @@ def test_a_client_past_its_budget_costs_the_database_nothing(make_app, make_user
 
 
 def test_the_user_check_is_repeated_once_its_window_has_passed(make_app, make_user, bearer, monkeypatch):
-    from notifications_api import auth
+    from notifications_api.web import auth
     monkeypatch.setattr(auth, "USER_CHECK_SECONDS", 0.0)
     app = make_app(RATE_LIMIT_USER_READ="1/minute")
     client = app.test_client()

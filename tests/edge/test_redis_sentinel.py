@@ -7,7 +7,7 @@ import time
 import pytest
 from edge_helpers import RedisSentinel
 
-from notifications_api import db
+from notifications_api.db import pool as db
 
 pytestmark = pytest.mark.redis
 

@@ -12,13 +12,13 @@ from psycopg.rows import dict_row
 
 from email_helpers import FakeEmailApi, fast_settings
 from notifications_api import create_app
-from notifications_api.email_worker import EmailWorker, WorkerMetrics
+from notifications_api.channels.email_worker import EmailWorker, WorkerMetrics
 
 
 @pytest.fixture(scope="session")
 def worker_conninfo(database):
     """A login role provisioned like production's worker user (member of notifications_worker only)."""
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     role, password = f"nt_worker_{secrets.token_hex(6)}", secrets.token_urlsafe(24)
     admin.provision_worker_user(database.admin, role, password)

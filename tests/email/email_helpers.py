@@ -13,7 +13,7 @@ from typing import Callable
 import psycopg
 from werkzeug import Request, Response
 
-from notifications_api.email_worker import EmailWorker, WorkerSettings
+from notifications_api.channels.email_worker import EmailWorker, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-email-api-key-" + "k" * 16
@@ -89,7 +89,7 @@ def outbox(conn: psycopg.Connection, user_ids) -> list[dict]:
 
 
 def worker_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "notifications_api.cli", "deliver-emails", *args]
+    return [sys.executable, "-m", "notifications_api.ops.cli", "deliver-emails", *args]
 
 
 def worker_env(tmp_path, **extra: str) -> dict[str, str]:

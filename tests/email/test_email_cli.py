@@ -48,7 +48,7 @@ def _invoke(tmp_path, **env: str):
     """The command in this process (click's runner): a clean environment, no .env file."""
     from click.testing import CliRunner
 
-    from notifications_api.cli import cli
+    from notifications_api.ops.cli import cli
 
     clean = {name: None for name in ("DATABASE_URL", "WORKER_DATABASE_URL", "EMAIL_API_URL", "EMAIL_API_KEY",
                                      "JWT_SECRET", "SERVICE_TOKEN", "DB_HOST", "PROMETHEUS_MULTIPROC_DIR")}

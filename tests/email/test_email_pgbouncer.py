@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from email_helpers import fast_settings, metric, outbox, run_together
 
-from notifications_api.email_worker import EmailWorker, WorkerMetrics
+from notifications_api.channels.email_worker import EmailWorker, WorkerMetrics
 
 
 def test_three_workers_through_pgbouncer_send_each_email_once(queue_emails, email_api, admin_db,

@@ -9,7 +9,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from email_helpers import outbox
-from notifications_api import admin
+from notifications_api.db import admin
 
 UTC = timezone.utc
 
@@ -69,7 +69,7 @@ def test_a_duplicate_queues_nothing_more(create, make_user, admin_db):
 
 @pytest.mark.parametrize("permanent", ["false", "true"])
 def test_archiving_or_deleting_before_sending_cancels(email_apps, create, make_user, admin_db, permanent):
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
 
     app = email_apps["on"]
     user = make_user()

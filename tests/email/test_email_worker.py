@@ -12,9 +12,10 @@ from psycopg import errors
 from werkzeug import Response
 
 from email_helpers import API_KEY, drain, fast_settings, metric, outbox, run_together
-from notifications_api import email_outbox
-from notifications_api.email_client import Outcome, backoff_delay, classify, parse_retry_after
-from notifications_api.email_worker import EmailWorker, WorkerMetrics, WorkerSettings, WorkerSetupError
+from notifications_api.channels import email_outbox
+from notifications_api.channels.email_client import Outcome, backoff_delay, classify, parse_retry_after
+from notifications_api.channels.email_worker import (EmailWorker, WorkerMetrics, WorkerSettings,
+                                                     WorkerSetupError)
 
 UTC = timezone.utc
 
@@ -295,7 +296,7 @@ def test_worker_function_privileges(admin_db):
 
 
 def test_provision_worker_user_refuses_the_app_role(database):
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     app_role = psycopg.conninfo.conninfo_to_dict(database.app)["user"]
     for name in (app_role, "postgres"):

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck
 from schemathesis.checks import not_a_server_error
 
 from notifications_api import create_app
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 CREATE = "POST /api/v1/notifications"
 

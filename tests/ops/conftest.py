@@ -55,7 +55,7 @@ def scratch_database(pg_server):
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from notifications_api import admin, migrate
+    from notifications_api.db import admin, migrate
 
     made = []
 

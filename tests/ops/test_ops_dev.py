@@ -52,7 +52,7 @@ def data_dir():
     # Under the checkout like .data/test-pg: run as root, the embedded server's own user must reach it.
     path = ROOT / ".data" / f"test-dev-{uuid.uuid4().hex[:8]}"
     yield path
-    from notifications_api import devdb
+    from notifications_api.ops import devdb
     devdb.force_stop(path / "pg")
     shutil.rmtree(path, ignore_errors=True)
 
@@ -138,7 +138,7 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
 @pytest.mark.parametrize("environment, discovered", [(None, True), ("development", True),
                                                      ("production", False), ("staging", False)])
 def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, environment, discovered):
-    from notifications_api import cli
+    from notifications_api.ops import cli_env
 
     (tmp_path / "dev.env").write_text("JWT_SECRET=generated-jwt\nSERVICE_TOKEN=generated-service\n")
     for name in ("JWT_SECRET", "SERVICE_TOKEN", "ENVIRONMENT", "DATABASE_URL", "DB_HOST"):
@@ -147,8 +147,8 @@ def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, en
     monkeypatch.setenv("DEV_DATA_DIR", str(tmp_path))
     if environment:
         monkeypatch.setenv("ENVIRONMENT", environment)
-    env = cli._environment()
+    env = cli_env.environment()
     assert (env.get("JWT_SECRET") == "generated-jwt") is discovered
     assert "DATABASE_URL" not in env  # no embedded server running there
     monkeypatch.setenv("JWT_SECRET", "set-by-the-operator")
-    assert cli._environment()["JWT_SECRET"] == "set-by-the-operator"  # the environment always wins
+    assert cli_env.environment()["JWT_SECRET"] == "set-by-the-operator"  # the environment always wins

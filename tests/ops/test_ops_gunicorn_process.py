@@ -1,4 +1,4 @@
-"""Process-level settings of gunicorn_conf.py, checked in real gunicorn workers (issue 19, "the tail").
+"""Process-level settings of ops/gunicorn_conf.py, checked in real gunicorn workers (issue 19, "the tail").
 
 A wrapper config imports the production settings and hooks and, after the production
 post_worker_init, writes what the worker's interpreter looks like; the workers must still serve.

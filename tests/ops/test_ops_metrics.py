@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from notifications_api import metrics
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 from ops_helpers import sample
 
 FAMILIES = (

@@ -48,12 +48,12 @@ def test_wheel_ships_every_migration_and_the_gunicorn_settings(wheel):
             inside = f"notifications_api/migrations_sql/{path.relative_to(SQL_DIR).as_posix()}"
             assert inside in names, inside
             assert archive.read(inside) == path.read_bytes(), inside  # the same bytes: same checksums
-        assert "notifications_api/gunicorn_conf.py" in names
+        assert "notifications_api/ops/gunicorn_conf.py" in names
         assert not [name for name in names if name.startswith(("tests/", "bench/", "deploy/"))]
 
 
 def test_migrations_are_read_as_package_resources(tmp_path):
-    from notifications_api import migrate
+    from notifications_api.db import migrate
 
     shipped = migrate.default_directory({})
     assert shipped == resources.files("notifications_api.migrations_sql")
@@ -151,21 +151,23 @@ def _gunicorn_settings(location: str, cwd: Path) -> dict:
 
 
 def test_gunicorn_settings_are_the_packages_from_either_entry_point(tmp_path):
-    packaged = _gunicorn_settings("python:notifications_api.gunicorn_conf", tmp_path)
+    packaged = _gunicorn_settings("python:notifications_api.ops.gunicorn_conf", tmp_path)
     assert packaged["settings"]["bind"] == "['0.0.0.0:8123']"
     assert packaged["settings"]["workers"] == "3" and packaged["settings"]["threads"] == "5"
     assert packaged["settings"]["worker_class"] == "gthread"
     assert packaged["settings"]["forwarded_allow_ips"] == "['*']"
-    assert set(packaged["hooks"].values()) == {"notifications_api.gunicorn_conf"}  # none left at default
-    assert packaged["logger_class"] == "notifications_api.gunicorn_conf.JsonAccessLogger"
+    assert set(packaged["hooks"].values()) == {"notifications_api.ops.gunicorn_conf"}  # none left at default
+    assert packaged["logger_class"] == "notifications_api.ops.gunicorn_conf.JsonAccessLogger"
     assert _gunicorn_settings(str(ROOT / "gunicorn.conf.py"), tmp_path) == packaged
+    # the path before the floor plan (issue 23), kept for one release
+    assert _gunicorn_settings("python:notifications_api.gunicorn_conf", tmp_path) == packaged
 
 
 # --- the wheel, installed outside the checkout ----------------------------------------------------
 
 @pytest.fixture
 def throwaway_database(pg_server):
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     suffix = secrets.token_hex(6)
     name, role, password = f"nt_wheel_{suffix}", f"nt_wheel_app_{suffix}", secrets.token_urlsafe(24)
@@ -181,7 +183,7 @@ def throwaway_database(pg_server):
 
 @pytest.mark.e2e
 def test_wheel_in_a_fresh_venv_migrates_and_serves(wheel, throwaway_database, tmp_path):
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     owner, role, password = throwaway_database
     outside = tmp_path / "elsewhere"  # cwd: no checkout, no migrations_sql/, no gunicorn.conf.py
@@ -218,7 +220,7 @@ def test_wheel_in_a_fresh_venv_migrates_and_serves(wheel, throwaway_database, tm
     assert "✓ migrations current" in checklist, checklist  # the same packaged files as migrate
 
     log = (tmp_path / "gunicorn.log").open("w")
-    server = subprocess.Popen([str(venv / "bin" / "gunicorn"), "-c", "python:notifications_api.gunicorn_conf",
+    server = subprocess.Popen([str(venv / "bin" / "gunicorn"), "-c", "python:notifications_api.ops.gunicorn_conf",
                                "notifications_api.wsgi:app"], cwd=outside, env=env, stdout=log,
                               stderr=subprocess.STDOUT)
     try:
@@ -269,4 +271,4 @@ def test_plain_gunicorn_says_it_runs_without_the_settings(database, tmp_path):
                 if line.startswith("{") and "gunicorn_settings_missing" in line]
     assert len(warnings) == 1, log_path.read_text()[-3000:]
     assert warnings[0]["level"] == "WARNING"
-    assert "gunicorn -c python:notifications_api.gunicorn_conf" in warnings[0]["detail"]
+    assert "gunicorn -c python:notifications_api.ops.gunicorn_conf" in warnings[0]["detail"]

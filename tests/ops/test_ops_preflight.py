@@ -8,7 +8,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from notifications_api import auth, migrate, preflight
+from notifications_api.web import auth
+from notifications_api.db import migrate
+from notifications_api.ops import preflight
 from ops_helpers import free_port
 
 # Every item, in the order of docs/PRODUCTION.md; the e-mail item only runs when EMAIL_API_URL is set.

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 API = "/api/v1/notifications"
 

@@ -42,7 +42,7 @@ def private_pg():
 def pg(private_pg):
     """The private server, guaranteed up again after a test that stopped it."""
     yield private_pg
-    from notifications_api import devdb
+    from notifications_api.ops import devdb
 
     if not devdb.is_running(private_pg.data_dir):
         private_pg.start()

@@ -49,7 +49,7 @@ class PrivatePostgres:
     """An embedded PostgreSQL in `data_dir`, migrated, with the app login role; stoppable at will."""
 
     def __init__(self, data_dir: Path):
-        from notifications_api import devdb
+        from notifications_api.ops import devdb
 
         self.data_dir = Path(data_dir).resolve()
         self.superuser = devdb.start(self.data_dir)  # superuser on the `postgres` database
@@ -63,7 +63,7 @@ class PrivatePostgres:
         self._provision(password)
 
     def _provision(self, password: str) -> None:
-        from notifications_api import admin, migrate
+        from notifications_api.db import admin, migrate
 
         admin.ensure_database(self.superuser, APP_DB)
         migrate.migrate(self.admin, echo=lambda *args, **kwargs: None)
@@ -104,12 +104,12 @@ class PrivatePostgres:
                 "SELECT pid FROM pg_stat_activity WHERE usename = %s", (APP_ROLE,)).fetchall()}
 
     def create_user(self) -> str:
-        from notifications_api import admin
+        from notifications_api.db import admin
 
         return str(admin.create_user(self.admin, email=f"{secrets.token_hex(6)}@example.test"))
 
     def close(self) -> None:
-        from notifications_api import devdb
+        from notifications_api.ops import devdb
 
         devdb.force_stop(self.data_dir)  # our restarts made the wheel's own handle stale
         devdb.stop(self.data_dir)
@@ -281,7 +281,7 @@ def gunicorn_env(database_url: str, metrics_dir: Path, redis_port: int | None = 
 
 
 def user_token(env: dict[str, str], user_id: str) -> str:
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
 
     return issue_token({"JWT_SECRET": env["JWT_SECRET"], "JWT_ALGORITHM": "HS256"}, user_id)
 

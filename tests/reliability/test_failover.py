@@ -255,7 +255,7 @@ def cluster():
     try:
         started = time.monotonic()
         formation.start()
-        from notifications_api import admin, migrate
+        from notifications_api.db import admin, migrate
 
         password = secrets.token_urlsafe(24)
         migrate.migrate(formation.admin("node_a"), echo=lambda *args, **kwargs: None)
@@ -283,7 +283,7 @@ def service(cluster, tmp_path):
 
 
 def make_users(cluster: AutoFailoverCluster) -> list[str]:
-    from notifications_api import admin
+    from notifications_api.db import admin
 
     return [str(admin.create_user(cluster.admin(cluster.primary()), email=f"{secrets.token_hex(6)}@example.test"))
             for _ in range(USERS)]

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from pushpin_helpers import SseClient, start_behind_pushpin
 
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def stream_config(database):
 
 @pytest.fixture(scope="session")
 def behind_pushpin(tmp_path_factory, stream_config, database):
-    from notifications_api import admin
+    from notifications_api.db import admin
     import uuid
     probe_user = str(uuid.uuid4())
     admin.create_user(database.admin, user_id=probe_user, email=f"{probe_user}@example.test", active=True)

@@ -11,8 +11,8 @@ from machine_tools import skip_unless_ci
 from werkzeug.serving import make_server
 
 from notifications_api import create_app
-from notifications_api.auth import issue_token
-from notifications_api.devpushpin import Pushpin, available
+from notifications_api.web.auth import issue_token
+from notifications_api.ops.devpushpin import Pushpin, available
 
 
 def require_pushpin() -> None:

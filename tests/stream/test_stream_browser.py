@@ -110,7 +110,7 @@ def _create(api_url: str, config: dict, user: str) -> float:
 
 
 def _ticket(api_url: str, config: dict, user: str) -> str:
-    from notifications_api.auth import issue_token
+    from notifications_api.web.auth import issue_token
     request = urllib.request.Request(f"{api_url}/api/v1/notifications/stream/ticket", method="POST",
                                      headers={"Authorization": f"Bearer {issue_token(config, user)}"})
     with urllib.request.urlopen(request, timeout=10) as response:

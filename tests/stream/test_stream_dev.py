@@ -10,15 +10,16 @@ from pushpin_helpers import AppServer
 from pushpin_helpers import SseClient, require_pushpin
 from werkzeug.serving import make_server
 
-from notifications_api import cli, create_app
-from notifications_api.devpushpin import free_port
+from notifications_api.ops import cli_dev as cli
+from notifications_api import create_app
+from notifications_api.ops.devpushpin import free_port
 
 pytestmark = pytest.mark.e2e
 
 
 def test_dev_starts_pushpin_and_prints_a_streaming_curl(tmp_path, stream_config, database, capsys):
     require_pushpin()
-    from notifications_api import admin
+    from notifications_api.db import admin
     admin.create_user(database.admin, user_id=cli.DEMO_USER_ID, email=cli.DEMO_EMAIL, active=True)
     port = free_port()
     env = {"PUSHPIN_PORT": str(free_port())}

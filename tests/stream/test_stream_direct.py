@@ -7,9 +7,9 @@ import time
 import jwt
 import pytest
 
-from notifications_api import grip, tickets
+from notifications_api.live import grip, tickets
 from notifications_api.errors import ApiError
-from notifications_api.auth import issue_token
+from notifications_api.web.auth import issue_token
 
 TICKET = "/api/v1/notifications/stream/ticket"
 STREAM = "/api/v1/notifications/stream"

@@ -67,7 +67,7 @@ def test_bulk_and_retraction_within_a_second_and_never_another_users(
 def test_the_clock_pushes_an_expiry(pushpin, api, streams, bearer, service, make_user):
     from datetime import datetime, timedelta, timezone
 
-    from notifications_api import clock
+    from notifications_api.live import clock
     user = make_user()
     expires = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
     http(api.url, "POST", "/api/v1/notifications", service,

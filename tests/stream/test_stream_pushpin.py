@@ -185,8 +185,8 @@ def test_pushpin_down_requests_still_succeed_and_the_drop_counter_rises(
 
 
 def test_preflight_checks_every_publish_url(pushpin):
-    from notifications_api.devpushpin import free_port
-    from notifications_api.preflight import _publish_check
+    from notifications_api.ops.devpushpin import free_port
+    from notifications_api.ops.preflight import _publish_check
     assert _publish_check({"GRIP_PUBLISH_URL": (pushpin.publish_url,)}).ok
     dead = f"http://127.0.0.1:{free_port()}/publish/"
     check = _publish_check({"GRIP_PUBLISH_URL": (pushpin.publish_url, dead)})

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from notifications_api import publisher as publisher_module
+from notifications_api.live import publisher as publisher_module
 from notifications_api.config import ConfigError, load_config
-from notifications_api.publisher import Publisher
+from notifications_api.live.publisher import Publisher
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"JWT_SECRET": "j" * 40, "SERVICE_TOKEN": "s" * 40}

@@ -202,7 +202,7 @@ def test_the_sslmode_guardrail_does_not_trust_the_default_over_the_url():
 
 
 def test_secret_strength_is_one_rule_for_config_and_preflight():
-    from notifications_api import preflight
+    from notifications_api.ops import preflight
     from notifications_api.config import secret_weakness
     assert preflight.secret_weakness is secret_weakness
     assert secret_weakness("change-me-in-production") == "is a documented placeholder"
@@ -244,7 +244,7 @@ def test_environment_wins_over_env_file(tmp_path, monkeypatch):
 
 def _cli(*args, env):
     clean = {k: v for k, v in os.environ.items() if k not in BASE and k not in ("ENVIRONMENT", "DATABASE_URL")}
-    return subprocess.run([sys.executable, "-m", "notifications_api.cli", *args],
+    return subprocess.run([sys.executable, "-m", "notifications_api.ops.cli", *args],
                           env={**clean, "ENV_FILE": os.devnull, **env},
                           capture_output=True, text=True, timeout=60)
 
@@ -322,7 +322,7 @@ def test_debug_makes_gunicorn_restart_workers_on_code_changes(monkeypatch, tmp_p
     # Set before the import: without it the module creates a metrics directory and exports it.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setenv("DEBUG", value)
-    from notifications_api import gunicorn_conf
+    from notifications_api.ops import gunicorn_conf
     try:
         assert importlib.reload(gunicorn_conf).reload is reload
     finally:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from notifications_api.db import Database
+from notifications_api.db.pool import Database
 from notifications_api.errors import ApiError
 
 PID = "SELECT pg_backend_pid()"
@@ -47,7 +47,7 @@ def test_a_healthy_connection_is_reused(pool):
 def test_a_connection_to_a_server_gone_read_only_is_discarded_at_checkout(pool, caplog):
     first = pid(pool)
     pool.call("test", "SELECT set_config('default_transaction_read_only', 'on', false)", ())
-    with caplog.at_level(logging.WARNING, logger="notifications_api.db"):
+    with caplog.at_level(logging.WARNING, logger="notifications_api.db.pool"):
         second = pid(pool)
     assert second != first  # the read-only session was closed, a new one opened
     assert pool.events == [("discarded", "read_only", 1.0)]
@@ -60,7 +60,7 @@ def test_a_connection_to_a_server_gone_read_only_is_discarded_at_checkout(pool, 
 
 def test_a_write_refused_as_read_only_is_a_503_and_drops_the_connection(pool, caplog):
     first = pid(pool)
-    with caplog.at_level(logging.WARNING, logger="notifications_api.db"), \
+    with caplog.at_level(logging.WARNING, logger="notifications_api.db.pool"), \
             pytest.raises(ApiError) as caught:
         pool.call("sp_create_notification", REFUSED_WRITE, ())
     error = caught.value
@@ -81,7 +81,7 @@ def test_recovery_after_an_outage_is_logged_with_its_duration(pool, caplog):
     pool.pool = type(pool.pool)(pool.pool.conninfo, min_size=1, max_size=1, kwargs=pool.pool.kwargs,
                                 check=pool._checkout_check, open=False)
     pool.pool.open(wait=True)
-    with caplog.at_level(logging.WARNING, logger="notifications_api.db"):
+    with caplog.at_level(logging.WARNING, logger="notifications_api.db.pool"):
         pid(pool)
         pid(pool)
     recovered = [r for r in caplog.records if getattr(r, "event", None) == "database_recovered"]

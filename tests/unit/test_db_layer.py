@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from notifications_api import db, db_types
+from notifications_api.db import pool as db, rows as db_types
 from notifications_api.errors import ApiError
 
 
@@ -60,7 +60,7 @@ def _calls(database, name: str) -> int:
 def test_a_rolled_back_call_is_retried_once(database, flaky, caplog, sqlstate):
     name, query = flaky(sqlstate, failures=1)
     database_ = _database(database.admin)
-    caplog.set_level(logging.INFO, logger="notifications_api.db")
+    caplog.set_level(logging.INFO, logger="notifications_api.db.pool")
     try:
         assert database_.call("test_flaky", query, ()) == [(2,)]
     finally:

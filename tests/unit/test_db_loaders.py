@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from notifications_api import db_types
-from notifications_api.schemas import format_timestamp
+from notifications_api.db import rows as db_types
+from notifications_api.db.rows import format_timestamp
 
 VALUES = [
     "2026-11-26 08:31:35+00",  # no fraction: PostgreSQL prints none
@@ -57,7 +57,7 @@ def test_uuid_loads_as_canonical_text(database):
 
 
 def test_cursor_from_loaded_text_matches_the_datetime():
-    from notifications_api import cursors
+    from notifications_api.web import cursors
 
     moment = datetime(2026, 11, 26, 8, 31, 35, 120000, tzinfo=timezone.utc)
     notification_id = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"

@@ -7,7 +7,7 @@ import uuid
 import jwt
 import pytest
 
-from notifications_api import auth
+from notifications_api.web import auth
 from notifications_api.errors import ApiError
 
 CONFIG = {"JWT_SECRET": "s" * 40, "JWT_SECRET_PREVIOUS": "", "JWT_ALGORITHM": "HS256", "JWT_ISSUER": "",

@@ -12,8 +12,8 @@ import psycopg
 from flask import Flask, current_app
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import db_errors, db_types
-from .errors import ApiError
+from . import failures, rows
+from ..errors import ApiError
 from .outage import FAST_FAIL_SECONDS, Outage
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Database:
             # worker thread (a queue hop and a context switch per request, and a connection
             # that is not back in the pool when the next request asks). The last-use time
             # the check needs is stamped in call() instead.
-            configure=db_types.configure,
+            configure=rows.configure,
             name="notifications",
             kwargs={
                 "autocommit": True,  # one function call = one transaction = one round trip
@@ -110,7 +110,7 @@ class Database:
         try:
             try:
                 rows = self._execute(query, params, wait)
-            except db_errors.ROLLED_BACK as exc:
+            except failures.ROLLED_BACK as exc:
                 log.info("database call rolled back; retrying once", extra={
                     "event": "database_retry", "function": function, "sqlstate": exc.sqlstate})
                 rows = self._execute(query, params, wait)
@@ -120,10 +120,10 @@ class Database:
             return rows
         except (psycopg.Error, PoolTimeout) as exc:
             # during an outage, a pool timeout is one more sign of it (not saturation)
-            outage = db_errors.unavailable(exc) and (
+            outage = failures.unavailable(exc) and (
                 self._is_outage(exc) or (isinstance(exc, PoolTimeout) and wait == FAST_FAIL_SECONDS))
-            reason = db_errors.unavailable_reason(exc, outage)
-            error = db_errors.api_error(exc)
+            reason = failures.unavailable_reason(exc, outage)
+            error = failures.api_error(exc)
             if error.status >= 500:
                 _log_failure(function, exc, error.status, reason)
             if error.status == 503:
@@ -148,7 +148,7 @@ class Database:
 
     def _is_outage(self, exc: Exception) -> bool:
         """The database is unreachable (not merely slow or busy): connections fail."""
-        if isinstance(exc, (psycopg.errors.QueryCanceled, *db_errors.ROLLED_BACK)):
+        if isinstance(exc, (psycopg.errors.QueryCanceled, *failures.ROLLED_BACK)):
             return False  # a statement timeout, a serialization failure, a deadlock: the database answers
         if isinstance(exc, PoolTimeout):
             # A full pool of healthy connections (saturation) is not an outage; failed
@@ -188,7 +188,7 @@ class Database:
             return  # discarded by the checkout check already
         if conn.broken:
             self._discard(conn, "broken")
-        elif getattr(exc, "sqlstate", None) in db_errors.UNAVAILABLE_SQLSTATES or _read_only_server(conn):
+        elif getattr(exc, "sqlstate", None) in failures.UNAVAILABLE_SQLSTATES or _read_only_server(conn):
             self._discard(conn, "read_only")
 
     def _discard(self, conn: psycopg.Connection, reason: str) -> None:
@@ -221,7 +221,7 @@ def _log_failure(function: str, exc: Exception, status: int, reason: str) -> Non
     """A 503's or a 500's log line (a stored function's own 4xx is no failure of ours)."""
     sqlstate = getattr(exc, "sqlstate", None)
     fields = {"event": "database_exception", "function": function, "error": type(exc).__name__,
-              "sqlstate": sqlstate, "db_message": db_errors.primary_message(exc)}
+              "sqlstate": sqlstate, "db_message": failures.primary_message(exc)}
     if status == 503:
         log.warning("database unavailable", extra={**fields, "reason": reason})
     else:

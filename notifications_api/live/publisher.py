@@ -19,7 +19,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import grip, metrics, store
+from . import grip
+from .. import metrics
+from ..db import store
 
 log = logging.getLogger(__name__)
 

@@ -144,10 +144,10 @@ def force_stop(data_dir: str | os.PathLike) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m notifications_api.devdb stop DIR...` stops leftover servers (used by `make clean`)."""
+    """`python -m notifications_api.ops.devdb stop DIR...` stops leftover servers (used by `make clean`)."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "stop":
-        print("usage: python -m notifications_api.devdb stop DATA_DIR...", file=sys.stderr)
+        print("usage: python -m notifications_api.ops.devdb stop DATA_DIR...", file=sys.stderr)
         return 2
     for directory in args[1:]:
         if force_stop(directory):

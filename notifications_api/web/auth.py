@@ -12,9 +12,9 @@ import jwt
 from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import store
-from .db import get_db
-from .errors import ApiError
+from ..db import store
+from ..db.pool import get_db
+from ..errors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from .errors import ApiError
+from ..errors import ApiError
 
 log = logging.getLogger(__name__)
 

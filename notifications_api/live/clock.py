@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from . import store
-from .db import Database
-from .errors import ApiError
+from ..db import store
+from ..db.pool import Database
+from ..errors import ApiError
 from .publisher import Publisher
 
 log = logging.getLogger(__name__)

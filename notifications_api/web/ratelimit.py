@@ -28,8 +28,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from . import metrics
-from .config import redis_uri
+from .. import metrics
+from ..config import redis_uri
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,10 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
     """Fixed windows on Redis, in memory while Redis fails; each hit remembers its window (on g).
 
     Kept instead of the stock strategy + Flask-Limiter's in_memory_fallback for measured reasons
-    (bench/ratelimit_stock.py, docs/PERFORMANCE.md): stock costs 3 Redis round trips per limited
-    request (hit, then GET + TTL for the headers) where this costs 1; its first request under a
-    frozen Redis takes ~400 ms (two 200 ms timeouts) and it returns to Redis up to 32 s after
-    Redis is back. tests/edge/test_limiter_library.py fails when either fact or the internals
+    (bench/ratelimit_stock.py; the figures: docs/PERFORMANCE.md, "Figures from the code"): stock
+    costs 3 Redis round trips per limited request (hit, then GET + TTL for the headers) where this
+    costs 1; its first request under a frozen Redis waits out two timeouts, and it returns to Redis
+    long after Redis is back. tests/edge/test_limiter_library.py fails when either fact or the internals
     used here change.
     """
 
@@ -277,12 +277,11 @@ ROUTE_SCOPE = "rate_limit_scope"  # set on a view _route_limit wraps: Flask-Limi
 def _route_limit(limit_setting: str, scope: str, key_func: Callable[[], str]) -> Callable[[F], F]:
     """A decorator for views, placed under the auth decorator that sets the key it reads.
 
-    The hit goes to the strategy directly, not through Flask-Limiter's route decorator: measured
-    in-process on a real Redis (unread count, 4 000 requests), Flask-Limiter's evaluation (its
-    before_request pass and its decorator's: resolving, filtering and sorting the limits, building
-    RequestLimit objects) costs ~210 µs a request against ~80 µs for the hit itself and ~130 µs for
-    the rest of the request; this path costs the hit plus a dict lookup (docs/PERFORMANCE.md,
-    round 4). Same keys in Redis as Flask-Limiter's shared limits (key_for(key, scope)), same
+    The hit goes to the strategy directly, not through Flask-Limiter's route decorator: Flask-Limiter's
+    evaluation (its before_request pass and its decorator's: resolving, filtering and sorting the
+    limits, building RequestLimit objects) costs more than the hit itself and the rest of the request
+    together; this path costs the hit plus a dict lookup (docs/PERFORMANCE.md, round 4 and "Figures
+    from the code"). Same keys in Redis as Flask-Limiter's shared limits (key_for(key, scope)), same
     on_breach log line and metric, same 429.
     """
     rejected = _on_breach(scope, key_func)

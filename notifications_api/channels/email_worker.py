@@ -170,7 +170,7 @@ class EmailWorker:
             user = self._db(lambda conn: conn.execute("SELECT current_user").fetchone()[0])
             raise WorkerSetupError(
                 f"database role {user!r} may not run the e-mail worker: connect as a member of "
-                "notifications_worker (WORKER_DATABASE_URL; `provision_worker_user` in admin.py)")
+                "notifications_worker (WORKER_DATABASE_URL; `provision_worker_user` in db/admin.py)")
 
     def run(self, once: bool = False) -> int:
         """Deliver until stopped (once=True: until nothing is due). Returns the deliveries handled."""

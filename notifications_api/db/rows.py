@@ -2,14 +2,30 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 import psycopg
 from psycopg.adapt import Loader
 from psycopg.types.datetime import TimestamptzLoader
 
-from .schemas import format_timestamp
-
 log = logging.getLogger(__name__)
+
+# The columns of activity.inbox_notification, read by name: the notification object of the contract
+# (web/schemas.py's NotificationSchema declares the same fields, in this order; a test holds them equal).
+NOTIFICATION_FIELDS = (
+    "notification_id", "user_id", "notification_type", "title", "message", "actor_user_id",
+    "target_type", "target_id", "action_url", "payload", "priority", "group_key", "status",
+    "created_at", "delivered_at", "seen_at", "read_at", "archived_at", "snoozed_until", "expires_at",
+)
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with microseconds and a Z (the sessions run in UTC; others are converted)."""
+    if value is None:
+        return None
+    if value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class _UuidAsText(Loader):

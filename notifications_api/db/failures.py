@@ -6,7 +6,7 @@ import re
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from .errors import ApiError
+from ..errors import ApiError
 
 RETRY_AFTER = "2"
 # SQLSTATEs raised by the stored functions (migrations_sql) -> (status, code).

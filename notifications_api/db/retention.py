@@ -1,7 +1,7 @@
 """Retention: the purge calls `notifications-api purge` makes, as the retention login."""
 from __future__ import annotations
 
-from .db import Database
+from .pool import Database
 
 PURGE_NOTIFICATIONS = "SELECT * FROM activity.sp_purge_notifications(%s::int, %s::int)"
 PURGE_EMAIL_OUTBOX = "SELECT * FROM activity.sp_purge_email_outbox(%s::int, %s::int, %s::int)"

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import errors as pg_errors, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from . import grants, migrate
-from .config import MIN_SECRET_LENGTH, PLACEHOLDERS, SPEC, ConfigError, load_config, secret_weakness
+from ..db import grants, migrate
+from ..config import MIN_SECRET_LENGTH, PLACEHOLDERS, SPEC, ConfigError, load_config, secret_weakness
 
 CONNECT_TIMEOUT = 5
 REDIS_TIMEOUT = 2.0
@@ -80,7 +80,7 @@ def _publish_check(config: dict) -> Check:
     """Every GRIP_PUBLISH_URL accepts an (empty) publish: live updates reach Pushpin."""
     from http.client import HTTPException
 
-    from .publisher import post_json
+    from ..live.publisher import post_json
 
     failed = []
     for url in config["GRIP_PUBLISH_URL"]:
@@ -225,7 +225,7 @@ def _redis_url_check(config: dict) -> Check:
 
     from redis import RedisError
 
-    from .ratelimit import redis_storage
+    from ..web.ratelimit import redis_storage
 
     parts = urlsplit(config["REDIS_URL"])
     where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"  # no password
@@ -492,9 +492,9 @@ def _create_check(conn: psycopg.Connection) -> Check:
 def _round_trip_app(config: dict, decorator: Callable) -> Any:
     from flask import Flask, g
 
-    from . import errors
+    from .. import errors
 
-    app = Flask("notifications_api.preflight")
+    app = Flask("notifications_api.ops.preflight")
     app.config.update(config)
     errors.init_app(app)
 
@@ -514,7 +514,7 @@ def _jwt_audience_check(config: dict) -> Check:
 
 
 def _jwt_check(config: dict) -> Check:
-    from .auth import issue_token, user_required
+    from ..web.auth import issue_token, user_required
 
     item = "JWT validation"
     client = _round_trip_app(config, user_required)
@@ -549,7 +549,7 @@ def _jwt_check(config: dict) -> Check:
 
 
 def _service_token_check(config: dict) -> Check:
-    from .auth import service_required
+    from ..web.auth import service_required
 
     item = "service-token validation"
     client = _round_trip_app(config, service_required)

@@ -40,9 +40,8 @@ def only_with_origin(app: Flask) -> None:
     resources and probes the headers: most of a hot request's header work, for nothing. Servers
     and most polling clients send no Origin; browsers send one on every cross-origin request.
 
-    Kept for its measured gain (bench/instructions.py, no Origin header, Flask-CORS 6.0):
-    unread count 1,004,693 instructions per request with it, 1,074,357 without (+6.9 %);
-    list page 2,677,199 with it, 2,766,156 without (+3.3 %). It relies on Flask-CORS registering one
+    Kept for its measured gain on the hot paths (bench/instructions.py; the figures: docs/PERFORMANCE.md,
+    "Figures from the code"). It relies on Flask-CORS registering one
     after_request hook named `cors_after_request` last: tests/edge/test_cors.py checks that shape.
     """
     hooks = app.after_request_funcs[None]

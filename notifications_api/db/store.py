@@ -8,8 +8,8 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from .db import Database
-from .schemas import NOTIFICATION_FIELDS
+from .pool import Database
+from .rows import NOTIFICATION_FIELDS
 
 
 def _select(function: str, columns: tuple[str, ...], args: str) -> str:

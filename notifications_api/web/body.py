@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 from marshmallow import Schema, ValidationError
 
-from .errors import ApiError, validation_error
+from ..errors import ApiError, validation_error
 from .schemas import EmptyQuerySchema, flatten_errors
 
 

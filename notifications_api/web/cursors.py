@@ -7,7 +7,7 @@ import hmac
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from .errors import ApiError
+from ..errors import ApiError
 
 _VERSION = "1"
 _SIG_BYTES = 16

@@ -423,15 +423,3 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     else:
         flat[prefix or "_schema"] = [str(messages)]
     return flat
-
-
-def format_timestamp(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with microseconds and a Z (the sessions run in UTC; others are converted)."""
-    if value is None:
-        return None
-    if value.utcoffset():
-        value = value.astimezone(timezone.utc)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-NOTIFICATION_FIELDS = tuple(NotificationSchema._declared_fields)

@@ -1,0 +1,1 @@
+"""Delivery channels beyond the inbox: the outboxes, their clients and their workers."""

@@ -1,0 +1,1 @@
+"""Operations: the `notifications-api` command, preflight, gunicorn settings, development servers."""
