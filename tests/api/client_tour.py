@@ -10,13 +10,25 @@ import uuid
 
 from notifications_api_client import AuthenticatedClient
 from notifications_api_client.api.internal import create_notifications
-from notifications_api_client.api.notifications import (get_unread_count, list_notifications,
-                                                         mark_notifications_read_bulk)
+from notifications_api_client.api.notifications import (
+    get_unread_count,
+    list_notifications,
+    mark_notifications_read_bulk,
+)
 from notifications_api_client.api.settings import get_settings, update_settings
-from notifications_api_client.models import (CreateNotification, CreateNotificationPayload,
-                                              CreateNotificationPriority, CreateResponse, MarkRead,
-                                              MarkReadResult, NotificationList, QuietHours, Settings,
-                                              SettingsPatch, UnreadCount)
+from notifications_api_client.models import (
+    CreateNotification,
+    CreateNotificationPayload,
+    CreateNotificationPriority,
+    CreateResponse,
+    MarkRead,
+    MarkReadResult,
+    NotificationList,
+    QuietHours,
+    Settings,
+    SettingsPatch,
+    UnreadCount,
+)
 
 
 def tour(base_url: str, user_token: str, service_token: str, user_id: str) -> dict[str, object]:
