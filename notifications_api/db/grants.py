@@ -20,6 +20,8 @@ API_FUNCTIONS = (
     "sp_inbox_list", "sp_inbox_get", "sp_inbox_mark_read", "sp_bulk_update", "sp_inbox_snooze",
     "sp_inbox_create", "sp_retract_notifications", "sp_get_unread_counts_many", "sp_advance_clocks",
     "sp_inbox_groups",
+    # reads on standbys (repeatable/0300_replica_reads.sql): the write floor and a standby's position
+    "sp_wal_position", "sp_replica_status",
 )
 # The e-mail delivery worker's (migrations_sql/repeatable/0200_email.sql).
 EMAIL_FUNCTIONS = (

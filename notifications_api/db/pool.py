@@ -5,7 +5,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
 import psycopg
@@ -86,18 +86,40 @@ class Database:
         # ("recovered", "", seconds the outage lasted). metrics.py turns them into series.
         self.event_observers: list[Callable[[str, str, float], None]] = []
         self._checkout = threading.local()  # failed checks during this thread's current checkout
+        self.replica: Any = None  # db/replica.py's Replica when DATABASE_READ_URL is set
+
+    def read(self, function: str, query: str, params: Sequence[Any], user_id: str,
+             stale: Callable[[list[tuple]], bool] | None = None) -> list[tuple]:
+        """A read-only call about one user, which a standby may answer (db/replica.py) unless
+        `stale(rows)` says its answer is older than the caller knows. The primary's without standbys."""
+        if self.replica is None:
+            return self.call(function, query, params)
+        return self.replica.read(function, query, params, user_id, stale)
+
+    def write(self, function: str, query: str, params: Sequence[Any] | dict[str, Any],
+              user_ids: Iterable[Any] | Callable[[list[tuple]], Iterable[Any]]) -> list[tuple]:
+        """A call that changes these users' data (or `user_ids(rows)`'s): with standbys, their next
+        reads wait for a standby that has replayed it."""
+        rows = self.call(function, query, params)
+        if self.replica is not None:
+            self.replica.wrote(user_ids(rows) if callable(user_ids) else user_ids)
+        return rows
 
     def open(self) -> None:
         with self._lock:
             if not self._opened:
                 self.pool.open(wait=False)
                 self._opened = True
+        if self.replica is not None:
+            self.replica.open()
 
     def close(self) -> None:
         with self._lock:
             if self._opened:
                 self.pool.close(timeout=5)
                 self._opened = False
+        if self.replica is not None:
+            self.replica.close()
 
     def call(self, function: str, query: str, params: Sequence[Any] | dict[str, Any],
              timeout: float | None = None) -> list[tuple]:
