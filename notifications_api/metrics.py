@@ -99,7 +99,8 @@ class _Metrics:
                                      ("reason",))
         self.replica_lag = Gauge(f"{PREFIX}_db_replica_lag_seconds",
                                  "How long the standby's oldest received, unreplayed WAL has waited "
-                                 "(-1: no WAL receiver).", multiprocess_mode="livemostrecent")
+                                 "(or since its WAL receiver went missing).",
+                                 multiprocess_mode="livemostrecent")
         self._reads: dict[tuple[str, str], Any] = {}
         # Label children cached here: a dict lookup per event instead of labels() validation.
         self._lock = threading.Lock()

@@ -11,7 +11,6 @@ docs/SCALING.md ("Read replicas") has the measurements and the choices.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -145,7 +144,8 @@ class ServerState:
     in_recovery: bool
     replay: int
     lag: float
-    behind: tuple[int, float] | None  # (a received position not yet replayed, when first seen)
+    # (a received position not yet replayed, when first seen); (-1, when) while no WAL receiver runs
+    behind: tuple[int, float] | None
 
 
 class Replica:
@@ -273,7 +273,7 @@ class Replica:
         in_recovery, replay, receive, receiving = conn.execute(STATUS).fetchone()
         conn.nt_used_at = now
         state = self.servers[key] = _next_state(state, now, in_recovery, replay, receive, receiving)
-        self._notify("lag", state.lag if math.isfinite(state.lag) else -1.0)
+        self._notify("lag", state.lag)
         return state
 
     # -- writes ------------------------------------------------------------------------------
@@ -354,16 +354,22 @@ def _next_state(previous: ServerState | None, now: float, in_recovery: bool, rep
                 receive: int | None, receiving: bool) -> ServerState:
     """The lag is how long the oldest received-but-not-replayed position seen has waited (to within
     STATUS_SECONDS): a paused or stuck replay grows it, an idle primary does not (unlike
-    now() - pg_last_xact_replay_timestamp(), which counts the idle time as lag)."""
+    now() - pg_last_xact_replay_timestamp(), which counts the idle time as lag). Without a WAL
+    receiver (the primary is gone or switching over, or the stream broke) nothing new can arrive:
+    the lag is the time since the receiver was first seen missing, so a switchover of a few
+    seconds keeps the standby's reads (its data is the last primary's), a broken stream does not."""
     if not in_recovery:
         return ServerState(now, False, 0, 0.0, None)
     replay = replay or 0
     if not receiving:
-        return ServerState(now, True, replay, math.inf, None)  # cannot tell how far behind it is
+        lost = previous.behind if previous is not None else None
+        if lost is None or lost[0] >= 0:
+            lost = (-1, now)
+        return ServerState(now, True, replay, now - lost[1], lost)
     if receive is None or replay >= receive:
         return ServerState(now, True, replay, 0.0, None)
     behind = previous.behind if previous is not None else None
-    if behind is None or replay >= behind[0]:
+    if behind is None or behind[0] < 0 or replay >= behind[0]:
         behind = (receive, now)
     return ServerState(now, True, replay, now - behind[1], behind)
 

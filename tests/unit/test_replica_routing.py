@@ -2,7 +2,6 @@
 The same decisions against a real streaming standby: tests/replica/."""
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import psycopg
@@ -198,9 +197,13 @@ def test_not_found_on_a_standby_is_asked_of_the_primary(route):
     assert decisions(replica) == [("primary", "missing")]
 
 
-def test_no_standby_status_no_wal_receiver_means_unknown_lag():
+def test_without_a_wal_receiver_the_lag_is_the_time_since_it_went_missing():
     state = _next_state(None, 10.0, True, 100, 100, False)
-    assert math.isinf(state.lag)
+    assert state.lag == 0.0
+    state = _next_state(state, 13.0, True, 100, 100, False)
+    assert state.lag == 3.0  # a switchover of a few seconds keeps the standby; a broken stream does not
+    state = _next_state(state, 14.0, True, 100, 120, True)  # streaming again, 120 not replayed yet
+    assert state.lag == 0.0 and state.behind == (120, 14.0)
     assert _next_state(None, 10.0, False, None, None, False).lag == 0.0  # a primary: current
 
 
