@@ -11,6 +11,7 @@ docs/SCALING.md ("Read replicas") has the measurements and the choices.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -38,9 +39,13 @@ STATUS_SECONDS = 0.25
 FLOOR_RECHECK_SECONDS = 0.005
 SKIP_SECONDS = 2.0  # a skipped standby is tried again (by one read) after this
 CHECKOUT_SECONDS = 0.5  # the most a read waits for a standby connection before using the primary
+# prefer-standby: a read connection that landed on a non-standby (none was up, or a failover promoted
+# it) is replaced after this, so the reads find a standby again once there is one.
+NOT_STANDBY_SECONDS = 10.0
 REDIS_TIMEOUT_SECONDS = 0.2
 FLOOR_KEY = "notifications-api:wal-floor:{}"
 MEMORY_FLOORS_MAX = 100_000
+UNKNOWN_POSITION = 2**53  # above every WAL position (and exact in Redis's Lua numbers)
 # Keep the larger position: two writes' records may arrive in either order.
 RECORD_SCRIPT = """
 local old = tonumber(redis.call("GET", KEYS[1]))
@@ -89,25 +94,32 @@ class Floors:
             raise FloorUnknown() from exc
         return int(value) if value is not None else None
 
-    def record(self, user_ids: Iterable[Any], position: int) -> None:
+    def record(self, user_ids: Iterable[Any], position: int, ttl: float | None = None) -> None:
         ids = {str(user_id) for user_id in user_ids}
+        ttl = ttl or self.ttl
         if self.redis is None:
-            expires = time.monotonic() + self.ttl
+            now = time.monotonic()
             if len(self.memory) + len(ids) > MEMORY_FLOORS_MAX:
-                now = time.monotonic()
                 self.memory = {k: v for k, v in self.memory.items() if v[1] > now}
             for user_id in ids:
                 old = self.memory.get(user_id)
-                if old is None or old[0] < position:
-                    self.memory[user_id] = (position, expires)
+                if old is None or old[0] < position or old[1] <= now:
+                    self.memory[user_id] = (position, now + ttl)
             return
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for user_id in ids:
-                    self._record(keys=[FLOOR_KEY.format(user_id)], args=[position, self.ttl], client=pipe)
+                    self._record(keys=[FLOOR_KEY.format(user_id)], args=[position, math.ceil(ttl)],
+                                 client=pipe)
                 pipe.execute()
         except Exception as exc:
             self.failed(exc)
+
+    def unknown(self, user_ids: Iterable[Any]) -> None:
+        """These users wrote, but where the write ended in the WAL could not be read (the primary
+        went away right after the commit): their reads use the primary for one lag limit, after
+        which any standby within the limit has replayed it."""
+        self.record(user_ids, UNKNOWN_POSITION, ttl=max(self.max_lag, SKIP_SECONDS))
 
     def failed(self, exc: BaseException | None) -> None:
         """Floors may be lost or unreadable: every read uses the primary for one lag limit."""
@@ -165,7 +177,7 @@ class Replica:
             timeout=self.timeout,
             check=self._checkout_check,
             reconnect_timeout=max(config["DB_POOL_TIMEOUT"], 1.0),
-            configure=rows.configure,
+            configure=self._configure,
             name="notifications-read",
             kwargs={
                 "autocommit": True,
@@ -285,8 +297,8 @@ class Replica:
             return
         try:
             position = self.primary.call("sp_wal_position", WAL_POSITION, ())[0][0]
-        except ApiError as exc:  # the write committed; its floor is lost: no standby reads for a while
-            self.floors.failed(exc)
+        except ApiError:  # the write committed; its position is unknown: these users read the primary
+            self.floors.unknown(ids)
             return
         self.floors.record(ids, position)
 
@@ -330,12 +342,19 @@ class Replica:
 
     # -- the pool ----------------------------------------------------------------------------
 
+    def _configure(self, conn: psycopg.Connection) -> None:
+        rows.configure(conn)
+        conn.nt_opened_at = time.monotonic()
+
     def _checkout_check(self, conn: psycopg.Connection) -> None:
-        """Broken connections are closed; with target_session_attrs=standby so is one to a server that
-        was promoted (a failover swapped the roles): the pool reconnects to the new standby."""
-        if self.standby_only and conn.pgconn.parameter_status(b"in_hot_standby") == b"off":
+        """Broken connections are closed, and so is one to a server that is no longer a standby (a
+        failover promoted it): at once with target_session_attrs=standby, after NOT_STANDBY_SECONDS
+        with prefer-standby (meanwhile it answers: a promoted node has every write). The pool
+        reconnects, to a standby when there is one."""
+        if conn.pgconn.parameter_status(b"in_hot_standby") == b"off" and (
+                self.standby_only or time.monotonic() - conn.nt_opened_at > NOT_STANDBY_SECONDS):
             conn.close()
-            raise psycopg.OperationalError("the read target is no longer a standby")
+            raise psycopg.OperationalError("the read connection is not on a standby")
         try:
             _idle_check(conn)
         except psycopg.Error:

@@ -228,12 +228,26 @@ def test_memory_floors_keep_the_highest_position_until_they_expire(monkeypatch):
     assert floors.get(USER, clock[0]) is None
 
 
-def test_lost_floors_send_every_read_to_the_primary_for_one_lag_limit(route, monkeypatch):
+def test_a_write_whose_position_is_lost_sends_that_user_to_the_primary(route, monkeypatch):
     replica, primary = route()
+    clock = [1000.0]
+    monkeypatch.setattr(replica_module.time, "monotonic", lambda: clock[0])
+    real_call = primary.call
     primary.call = lambda *args, **kwargs: (_ for _ in ()).throw(ApiError(503, "database_unavailable", "x"))
-    replica.wrote([USER])  # committed, but its position could not be read
-    with pytest.raises(ApiError):  # (the primary fallback itself is down in this script)
-        replica.read("q", "Q", (), "22222222-2222-4222-8222-222222222222")
+    replica.wrote([USER])  # committed, but the primary went away before its position was read
+    primary.call = real_call
+    other = "22222222-2222-4222-8222-222222222222"
+    assert replica.read("q", "Q", (), USER) == [("primary rows",)]
+    assert replica.read("q", "Q", (), other) == [("standby rows",)]  # nobody else's reads
+    clock[0] += max(replica.max_lag, replica_module.SKIP_SECONDS) + 0.1
+    assert replica.read("q", "Q", (), USER) == [("standby rows",)]  # a lag limit later
+    assert decisions(replica) == [("primary", "own_write"), ("standby", "replayed"), ("standby", "replayed")]
+
+
+def test_unreadable_shared_floors_send_every_read_to_the_primary(route):
+    replica, primary = route()
+    replica.floors.failed(ConnectionError("redis down"))
+    assert replica.read("q", "Q", (), USER) == [("primary rows",)]
     assert decisions(replica) == [("primary", "floor_unknown")]
 
 
