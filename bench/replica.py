@@ -109,6 +109,27 @@ def run(label: str, meter: Meter, requests: list, client) -> None:
           f"wall in-process  {statuses}", flush=True)
 
 
+def direct_calls(servers: dict, users: list[str], calls: int) -> None:
+    """The poll's stored-function call alone, over one connection to each server (as
+    bench/call_costs.py measures the primary in docs/SCALING.md): is a standby's call as cheap?"""
+    from notifications_api.db import store
+
+    print("the poll's call alone (sp_get_unread_count, version known), one connection")
+    for name in ("app_primary", "app_standby"):
+        with psycopg.connect(servers[name], autocommit=True, prepare_threshold=5) as conn:
+            versions = {u: conn.execute(store.UNREAD, (u, True, None)).fetchone()[3] for u in users}
+            picks = random.choices(users, k=calls)
+            pid = conn.info.backend_pid
+            before = cpu(pid)
+            started = time.perf_counter()
+            for u in picks:
+                conn.execute(store.UNREAD, (u, True, versions[u])).fetchone()
+            wall = time.perf_counter() - started
+            used = cpu(pid) - before
+        print(f"  {name[4:]:<34} {used / calls * 1e6:6.1f} µs backend CPU per call; "
+              f"{wall / calls * 1e6:6.0f} µs round trip", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200)
@@ -138,6 +159,7 @@ def main() -> None:
         pgpair.wait_replayed(primary, standby)
         meter = Meter(primary, standby)
         print(f"PostgreSQL {binaries}; {args.users} users x 20 notifications; {args.polls} requests per row")
+        direct_calls(servers, users, args.polls)
         for read in (False, True):
             app = app_for(servers, read)
             client = app.test_client()
@@ -153,9 +175,11 @@ def main() -> None:
             run("list, first page of 20", meter, lists, client)
             # writes: the floor costs one more call on the primary
             marks = []
-            for u in random.sample(users, 150):
+            for u in random.sample(users, 151):
                 first = client.get(f"{P}/notifications?limit=1", headers=auth[u]).get_json()["items"][0]
                 marks.append((u, first["notification_id"]))
+            u, nid = marks.pop()  # opens the primary's pool (reads alone never did, with a standby)
+            assert client.put(f"{P}/notifications/{nid}/read", headers=auth[u]).status_code == 200
             with meter:
                 started = time.perf_counter()
                 for u, nid in marks:
