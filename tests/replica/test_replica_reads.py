@@ -139,14 +139,21 @@ def test_floors_shared_through_redis_hold_across_processes(servers, replica_app,
     a = make_user()
     mine = create(writer.test_client(), writer, a)
     pgpair.wait_replayed(servers.primary, servers.standby)
+    reader.test_client().get(f"{P}/notifications/unread/count", headers=auth(reader, a))
+    # a process that just subscribed has missed earlier floors: the primary's for one lag limit
+    time.sleep(max(reader.config["DB_MAX_REPLICA_LAG_SECONDS"], replica_module.SKIP_SECONDS) + 0.1)
+    standby = reads("standby", "replayed")
     tag = reader.test_client().get(f"{P}/notifications/unread/count", headers=auth(reader, a)).headers["ETag"]
+    assert reads("standby", "replayed") - standby == 1
     with replay_paused(servers):
         assert writer.test_client().put(f"{P}/notifications/{mine}/read", headers=auth(writer, a)).status_code == 200
         # another device, another process: its ETag is still the standby's current one, yet the
         # answer is the new body (a 304 here would be a body that is no longer current)
+        own = reads("primary", "own_write")
         polled = reader.test_client().get(f"{P}/notifications/unread/count",
                                           headers=auth(reader, a, **{"If-None-Match": tag}))
         assert polled.status_code == 200 and polled.get_json()["unread_count"] == 0
+        assert reads("primary", "own_write") - own == 1
 
 
 def test_a_standby_too_far_behind_is_skipped_then_used_again(servers, replica_app, make_user):

@@ -267,3 +267,26 @@ def test_read_targets_from_the_environment():
     assert raised.value.problems == ["DATABASE_READ_URL asks for target_session_attrs=any but "
                                      "DB_READ_TARGET_SESSION_ATTRS is standby: set DB_READ_TARGET_SESSION_ATTRS "
                                      "instead"]
+
+
+def test_floors_reach_every_process_through_redis(redis_url, monkeypatch):
+    """Two processes' floors on one Redis: one's write is in the other's memory at its next read;
+    a process that just subscribed, or lost Redis, reads the primary for one lag limit."""
+    config = load_config({**BASE, "REDIS_URL": redis_url}, env={})
+    writer, reader = Floors(config, max_lag=1.0), Floors(config, max_lag=1.0)
+    now = replica_module.time.monotonic()
+    for floors in (writer, reader):
+        with pytest.raises(replica_module.FloorUnknown):  # just subscribed
+            floors.get(USER, now)
+        floors.unknown_until = 0.0  # (as if the lag limit had passed)
+    assert reader.get(USER, now) is None
+    writer.record([USER, "other"], 4242)
+    assert reader.get(USER, replica_module.time.monotonic()) == 4242
+    assert reader.get("other", replica_module.time.monotonic()) == 4242
+    reader._subscription.connection.disconnect()  # the subscription dropped (redis-py reconnects it)
+    writer.record([USER], 4343)  # published while the reader was not subscribed: lost to it
+    with pytest.raises(replica_module.FloorUnknown):
+        reader.get(USER, replica_module.time.monotonic())  # ... so it reads the primary for a while
+    reader.unknown_until = 0.0
+    writer.record([USER], 4444)
+    assert reader.get(USER, replica_module.time.monotonic()) == 4444  # and receives again
