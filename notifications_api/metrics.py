@@ -92,8 +92,9 @@ class _Metrics:
         # Reads on standbys (db/replica.py): who answered each routable read and why; skips; lag.
         self.db_reads = Counter(f"{PREFIX}_db_reads_total",
                                 "Routable reads by target (standby, primary) and reason (replayed: the "
-                                "standby had it; own_write, version, fold, missing, lag, down, "
-                                "floor_unknown: why the primary answered).", ("target", "reason"))
+                                "standby had it; own_write, version, fold, missing, conflict, lag, "
+                                "down, floor_unknown, not_standby: why the primary answered).",
+                                ("target", "reason"))
         self.replica_skips = Counter(f"{PREFIX}_db_replica_skips_total",
                                      "Times a standby was skipped for a while, by reason (lag, down).",
                                      ("reason",))

@@ -52,8 +52,8 @@ UNKNOWN_POSITION = 2**53  # above every WAL position (and exact in Redis's Lua n
 # notification it has not replayed yet): asked again on the primary, which has the last word.
 MAYBE_MISSING = frozenset({"NA401", "NA403", "NA404"})
 # Why a read went where it did (metric label `reason`); target is "standby" or "primary".
-REASONS = ("replayed", "own_write", "version", "fold", "missing", "lag", "down", "floor_unknown",
-           "not_standby")
+REASONS = ("replayed", "own_write", "version", "fold", "missing", "conflict", "lag", "down",
+           "floor_unknown", "not_standby")
 
 
 class FloorUnknown(Exception):
@@ -290,7 +290,9 @@ class Replica:
                 raise failures.api_error(exc) from exc  # the caller's mistake: the same on the primary
             if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
                 return "standby", "fold", None  # the counts must fold the clock: a write
-            self._skip("down", exc)  # lost connection, shutdown, recovery conflict, timeout
+            if isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.QueryCanceled)):
+                return "standby", "conflict", None  # this statement only (a recovery conflict, a timeout)
+            self._skip("down", exc)  # a lost connection, a shutdown: the server
             return "standby", "down", None
 
     def _execute(self, conn: psycopg.Connection, function: str, query: str, params: Sequence[Any],

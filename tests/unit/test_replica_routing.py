@@ -183,6 +183,13 @@ def test_an_unreachable_standby_is_skipped_and_reads_use_the_primary(route, fail
     assert [e for e in replica.events if e[0] == "skipped"] == [("skipped", "down")]
 
 
+def test_a_recovery_conflict_retries_that_read_on_the_primary_without_skipping(route):
+    error = psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery")
+    replica, primary = route(Standby(error=error))
+    assert replica.read("q", "Q", (), USER) == [("primary rows",)]
+    assert decisions(replica) == [("primary", "conflict")] and replica.skip_reason is None
+
+
 def test_the_callers_own_mistake_is_not_retried(route):
     error = function_error("NA422", "limit must be between 1 and 101")
     replica, primary = route(Standby(error=error))
