@@ -128,6 +128,20 @@ def direct_calls(servers: dict, users: list[str], calls: int) -> None:
             used = cpu(pid) - before
         print(f"  {name[4:]:<34} {used / calls * 1e6:6.1f} µs backend CPU per call; "
               f"{wall / calls * 1e6:6.0f} µs round trip", flush=True)
+    from notifications_api.db import replica
+
+    for label, name, query in (("the floor (sp_wal_position)", "app_primary", replica.WAL_POSITION),
+                               ("a standby's status", "app_standby", replica.STATUS)):
+        with psycopg.connect(servers[name], autocommit=True, prepare_threshold=5) as conn:
+            for _ in range(50):
+                conn.execute(query).fetchall()
+            pid = conn.info.backend_pid
+            before, started = cpu(pid), time.perf_counter()
+            for _ in range(calls):
+                conn.execute(query).fetchall()
+            wall, used = time.perf_counter() - started, cpu(pid) - before
+        print(f"  {label:<34} {used / calls * 1e6:6.1f} µs backend CPU per call; "
+              f"{wall / calls * 1e6:6.0f} µs round trip", flush=True)
 
 
 def main() -> None:
