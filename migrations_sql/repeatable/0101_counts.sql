@@ -1,9 +1,6 @@
--- Inbox counts: the rule every writer keeps, and the helpers that keep it (0100_helpers.sql
--- locks; 0102_unread_counts.sql reads).
-
--- ---------------------------------------------------------------------------
--- inbox counts folded with the clock (migrations_sql/0130_inbox_v2.sql)
--- ---------------------------------------------------------------------------
+-- Inbox counts folded with the clock (tables: 0130_inbox_v2.sql, 0140_groups.sql): the rule every
+-- writer keeps, so that a 304 on the counts is never stale, and the helpers that keep it. Stated
+-- here once; every other file points here (0100_helpers.sql locks, 0102_unread_counts.sql reads).
 --
 -- Invariant, per user with inbox_unread NOT NULL: inbox_unread / inbox_unseen and the per-type
 -- inbox_unread equal the sums of _c_unread / _c_unseen over the user's current rows evaluated at
@@ -11,8 +8,13 @@
 -- changes a row's contribution (an expiry, a snooze end). So while now() < next_change_at the
 -- stored counts are the counts of now, and reading them costs one row.
 -- Writers keep the invariant by applying, for every row they change, its contribution after
--- minus before, both at F (activity._delta, activity._apply). Nothing needs folding first for
--- that; writers that report counts fold first (activity._fold_locked) so the counts are current.
+-- minus before, both at F (activity._delta / _row_delta, activity._apply), and every such change
+-- bumps the version (the counts' ETag). The per-type rows and the groups follow the same deltas.
+-- Nothing needs folding first for that; writers that report counts fold first
+-- (activity._fold_locked) so the counts are current. Every writer goes through these helpers, the
+-- fan-out create too: _apply is set-based (one statement per table for any number of users and
+-- rows), so a second, inline copy of the rule would buy little (docs/PERFORMANCE.md, "Figures
+-- moved out of the SQL comments").
 -- Folding F -> T = max(F, now()) re-evaluates only the rows with a change point in (F, T]
 -- (partial indexes on (user_id, expires_at) and (user_id, snoozed_until)): each expiry and
 -- snooze end is folded once, rows that expired long ago are never read again.
@@ -85,7 +87,9 @@ AS $$
 $$;
 
 -- Set each given group's latest and oldest inbox member (now: not archived, not snoozed, not
--- expired) from the group's member index; a group with none keeps no latest.
+-- expired) from the group's member index; a group with none keeps no latest. Not snoozed: as
+-- _in_inbox says it, not `delivered_at <= now()` (the same for every stored row, but a fan-out
+-- delivers at clock_timestamp(), after its transaction's now()).
 CREATE OR REPLACE FUNCTION activity._probe_groups(p_user_ids uuid[], p_group_keys text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
@@ -97,12 +101,14 @@ BEGIN
       LEFT JOIN LATERAL (
           SELECT n.delivered_at, n.notification_id FROM notifications n
            WHERE n.user_id = k.uid AND n.group_key = k.gkey AND n.status <> 'archived'
-             AND n.delivered_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now())
+             AND (n.snoozed_until IS NULL OR n.snoozed_until <= now())
+             AND (n.expires_at IS NULL OR n.expires_at > now())
            ORDER BY n.delivered_at DESC, n.notification_id DESC LIMIT 1) l ON true
       LEFT JOIN LATERAL (
           SELECT n.delivered_at FROM notifications n
            WHERE n.user_id = k.uid AND n.group_key = k.gkey AND n.status <> 'archived'
-             AND n.delivered_at <= now() AND (n.expires_at IS NULL OR n.expires_at > now())
+             AND (n.snoozed_until IS NULL OR n.snoozed_until <= now())
+             AND (n.expires_at IS NULL OR n.expires_at > now())
            ORDER BY n.delivered_at, n.notification_id LIMIT 1) o ON true
      WHERE x.user_id = k.uid AND x.group_key = k.gkey;
 END

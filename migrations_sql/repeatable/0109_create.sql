@@ -9,9 +9,11 @@
 -- (same notification). So a repeated id never stores two notifications, with or
 -- without a dedupe key.
 -- Set-based rather than a statement per user: a per-row INSERT re-initialises the
--- table's CHECK constraints and nine indexes each time (~0.2 ms per user, too slow
--- for a 1000-user fan-out); each statement still writes the users in ascending
--- user_id order, so concurrent fan-outs cannot deadlock.
+-- table's CHECK constraints and nine indexes each time, too slow for a 1000-user
+-- fan-out (docs/PERFORMANCE.md, "Figures moved out of the SQL comments"); each
+-- statement still writes the users in ascending user_id order, so concurrent
+-- fan-outs cannot deadlock. The counts: one _apply of every new row's _row_delta,
+-- as any writer (0101_counts.sql).
 CREATE OR REPLACE FUNCTION activity.sp_inbox_create(
     p_user_ids uuid[],
     p_notification_type text,
@@ -44,6 +46,8 @@ DECLARE
     v_rows inbox_notification[];
     v_now timestamptz := clock_timestamp();
     v_found bigint;
+    v_eligible uuid[];
+    v_deltas count_delta[];
 BEGIN
     PERFORM _writing_counts();
     IF p_user_ids IS NULL OR cardinality(p_user_ids) < 1 OR cardinality(p_user_ids) > 1000 THEN
@@ -102,62 +106,29 @@ BEGIN
       LEFT JOIN users x ON x.user_id = d.u
       LEFT JOIN notification_settings s ON s.user_id = d.u;
 
-    -- 2. store, count and queue in one statement, user by user in ascending order;
-    --    a taken dedupe key (ON CONFLICT waits for a concurrent inserter) stores nothing
+    -- 2. lock the eligible users' counters rows in ascending user_id, creating the missing ones
+    --    (as _lock_counters: a user without one has no rows, its counts are zero as of now)
+    SELECT array_agg(k.uid ORDER BY k.uid) INTO v_eligible
+      FROM unnest(v_users, v_results) AS k(uid, res) WHERE k.res = 'eligible';
+    INSERT INTO notification_counters (user_id, inbox_unread, inbox_unseen, folded_at)
+    SELECT u, 0, 0, now() FROM unnest(v_eligible) AS u ORDER BY u
+    ON CONFLICT (user_id) DO NOTHING;
+    PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_eligible) ORDER BY c.user_id FOR UPDATE;
+
+    -- 3. store and queue in one statement, user by user in ascending order; a taken dedupe key
+    --    (ON CONFLICT waits for a concurrent inserter) stores nothing. Each new row's contribution
+    --    at its user's folded instant is counted as every writer counts (_row_delta, _apply).
     WITH ins AS (
         INSERT INTO notifications AS n (user_id, notification_type, title, message, actor_user_id, target_type,
                                         target_id, action_url, payload, priority, group_key, expires_at, dedupe_key,
                                         created_at, delivered_at)
-        SELECT k.uid, p_notification_type, p_title, p_message, p_actor_user_id, p_target_type,
+        SELECT u, p_notification_type, p_title, p_message, p_actor_user_id, p_target_type,
                p_target_id, p_action_url, v_payload, v_priority, p_group_key, p_expires_at, p_dedupe_key,
                v_now, v_now
-          FROM unnest(v_users, v_results) AS k(uid, res)
-         WHERE k.res = 'eligible'
-         ORDER BY k.uid
+          FROM unnest(v_eligible) AS u
+         ORDER BY u
         ON CONFLICT (user_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
         RETURNING n.*
-    ), counters AS (
-        -- a new counters row: the user had no rows, its counts are this one row's, as of now
-        INSERT INTO notification_counters AS c (user_id, unread_count, version, next_expiry,
-                                                inbox_unread, inbox_unseen, folded_at, next_change_at)
-        SELECT i.user_id, 1, 1, i.expires_at, 1, 1, now(), i.expires_at FROM ins i ORDER BY i.user_id
-        ON CONFLICT (user_id) DO UPDATE
-           SET unread_count = c.unread_count + 1, version = c.version + 1,
-               next_expiry = LEAST(c.next_expiry, EXCLUDED.next_expiry),
-               -- the new row's contribution at the user's folded instant
-               inbox_unread = c.inbox_unread + _c_unread('unread', NULL, EXCLUDED.next_expiry, c.folded_at),
-               inbox_unseen = c.inbox_unseen + _c_unseen('unread', NULL, NULL, NULL, EXCLUDED.next_expiry, c.folded_at),
-               next_change_at = LEAST(c.next_change_at, _next_at('unread', NULL, EXCLUDED.next_expiry, c.folded_at))
-        RETURNING c.user_id, c.folded_at, c.inbox_unread IS NOT NULL AS computed
-    ), groups AS (
-        -- the new row joins its group (as the latest member: it was delivered just now)
-        INSERT INTO notification_groups AS g (user_id, group_key, notifications_count, unread_count,
-                                              latest_delivered_at, latest_id, oldest_delivered_at)
-        SELECT c.user_id, p_group_key, 1, 1, i.delivered_at, i.notification_id, i.delivered_at
-          FROM counters c JOIN ins i ON i.user_id = c.user_id
-         WHERE p_group_key IS NOT NULL AND c.computed
-           AND _in_inbox('unread', NULL, p_expires_at, c.folded_at)
-         ORDER BY c.user_id
-        ON CONFLICT (user_id, group_key) DO UPDATE
-           SET notifications_count = g.notifications_count + 1, unread_count = g.unread_count + 1,
-               latest_delivered_at = CASE WHEN g.latest_id IS NULL
-                                            OR (EXCLUDED.latest_delivered_at, EXCLUDED.latest_id)
-                                               > (g.latest_delivered_at, g.latest_id)
-                                          THEN EXCLUDED.latest_delivered_at ELSE g.latest_delivered_at END,
-               latest_id = CASE WHEN g.latest_id IS NULL
-                                  OR (EXCLUDED.latest_delivered_at, EXCLUDED.latest_id)
-                                     > (g.latest_delivered_at, g.latest_id)
-                                THEN EXCLUDED.latest_id ELSE g.latest_id END,
-               oldest_delivered_at = CASE WHEN g.notifications_count = 0 OR g.oldest_delivered_at IS NULL
-                                          THEN EXCLUDED.oldest_delivered_at
-                                          ELSE LEAST(g.oldest_delivered_at, EXCLUDED.oldest_delivered_at) END
-    ), type_counters AS (
-        -- reads `counters`, so each user's counters row is locked before its type row
-        -- (unreferenced data-modifying CTEs run in no useful order)
-        INSERT INTO notification_type_counters AS t (user_id, notification_type, unread_count, inbox_unread)
-        SELECT c.user_id, p_notification_type, 1, _c_unread('unread', NULL, p_expires_at, c.folded_at) FROM counters c
-        ON CONFLICT (user_id, notification_type) DO UPDATE
-           SET unread_count = t.unread_count + 1, inbox_unread = t.inbox_unread + EXCLUDED.inbox_unread
     ), mail AS (
         -- e-mail when the channel is on globally and not turned off for the type; quiet
         -- hours defer it to their end unless the notification is urgent
@@ -173,11 +144,13 @@ BEGIN
            AND (s.type_preferences -> p_notification_type ->> 'email') IS DISTINCT FROM 'false'
          ORDER BY i.user_id
     )
-    SELECT COALESCE(array_agg(i.user_id), '{}'), COALESCE(array_agg(_out(i::notifications)), '{}')
-      INTO v_created, v_rows
-      FROM ins i;
+    SELECT COALESCE(array_agg(i.user_id), '{}'), COALESCE(array_agg(_out(i::notifications)), '{}'),
+           array_agg(_row_delta(NULL::notifications, i::notifications, c.folded_at))
+      INTO v_created, v_rows, v_deltas
+      FROM ins i JOIN notification_counters c ON c.user_id = i.user_id;
+    PERFORM _apply(v_deltas);
 
-    -- 3. the originals behind taken dedupe keys: a new statement (READ COMMITTED) sees
+    -- 4. the originals behind taken dedupe keys: a new statement (READ COMMITTED) sees
     --    what a concurrent creator committed. A suppressed user's retry is `duplicate` too.
     --    A key stays taken until its notification is deleted or purged, even once it has
     --    expired (the expired original is then what a retry gets back).
@@ -194,7 +167,7 @@ BEGIN
         END IF;
     END IF;
 
-    -- 4. one row per input id, in input order; a repeated id reports the first
+    -- 5. one row per input id, in input order; a repeated id reports the first
     --    occurrence's outcome, `created` becoming `duplicate`
     RETURN QUERY
     WITH input AS (
