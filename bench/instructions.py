@@ -69,6 +69,19 @@ SCENARIOS = {
 }
 
 
+class _Cursor:
+    __slots__ = ("rows",)
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def fetchone(self):
+        return self.rows[0]
+
+    def fetchall(self):
+        return self.rows
+
+
 class _StandbyConnection:
     """What the read pool hands out, for the count: a standby that has replayed everything."""
 
@@ -81,8 +94,7 @@ class _StandbyConnection:
     def execute(self, query, params=None):
         from notifications_api.db import replica
 
-        rows = [(True, 10**9, 10**9, True)] if query == replica.STATUS else self._rows(query, params)
-        return type("Cursor", (), {"fetchone": lambda _: rows[0], "fetchall": lambda _: rows})()
+        return _Cursor([(True, 10**9, 10**9, True)] if query == replica.STATUS else self._rows(query, params))
 
 
 def _stub_standby(app, replay) -> None:
