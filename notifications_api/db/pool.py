@@ -48,35 +48,45 @@ def _read_only_server(conn: psycopg.Connection) -> bool:
             or pgconn.parameter_status(b"default_transaction_read_only") == b"on")
 
 
+def make_pool(config: dict[str, Any], conninfo: str, *, timeout: float,
+              check: Callable[[psycopg.Connection], None], configure: Callable[[psycopg.Connection], None],
+              name: str, connect_timeout: int, application_name: str) -> ConnectionPool:
+    """A pool of autocommit connections, closed until opened in the worker (the primary's, and
+    db/replica.py's read pool)."""
+    return ConnectionPool(
+        conninfo,
+        open=False,
+        min_size=config["DB_POOL_MIN_SIZE"],
+        max_size=config["DB_POOL_MAX_SIZE"],
+        timeout=timeout,
+        check=check,
+        # A lost connection is re-opened by a retry chain that backs off 1, 2, 4, 8 s...: after
+        # a 10 s failover the pool would wait seconds more before trying the new primary. Chains
+        # end after one pool timeout instead; then each waiting request starts a fresh attempt.
+        reconnect_timeout=max(config["DB_POOL_TIMEOUT"], 1.0),
+        # No `reset` hook: with one, psycopg_pool hands every returned connection to a
+        # worker thread (a queue hop and a context switch per request, and a connection
+        # that is not back in the pool when the next request asks). The last-use time
+        # the check needs is stamped in call() instead.
+        configure=configure,
+        name=name,
+        kwargs={
+            "autocommit": True,  # one function call = one transaction = one round trip
+            "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
+            "connect_timeout": connect_timeout,
+            "application_name": application_name,
+        },
+    )
+
+
 class Database:
     """One pool per process, opened after fork (gunicorn post_worker_init) or on first use."""
 
     def __init__(self, config: dict[str, Any]):
         self.timeout = config["DB_POOL_TIMEOUT"]
-        self.pool = ConnectionPool(
-            config["DATABASE_CONNINFO"],
-            open=False,
-            min_size=config["DB_POOL_MIN_SIZE"],
-            max_size=config["DB_POOL_MAX_SIZE"],
-            timeout=self.timeout,
-            check=self._checkout_check,
-            # A lost connection is re-opened by a retry chain that backs off 1, 2, 4, 8 s...: after
-            # a 10 s failover the pool would wait seconds more before trying the new primary. Chains
-            # end after one pool timeout instead; then each waiting request starts a fresh attempt.
-            reconnect_timeout=max(self.timeout, 1.0),
-            # No `reset` hook: with one, psycopg_pool hands every returned connection to a
-            # worker thread (a queue hop and a context switch per request, and a connection
-            # that is not back in the pool when the next request asks). The last-use time
-            # the check needs is stamped in call() instead.
-            configure=rows.configure,
-            name="notifications",
-            kwargs={
-                "autocommit": True,  # one function call = one transaction = one round trip
-                "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
-                "connect_timeout": max(1, int(self.timeout)),
-                "application_name": "notifications-api",
-            },
-        )
+        self.pool = make_pool(config, config["DATABASE_CONNINFO"], timeout=self.timeout,
+                              check=self._checkout_check, configure=rows.configure, name="notifications",
+                              connect_timeout=max(1, int(self.timeout)), application_name="notifications-api")
         self._opened = False
         self.outage = Outage()
         self._connect_errors_seen = 0

@@ -22,12 +22,12 @@ from typing import Any, Callable
 
 import psycopg
 from flask import Flask
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 from redis.client import PubSub
 
 from . import failures, rows
 from ..errors import ApiError
-from .pool import EXTENSION, Database, _idle_check
+from .pool import EXTENSION, Database, _idle_check, make_pool
 
 log = logging.getLogger(__name__)
 
@@ -230,23 +230,10 @@ class Replica:
         self.standby_only = config["DB_READ_TARGET_SESSION_ATTRS"] == "standby"
         self.floors = Floors(config, self.max_lag)
         self.timeout = min(config["DB_POOL_TIMEOUT"], CHECKOUT_SECONDS)
-        self.pool = ConnectionPool(
-            config["DATABASE_READ_CONNINFO"],
-            open=False,
-            min_size=config["DB_POOL_MIN_SIZE"],
-            max_size=config["DB_POOL_MAX_SIZE"],
-            timeout=self.timeout,
-            check=self._checkout_check,
-            reconnect_timeout=max(config["DB_POOL_TIMEOUT"], 1.0),
-            configure=self._configure,
-            name="notifications-read",
-            kwargs={
-                "autocommit": True,
-                "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
-                "connect_timeout": 1,
-                "application_name": "notifications-api-read",
-            },
-        )
+        self.pool = make_pool(config, config["DATABASE_READ_CONNINFO"], timeout=self.timeout,
+                              check=self._checkout_check, configure=self._configure,
+                              name="notifications-read", connect_timeout=1,
+                              application_name="notifications-api-read")
         self._opened = False
         self._lock = threading.Lock()
         self.servers: dict[tuple[bytes | None, bytes | None], ServerState] = {}
