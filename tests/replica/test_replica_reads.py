@@ -179,6 +179,29 @@ def test_a_standby_too_far_behind_is_skipped_then_used_again(servers, replica_ap
     assert client.get("/health").get_json()["checks"]["database_replica"] == "ok"
 
 
+def test_a_poll_that_must_fold_the_clock_goes_to_the_primary_once(servers, replica_app, make_user):
+    """A notification expired: the count must fold it in (a write). The standby refuses (25006),
+    the primary folds; once the fold is replayed the next poll is the standby's again."""
+    app = replica_app()
+    client = app.test_client()
+    user = make_user()
+    create(client, app, user, "stays")
+    with psycopg.connect(servers.primary, autocommit=True) as conn:
+        conn.execute("SELECT * FROM activity.sp_inbox_create(ARRAY[%s]::uuid[], 'comment', 'expires', NULL, "
+                     "NULL, NULL, NULL, NULL, '{}'::jsonb, 'normal', NULL, now() + interval '1 second', NULL, "
+                     "false)", (user,))
+    pgpair.wait_replayed(servers.primary, servers.standby)
+    assert client.get(f"{P}/notifications/unread/count", headers=auth(app, user)).get_json()["unread_count"] == 2
+    time.sleep(1.2)
+    folds = reads("primary", "fold")
+    counted = client.get(f"{P}/notifications/unread/count", headers=auth(app, user)).get_json()
+    assert counted["unread_count"] == 1 and reads("primary", "fold") - folds == 1
+    pgpair.wait_replayed(servers.primary, servers.standby)
+    standby = reads("standby", "replayed")
+    assert client.get(f"{P}/notifications/unread/count", headers=auth(app, user)).get_json()["unread_count"] == 1
+    assert reads("standby", "replayed") - standby == 1 and reads("primary", "fold") - folds == 1
+
+
 def test_the_replica_functions_on_each_server(servers):
     with psycopg.connect(servers.app_primary, autocommit=True) as p, \
             psycopg.connect(servers.app_standby, autocommit=True) as s:
