@@ -84,8 +84,8 @@ def _degraded(caplog) -> list:
     return [r for r in caplog.records if getattr(r, "event", None) == "rate_limit_storage_degraded"]
 
 
-def test_a_connection_closed_by_redis_is_replaced_without_failing_over(make_app, redis_server, make_user,
-                                                                      bearer, caplog):
+def test_a_connection_closed_by_redis_is_replaced_without_failing_over(
+        make_app, redis_server, make_user, bearer, caplog):
     caplog.set_level(logging.INFO)
     app = _on_redis(make_app, redis_server, "100/minute")
     client = app.test_client()
@@ -101,8 +101,8 @@ def test_a_connection_closed_by_redis_is_replaced_without_failing_over(make_app,
     redis.close()
 
 
-def test_a_flushed_script_is_loaded_again_without_failing_over(make_app, redis_server, make_user, bearer,
-                                                              caplog):
+def test_a_flushed_script_is_loaded_again_without_failing_over(
+        make_app, redis_server, make_user, bearer, caplog):
     caplog.set_level(logging.INFO)
     app = _on_redis(make_app, redis_server, "100/minute")
     client = app.test_client()
