@@ -54,6 +54,7 @@ def test_one_user_from_many_threads_is_counted_once_per_request(make_app, redis_
     # Connections are kept per thread, not opened per request: at most the 8 threads' own plus the
     # client pool's (the first hits found the script not loaded yet and went through the client),
     # and a second round on the same threads opens none.
+
     def connections() -> int:
         return sum(1 for c in redis.client_list() if c.get("name") == "notifications-api")
     opened = connections()
