@@ -679,6 +679,9 @@ class Preparer:
         self.tokens = {uid: issue_token(config, uid, hours=2)
                        for uid in [*typical, heavy, *others, *([big_group] if big_group else [])]}
         self.typical, self.heavy, self.fanout = typical, heavy, fanout
+        # "One user, many connections" (issue 30): a typical user no write scenario touches,
+        # every request of a scenario from 16 connections carrying the same token (one limiter key).
+        self.one = typical[-1]
         self.others, self.big_group = list(others), big_group
         self.service_token = service_token
 
@@ -750,6 +753,10 @@ class Preparer:
                       for uid, tag in etags]),
             Scenario("list_first", "list, first page (limit 20)",
                      [("GET", f"{p}/notifications?limit=20", self.auth(uid), None) for uid in typical]),
+            Scenario("unread_one", "unread count, one typical user, 16 conns",
+                     [("GET", count_path, self.auth(self.one), None)]),
+            Scenario("list_one", "list, first page, one typical user, 16 conns",
+                     [("GET", f"{p}/notifications?limit=20", self.auth(self.one), None)]),
             Scenario("list_page50", "list, page 50 via cursor (heavy user)",
                      [("GET", page50, self.auth(self.heavy), None)]),
             Scenario("groups_first", "groups, first page (limit 20)",
@@ -885,6 +892,10 @@ def run_wrk(scenario: Scenario, url: str, duration: int, work: Path) -> dict:
 # ---- report ------------------------------------------------------------------------------------
 
 FLAT = 1.15  # issue 19: every flat-cost ratio (heavy/typical, deep/first, big group/typical) at most this
+# Issue 30: what the limits cost (1 - req/s on / req/s off, same rounds) at most this, on one key
+# (one user's 16 connections) as on many (typical users).
+LIMITS_COST = 0.20
+LIMITS_OFF_TWINS = ("unread_heavy", "unread_one", "list_first", "list_one")  # beside unread_typical
 
 
 def goals(results: dict[str, dict], calls: dict[str, float] | None = None,
@@ -909,7 +920,8 @@ def goals(results: dict[str, dict], calls: dict[str, float] | None = None,
     # reference ones unless --peer measured them in this run).
     rows = {(row["name"], row["limits"]): row for row in peer or []}
     source = "measured" if any(row["measured"] for row in rows.values()) else "issue 19's reference figures"
-    for name, factor in (("unread_typical", 1.5), ("list_first", 1.5), ("unread_heavy", 5.0)):
+    for name, factor in (("unread_typical", 1.5), ("list_first", 1.5), ("unread_heavy", 5.0),
+                         ("unread_one", 1.5)):
         row = rows.get((name, True)) or rows.get((name, False))
         if row:
             when = "limits on" if row["limits"] else "limits off: no limits-on row"
@@ -921,6 +933,13 @@ def goals(results: dict[str, dict], calls: dict[str, float] | None = None,
             check(f"{name} p99 at 16 conns <= the peer's (limits {'on' if limited else 'off'})",
                   row["ours_p99_ms"] <= row["peer_p99_ms"],
                   f"{row['ours_p99_ms']} vs {row['peer_p99_ms']} ms ({source})")
+    for name in ("unread_typical", "unread_one", "unread_heavy"):  # issue 30's goal: the unread count
+        off = r(f"{name}_no_limits")
+        if limits and r(name) and off:
+            cost = 1 - r(name) / off
+            check(f"{name}: limits' cost <= {LIMITS_COST:.0%}", cost <= LIMITS_COST,
+                  f"{r(name):.0f} req/s on vs {off:.0f} off = {cost:.0%}; p99 {r(name, 'p99_ms')} vs "
+                  f"{r(f'{name}_no_limits', 'p99_ms')} ms")
     for name in ("unread_typical_c4", "list_first_c4"):
         if r(name):
             check(f"{name.removesuffix('_c4')} p99 at 4 conns < 10 ms", r(name, "p99_ms") < 10,
@@ -1021,7 +1040,9 @@ PEER_REFERENCE = {("unread_typical", False): (1101, 20.3), ("unread_heavy", Fals
                   ("list_first", True): (576, 39.6)}
 PEER_SCENARIOS = (("unread_typical", "unread count, typical user", "unread_count"),
                   ("unread_heavy", "unread count, 100 000-notification user", "unread_count"),
-                  ("list_first", "list first page, typical", "list_first"))
+                  ("list_first", "list first page, typical", "list_first"),
+                  ("unread_one", "unread count, one typical user", "unread_count"),
+                  ("list_one", "list first page, one typical user", "list_first"))
 PEER_INTERFACE = ("setup", "seed", "start", "stop", "PATHS")
 PEER_BENCH_LIMIT = "1000000/m"  # django-ratelimit's spelling of layers.BENCH_LIMIT
 
@@ -1093,7 +1114,8 @@ def start_peer(peer, db: Database, peer_db: str, prep: "Preparer", keys: dict, r
         warm(url, peer.PATHS["unread_count"], prep.auth(prep.heavy))
         suffix = "" if limited else "_no_limits"
         for name, title, path in PEER_SCENARIOS:
-            users = [prep.heavy] if name == "unread_heavy" else prep.typical
+            users = ([prep.heavy] if name == "unread_heavy" else [prep.one] if name.endswith("_one")
+                     else prep.typical)
             out.append(Scenario(f"peer_{name}{suffix}",
                                 f"peer: {title}" + ("" if limited else ", limits off"),
                                 [("GET", peer.PATHS[path], prep.auth(uid), None) for uid in users], url=url))
@@ -1183,7 +1205,8 @@ def parse_args(argv=None):
                                             "redis-server on a free port, stopped at the end)")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the layer runs (the unread count with rate limits, metrics, logging, "
-                             "auth each off)")
+                             "auth each off);\nwith limits on, the limits-off server still runs (the "
+                             "limits' cost goals, issue 30)")
     parser.add_argument("--peer", type=Path, nargs="?", const=BENCH / "peer" / "peer.py", metavar="PEER_PY",
                         help="also seed and serve the peer (bench/peer/peer.py, or this file) and run it\n"
                              "interleaved with ours: issue 19's table and goals, measured")
@@ -1323,10 +1346,12 @@ def main(argv=None) -> int:
                                       [("GET", "/", {"X-User-Id": uid}, None) for uid in typical[:2000]],
                                       url=servers[-1].url))
             # Layer costs in req/s: the unread count on a server with one layer off, same rounds.
-            # With --peer, the limits-off server also serves the peer table's other limits-off rows.
+            # The limits-off server also serves the limits-off twins of the heavy-user, one-user and
+            # list rows (the peer table's limits-off rows, and the limits' cost on one key, issue 30):
+            # it runs whenever limits are on, --no-layers or not.
             off_layers = [name for name in layers.LAYERS
                           if not args.no_layers and (limits or name != "limits")]
-            if peer is not None and limits and "limits" not in off_layers:
+            if limits and "limits" not in off_layers:
                 off_layers.insert(0, "limits")
             for layer in off_layers:
                 layer_port = free_port()
@@ -1336,8 +1361,7 @@ def main(argv=None) -> int:
                                       layer_port, [], work)
                 servers.append(server)
                 warm(server.url, f"{args.prefix}/notifications/unread/count", prep.auth(heavy))
-                names = ["unread_typical"] + (["unread_heavy", "list_first"]
-                                              if peer is not None and layer == "limits" else [])
+                names = ["unread_typical"] + (list(LIMITS_OFF_TWINS) if layer == "limits" else [])
                 for name in names:
                     base = by_name[name]
                     scenarios.append(Scenario(f"{name}_no_{layer}", f"{base.title}, {layer} off",
