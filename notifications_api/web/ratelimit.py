@@ -165,8 +165,8 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
         """INCR_SCRIPT as one EVALSHA on this thread's own connection, not through the client.
 
         The client's path (pool checkout and return under a lock, a readiness poll, the retry
-        wrapper, observability counters) cost more CPU than the round trip itself: ~70 µs a hit
-        against ~25 µs here (docs/PERFORMANCE.md, issue 30). Same command, key and reply. A
+        wrapper, observability counters) costs more CPU than the command on a kept connection
+        (docs/PERFORMANCE.md, "Figures from the code"). Same command, key and reply. A
         connection that was closed or holds an unread reply is replaced before sending, as the
         pool does on checkout; an error leaves it disconnected (the next hit reconnects) and is
         the caller's failover. NOSCRIPT (a flushed or restarted Redis) goes through the client's
@@ -453,10 +453,10 @@ def _gate_default_limits(app: Flask) -> None:
 
     On a route _route_limit guards (and an unmetered one) the check ends at the request filter,
     yet what it does first (resolving the endpoint, filtering limits, its exemption scopes and
-    per-request context) cost ~80 µs of CPU a request, more than the Redis hit it does not make
-    (docs/PERFORMANCE.md, issue 30). Same check, same order among the hooks; it is skipped exactly
-    when _route_limited() would have made it a no-op. tests/edge/test_limiter_library.py fails
-    if Flask-Limiter stops registering the hook this replaces.
+    per-request context) costs more CPU than the Redis hit it does not make (docs/PERFORMANCE.md,
+    "Figures from the code"). Same check, same order among the hooks; it is skipped exactly when
+    _route_limited() would have made it a no-op. tests/edge/test_limiter_library.py fails if
+    Flask-Limiter stops registering the hook this replaces.
     """
     hooks = app.before_request_funcs.setdefault(None, [])
     check = limiter._check_request_limit
