@@ -81,38 +81,33 @@ def test_the_budget_holds_exactly_under_concurrency(make_app, redis_server, make
     redis.close()
 
 
-def _degraded(caplog) -> list:
-    return [r for r in caplog.records if getattr(r, "event", None) == "rate_limit_storage_degraded"]
+def _kill_connections(redis) -> None:
+    """Redis closes the app's connections (Redis's `timeout`, a proxy, a restart)."""
+    assert redis.client_kill_filter(_type="normal", skipme=True) >= 1
 
 
-def test_a_connection_closed_by_redis_is_replaced_without_failing_over(
-        make_app, redis_server, make_user, bearer, caplog):
-    caplog.set_level(logging.INFO)
-    app = _on_redis(make_app, redis_server, "100/minute")
-    client = app.test_client()
-    headers = bearer(make_user())
-    assert [int(client.get(COUNT, headers=headers).headers["RateLimit-Remaining"]) for _ in range(2)] == [99, 98]
-    redis = redis_server.client()
-    killed = redis.client_kill_filter(_type="normal", skipme=True)  # e.g. Redis `timeout`, a proxy, a restart
-    assert killed >= 1
-    # Still the shared counter (a memory fallback would start again at 99), and no degraded state.
-    assert [int(client.get(COUNT, headers=headers).headers["RateLimit-Remaining"]) for _ in range(2)] == [97, 96]
-    assert _degraded(caplog) == []
-    assert app.extensions[ratelimit.EXTENSION].strategy.health.up
-    redis.close()
-
-
-def test_a_flushed_script_is_loaded_again_without_failing_over(
-        make_app, redis_server, make_user, bearer, caplog):
-    caplog.set_level(logging.INFO)
-    app = _on_redis(make_app, redis_server, "100/minute")
-    client = app.test_client()
-    headers = bearer(make_user())
-    assert int(client.get(COUNT, headers=headers).headers["RateLimit-Remaining"]) == 99
-    redis = redis_server.client()
+def _flush_scripts(redis) -> None:
+    """Redis forgets the script (SCRIPT FLUSH, a restart without persistence): NOSCRIPT."""
     redis.script_flush()
-    assert int(client.get(COUNT, headers=headers).headers["RateLimit-Remaining"]) == 98
-    assert int(client.get(COUNT, headers=headers).headers["RateLimit-Remaining"]) == 97
-    assert redis.script_exists(app.extensions[ratelimit.EXTENSION].strategy._incr_script.sha) == [True]
-    assert _degraded(caplog) == []
+
+
+@pytest.mark.parametrize("disrupt", [_kill_connections, _flush_scripts], ids=["killed", "flushed"])
+def test_a_closed_connection_or_a_flushed_script_costs_no_failover(make_app, redis_server, make_user,
+                                                                   bearer, caplog, disrupt):
+    caplog.set_level(logging.INFO)
+    app = _on_redis(make_app, redis_server, "100/minute")
+    strategy = app.extensions[ratelimit.EXTENSION].strategy
+    client = app.test_client()
+    headers = bearer(make_user())
+
+    def reads(count: int) -> list[int]:
+        return [int(client.get(COUNT, headers=headers).headers["RateLimit-Remaining"]) for _ in range(count)]
+    assert reads(2) == [99, 98]
+    redis = redis_server.client()
+    disrupt(redis)
+    # Still the shared counter (a memory fallback would start again at 99), and no degraded state.
+    assert reads(2) == [97, 96]
+    assert [r for r in caplog.records if getattr(r, "event", None) == "rate_limit_storage_degraded"] == []
+    assert strategy.health.up
+    assert redis.script_exists(strategy._incr_script.sha) == [True]  # loaded again after a flush
     redis.close()
