@@ -288,7 +288,7 @@ class HostSite:
         api = query["api"]
         return (f"default-src 'none'; script-src 'self' {api}; connect-src 'self' {api}; "
                 "style-src 'self'; img-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'none'; "
-                "require-trusted-types-for 'script'; trusted-types 'none'")
+                "require-trusted-types-for 'script'; trusted-types notification-inbox")
 
     def url(self, user: str, api: Api, size: int = 20, **extra: str) -> str:
         query = {"user": user, "api": api.url, "size": str(size), **extra}

@@ -214,12 +214,20 @@ footer:empty { display: none; }
       this._refreshCounts().catch(() => {});
       this._connectStream();
       this._setupPush();
+      if ("serviceWorker" in navigator) {
+        // a push shown by the service worker (sw.js): the counts changed
+        this._onWorkerMessage = (event) => {
+          if (event.data && event.data.type === "notification-inbox:push") this.refresh().catch(() => {});
+        };
+        navigator.serviceWorker.addEventListener("message", this._onWorkerMessage);
+      }
       this._every(60000, () => this._updateTimes());
     }
 
     disconnectedCallback() {
       this._connected = false;
       document.removeEventListener("click", this._onDocumentClick);
+      if (this._onWorkerMessage) navigator.serviceWorker.removeEventListener("message", this._onWorkerMessage);
       this._closeStream();
       for (const timer of this._timers) clearTimeout(timer);
       this._timers.clear();
@@ -877,7 +885,10 @@ footer:empty { display: none; }
     }
 
     _serviceWorkerUrl() {
-      return new URL(this.getAttribute("service-worker") || "/ui/sw.js", this.apiBase).href;
+      // The host page's choice (relative to the page: a service worker is always of the page's origin),
+      // else the API's /ui/sw.js (which works when the page and the API share an origin).
+      const chosen = this.getAttribute("service-worker");
+      return chosen ? new URL(chosen, document.baseURI).href : new URL("/ui/sw.js", this.apiBase).href;
     }
 
     async _registration(register) {
@@ -886,7 +897,7 @@ footer:empty { display: none; }
       if (!register) {
         return navigator.serviceWorker.getRegistration(scope || new URL("./", url).href);
       }
-      const registration = await navigator.serviceWorker.register(url, scope ? { scope } : undefined);
+      const registration = await navigator.serviceWorker.register(trustedScriptUrl(url), scope ? { scope } : undefined);
       const worker = registration.installing || registration.waiting;
       if (worker && !registration.active) {
         await new Promise((resolve) => {
@@ -953,6 +964,28 @@ footer:empty { display: none; }
       }
       this._showPushButton();
     }
+  }
+
+  // Under Trusted Types (`require-trusted-types-for 'script'`) a service worker's URL must be a
+  // TrustedScriptURL: the host page's CSP allows the policy `trusted-types notification-inbox`, which
+  // passes only same-origin URLs (a service worker cannot be anything else).
+  let scriptUrlPolicy = null;
+  function trustedScriptUrl(url) {
+    if (!window.trustedTypes || !window.trustedTypes.createPolicy) return url;
+    if (!scriptUrlPolicy) {
+      try {
+        scriptUrlPolicy = window.trustedTypes.createPolicy("notification-inbox", {
+          createScriptURL: (value) => {
+            const parsed = new URL(value, location.href);
+            if (parsed.origin !== location.origin) throw new TypeError(`not this origin: ${value}`);
+            return parsed.href;
+          },
+        });
+      } catch (error) {
+        return url; // the policy is not allowed: without enforced Trusted Types the plain URL works
+      }
+    }
+    return scriptUrlPolicy.createScriptURL(url);
   }
 
   function CSS_escape(value) { return window.CSS && CSS.escape ? CSS.escape(value) : value.replace(/"/g, '\\"'); }
