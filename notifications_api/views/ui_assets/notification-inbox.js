@@ -87,19 +87,19 @@ h2 { font-size: 16px; margin: 0; flex: 1; }
 .status { font-size: 11px; color: var(--ni-muted); padding: 4px 14px 0; }
 .error { margin: 8px 10px 0; padding: 8px 10px; border-radius: 8px; background: var(--ni-error-bg); color: var(--ni-error-fg); font-size: 13px; }
 .list { list-style: none; margin: 0; padding: 0; overflow-y: auto; flex: 1; }
-.item { position: relative; display: flex; gap: 10px; padding: 10px 14px 10px 24px; border-bottom: 1px solid var(--ni-border); }
+.item { position: relative; display: flex; flex-direction: column; gap: 4px; padding: 10px 14px 8px 24px; border-bottom: 1px solid var(--ni-border); }
 .item.unread { background: var(--ni-unread-bg); }
 .item:hover { background: var(--ni-hover); }
 .dot { position: absolute; left: 9px; top: 17px; width: 8px; height: 8px; border-radius: 50%; background: var(--ni-accent); }
 .item:not(.unread) .dot { display: none; }
-.open { flex: 1; text-align: left; min-width: 0; display: flex; flex-direction: column; gap: 2px; }
+.open { text-align: left; min-width: 0; display: flex; flex-direction: column; gap: 2px; }
 .actor { font-size: 12px; color: var(--ni-muted); }
 .title { font-weight: 600; overflow-wrap: anywhere; }
 .item:not(.unread) .title { font-weight: 500; }
 .message { color: var(--ni-muted); overflow-wrap: anywhere; }
 time { font-size: 12px; color: var(--ni-muted); }
-.actions { display: flex; flex-direction: column; gap: 2px; align-items: flex-end; }
-.actions button { font-size: 12px; color: var(--ni-accent); padding: 2px 4px; white-space: nowrap; }
+.actions { display: flex; flex-wrap: wrap; gap: 2px 12px; }
+.actions button { font-size: 12px; color: var(--ni-accent); padding: 2px 0; white-space: nowrap; }
 .more { margin: 8px auto; padding: 6px 12px; border: 1px solid var(--ni-border); border-radius: 16px; }
 .empty { padding: 28px 14px; text-align: center; color: var(--ni-muted); margin: 0; }
 footer { display: flex; justify-content: flex-end; padding: 6px 10px; border-top: 1px solid var(--ni-border); }
@@ -172,7 +172,7 @@ footer:empty { display: none; }
     // ---- public API -------------------------------------------------------------------------
     get strings() { return this._strings; }
     set strings(value) { this._strings = { ...DEFAULT_STRINGS, ...(value || {}) }; this._relabel(); this._render(); }
-    get counts() { return { ...this._counts }; }
+    get counts() { return this._countsKnown ? { ...this._counts } : null; } // null until the first answer
     get apiBase() {
       const base = this.getAttribute("api-base") || "/api/v1";
       return new URL(base, document.baseURI).href.replace(/\/+$/, "");
@@ -471,8 +471,10 @@ footer:empty { display: none; }
       if (!counts) return;
       const next = { unread_count: counts.unread_count, unseen_count: counts.unseen_count };
       if (next.unread_count === undefined || next.unseen_count === undefined) return;
-      const changed = next.unread_count !== this._counts.unread_count || next.unseen_count !== this._counts.unseen_count;
+      const changed = !this._countsKnown || next.unread_count !== this._counts.unread_count
+        || next.unseen_count !== this._counts.unseen_count;
       this._counts = next;
+      this._countsKnown = true;
       this._showCounts();
       if (changed) this._emit("inbox-counts", this.counts);
       if (fromEvent && this.open) this._sync();
