@@ -48,8 +48,9 @@ CONTRACT = {
     ("get", "/openapi.json"),
     ("get", "/docs"),
 }
-# Routes that are not API operations: Flask's static route and Swagger UI's asset files.
-NOT_OPERATIONS = re.compile(r"^/static/|^/docs/")
+# Routes that are not API operations: Flask's static route, Swagger UI's asset files and the web
+# inbox's (/ui/<path:filename>, views/ui.py; its demo page and endpoints are documented when enabled).
+NOT_OPERATIONS = re.compile(r"^/static/|^/docs/|^/ui/<")
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
                response_headers_conformance, response_schema_conformance]
 
