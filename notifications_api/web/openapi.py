@@ -75,7 +75,8 @@ A 503 is also what a database failover costs (seconds; never a 500). A create an
 `[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),
 `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`, except responses with an `ETag`,
 which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everything but `/health`,
-`/health/live`, authorised `/metrics` scrapes and Swagger UI's static files under `/docs/`; users
+`/health/live`, authorised `/metrics` scrapes, Swagger UI's static files under `/docs/` and the web
+inbox's under `/ui/`; users
 and services by identity, the rest by client address) send `RateLimit-Limit`,
 `RateLimit-Remaining` and `RateLimit-Reset`, and `429` with `Retry-After` when the limit is hit.
 A failed request without an accepted credential (401/403/404/405) spends its address's budget and
