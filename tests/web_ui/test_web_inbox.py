@@ -370,3 +370,38 @@ def test_keyboard_only(page, host, api, user):
     expect(page.locator(f"{INBOX} .panel")).to_be_hidden()
     assert focused()["cls"] == "bell"
     wait_status(api, user, one["notification_id"], "read")
+
+
+def test_a_refused_ticket_is_retried_with_backoff_and_a_new_ticket_comes_before_expiry(page, host, api, user):
+    posts = []
+    problem = {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+               "code": "database_unavailable", "detail": "The database is unavailable; retry shortly."}
+
+    def ticket(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        posts.append(time.monotonic())
+        if len(posts) == 1:  # the first is refused
+            route.fulfill(status=503, content_type="application/problem+json", body=json.dumps(problem),
+                          headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"})
+            return
+        response = route.fetch()
+        body = response.json()
+        # expiring in 61 s: renewed a minute ahead, so at once (the component waits at least 5 s)
+        body["expires_at"] = (datetime.now(timezone.utc) + timedelta(seconds=61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        route.fulfill(response=response, json=body)
+
+    page.route("**/notifications/stream/ticket", ticket)
+    page.goto(host.url(user, api))
+    ready(page)
+    deadline = time.monotonic() + 12
+    while len(posts) < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(posts) >= 3, posts
+    assert 0.4 <= posts[1] - posts[0] <= 2.5, posts  # backoff: 1 s, jittered down to half
+    assert posts[2] - posts[1] >= 4.5, posts  # the renewal, before the (stubbed) expiry
+    ready(page)
+    open_panel(page)
+    created = api.create(user, "After the renewal")
+    expect(item(page, created["notification_id"])).to_have_count(1, timeout=(POLL_SECONDS + 3) * 1000)
