@@ -6,6 +6,7 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from conftest import POLL_SECONDS
 
 INBOX = "notification-inbox"
@@ -67,24 +68,16 @@ def wait_counts_match(page, api, user, timeout=5.0) -> dict:
 
 # ---- the bell -----------------------------------------------------------------------------------
 
-def test_the_badge_shows_the_unseen_count_and_says_it_aloud(page, host, api, user):
-    for n in range(3):
+@pytest.mark.parametrize("created, badge, spoken", [
+    (3, "3", "3 new notifications"), (100, "99+", "100 new notifications")])
+def test_the_badge_shows_the_unseen_count_and_says_it_aloud(page, host, api, user, created, badge, spoken):
+    for n in range(created):
         api.create(user, f"n{n}")
     page.goto(host.url(user, api))
     ready(page)
-    expect(page.locator(BADGE)).to_have_text("3")
-    live = page.locator(f"{INBOX} [aria-live='polite']")
-    expect(live).to_have_text("3 new notifications")
-    expect(page.locator(BELL)).to_have_attribute("aria-label", "Notifications: 3 new notifications")
-
-
-def test_the_badge_says_99_plus_above_99(page, host, api, user):
-    for n in range(100):
-        api.create(user, f"n{n}")
-    page.goto(host.url(user, api))
-    ready(page)
-    expect(page.locator(BADGE)).to_have_text("99+")
-    expect(page.locator(f"{INBOX} [aria-live='polite']")).to_have_text("100 new notifications")
+    expect(page.locator(BADGE)).to_have_text(badge)
+    expect(page.locator(f"{INBOX} [aria-live='polite']")).to_have_text(spoken)
+    expect(page.locator(BELL)).to_have_attribute("aria-label", f"Notifications: {spoken}")
 
 
 # ---- live -----------------------------------------------------------------------------------------
