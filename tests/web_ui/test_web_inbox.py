@@ -100,9 +100,14 @@ def test_a_new_notification_appears_within_a_second_through_pushpin(page, host, 
 
 def test_without_pushpin_it_polls_at_the_servers_interval(page, host, stack, user):
     direct = stack.direct
+    polls = []
+    page.on("response", lambda r: polls.append((r.status, r.request.headers.get("if-none-match")))
+            if "/unread/count" in r.url and r.request.method == "GET" else None)
     page.goto(host.url(user, direct))
     page.wait_for_function(f"() => document.querySelector('{INBOX}').getAttribute('live-mode') === 'polling'",
                            timeout=(POLL_SECONDS + 5) * 1000)
+    page.wait_for_timeout((POLL_SECONDS + 1) * 1000)
+    assert any(status == 304 and tag for status, tag in polls), polls  # conditional: nothing changed, 304
     started = time.monotonic()
     direct.create(user, "Polled")
     expect(page.locator(BADGE)).to_have_text("1", timeout=(POLL_SECONDS + 2) * 1000)

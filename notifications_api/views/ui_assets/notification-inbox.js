@@ -113,7 +113,8 @@ footer:empty { display: none; }
   const BACKOFF_MAX_MS = 60000;
   const TICKET_RENEW_MARGIN_MS = 60000; // a new ticket this long before the old one expires
   const PROVIDER_WAIT_MS = 10000;
-  const DEGRADED_MS = 5000; // a stream that ends this soon after its first event: no GRIP proxy (polling)
+  const DEGRADED_MS = 5000;
+  const STREAM_RETRY_POLLS = 10; // polling: try the stream again after this many polls // a stream that ends this soon after its first event: no GRIP proxy (polling)
 
   function h(tag, attrs, ...children) {
     const el = document.createElement(tag);
@@ -811,9 +812,15 @@ footer:empty { display: none; }
           this._retryStream();
           return;
         }
-        // The server ended the stream after its first event: no GRIP proxy, so the stream is a poll.
-        // EventSource reconnects after the server's `retry:`; meanwhile the counts answer with ETag/304.
-        if (state.firstAt && Date.now() - state.firstAt < DEGRADED_MS) this._setLiveMode("polling");
+        // The server ended the stream right after its first event: no GRIP proxy, so the stream is a poll
+        // (`retry:` = POLL_INTERVAL_SECONDS). Poll the counts instead, at the same interval (their
+        // X-Poll-Interval) with If-None-Match: a 304 costs the server one indexed lookup, a reconnection
+        // a ticket check and a count. Now and then the stream is tried again (a proxy may be back).
+        if (state.firstAt && Date.now() - state.firstAt < DEGRADED_MS) {
+          this._closeStream(state);
+          this._stream = null;
+          this._poll(STREAM_RETRY_POLLS);
+        }
       });
       this._setLiveMode("stream");
       return undefined;
@@ -835,12 +842,14 @@ footer:empty { display: none; }
       if (!state) this._stream = null;
     }
 
-    // Without EventSource at all: poll the counts with If-None-Match at the server's interval.
-    _poll() {
+    // Poll the counts with If-None-Match at the server's interval (X-Poll-Interval); a change refreshes the
+    // shown page. `rounds`: polls before the stream is tried again (none: poll for good, no EventSource).
+    _poll(rounds) {
       this._setLiveMode("polling");
       this._later((this._pollSeconds || 30) * 1000, async () => {
         try { if (await this._refreshCounts() && this.open) this._sync(); } catch (error) { /* next time */ }
-        this._poll();
+        if (rounds === undefined || rounds > 1) this._poll(rounds === undefined ? undefined : rounds - 1);
+        else this._connectStream();
       });
     }
 
