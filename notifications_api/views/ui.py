@@ -2,6 +2,7 @@
 with ENABLE_UI_DEMO (development only), the demo page and its two development endpoints."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -72,8 +73,12 @@ class Assets:
             self.served[self.by_name[name].versioned_name] = (self.by_name[name], IMMUTABLE)
         for name in STABLE:
             self.served[name] = (self.by_name[name], REVALIDATE)
-        # Each file's current URL: a host page (or its build) reads the content-hashed name from here.
-        listing = json.dumps({name: self.urls[name] for name in (*VERSIONED, "sw.js")}, indent=1).encode()
+        # Each file's current URL: a host page (or its build) reads the content-hashed name from here, and
+        # the Subresource Integrity value of each versioned file (<script integrity=… crossorigin>).
+        listing = {name: self.urls[name] for name in (*VERSIONED, "sw.js")}
+        listing["integrity"] = {name: "sha384-" + base64.b64encode(
+            hashlib.sha384(self.by_name[name].body).digest()).decode() for name in VERSIONED}
+        listing = json.dumps(listing, indent=1).encode()
         self.served["manifest.json"] = (
             Asset(listing, "application/json", hashlib.sha256(listing).hexdigest()[:32], "manifest.json"),
             REVALIDATE)
@@ -96,6 +101,8 @@ def asset(filename: str):
     if found is None:
         abort(404)
     response = _file_response(*found)
+    # Public files, readable from any origin: a host page may load them with `crossorigin` and SRI.
+    response.headers["Access-Control-Allow-Origin"] = "*"
     if filename == "sw.js":
         response.headers["Service-Worker-Allowed"] = "/"  # the host page may register it for a wider scope
     return response

@@ -41,6 +41,16 @@ def test_the_component_has_a_content_hashed_immutable_url_with_a_strong_etag(cli
     assert again.headers["Cache-Control"] == "public, max-age=31536000, immutable"
 
 
+def test_the_manifest_gives_each_versioned_file_its_subresource_integrity(client):
+    import base64
+    manifest = _manifest(client)
+    for name in ("notification-inbox.js", "demo.js", "demo.css"):
+        response = client.get(manifest[name])
+        digest = base64.b64encode(hashlib.sha384(response.get_data()).digest()).decode()
+        assert manifest["integrity"][name] == f"sha384-{digest}", name
+        assert response.headers["Access-Control-Allow-Origin"] == "*"  # readable with `crossorigin`
+
+
 def test_the_stable_names_are_revalidated_every_time(client):
     for name in ("/ui/notification-inbox.js", "/ui/sw.js", "/ui/manifest.json"):
         response = client.get(name)

@@ -7,8 +7,10 @@ import os
 import re
 import shutil
 
-from conftest import ARTIFACTS, POLL_SECONDS, ROOT
-from test_web_inbox import BADGE, INBOX, ITEMS, counts, expect, open_panel, ready
+import pytest
+from web_ui_helpers import ARTIFACTS, BADGE, INBOX, ITEMS, POLL_SECONDS, ROOT, counts, expect, open_panel, ready
+
+pytestmark = pytest.mark.e2e
 
 VIOLATIONS = """window.violations = [];
 document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective));"""

@@ -7,63 +7,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import POLL_SECONDS
+from web_ui_helpers import (BADGE, BELL, INBOX, ITEMS, POLL_SECONDS, counts, expect, item, open_panel, ready,
+                            wait_counts_match, wait_status)
 
-INBOX = "notification-inbox"
-BELL = f"{INBOX} .bell"
-BADGE = f"{INBOX} .badge"
-ITEMS = f"{INBOX} li.item"
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-    return playwright_expect(locator)
-
-
-def item(page, notification_id: str):
-    return page.locator(f"{INBOX} li.item[data-id='{notification_id}']")
-
-
-def ready(page, mode: str | None = None) -> None:
-    """The component has its counts and its live connection (`live-mode`: stream, polling)."""
-    page.wait_for_function(f"""() => {{ const el = document.querySelector('{INBOX}');
-        const live = el && el.counts && el.getAttribute('live-mode');
-        if ({json.dumps(mode)} === 'any') return !!live;
-        return {json.dumps(mode)} === null ? ['stream', 'polling'].includes(live) : live === {json.dumps(mode)}; }}""")
-
-
-def counts(page) -> dict:
-    return page.evaluate(f"() => document.querySelector('{INBOX}').counts")
-
-
-def open_panel(page) -> None:
-    page.locator(BELL).click()
-    expect(page.locator(f"{INBOX} .panel")).to_be_visible()
-
-
-def wait_status(api, user, notification_id, status, timeout=5.0) -> dict:
-    """The API's copy reaches `status` (the browser's request may still be on its way)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = api.get(user, notification_id)
-        if found["status"] == status:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{notification_id} is {found['status']}, not {status}")
-        time.sleep(0.05)
-
-
-def wait_counts_match(page, api, user, timeout=5.0) -> dict:
-    """The component's counts equal the API's (each change settles within `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        truth = api.counts(user)
-        shown = counts(page)
-        if shown == {"unread_count": truth["unread_count"], "unseen_count": truth["unseen_count"]}:
-            return shown
-        if time.monotonic() > deadline:
-            raise AssertionError(f"component {shown} != API {truth}")
-        page.wait_for_timeout(100)
+pytestmark = pytest.mark.e2e
 
 
 # ---- the bell -----------------------------------------------------------------------------------

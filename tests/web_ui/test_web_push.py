@@ -9,7 +9,10 @@ import time
 import urllib.parse
 
 import jwt
-from test_web_inbox import INBOX, expect, ready
+import pytest
+from web_ui_helpers import INBOX, expect, ready
+
+pytestmark = pytest.mark.e2e
 
 # A 65-byte uncompressed P-256 point's shape (0x04 || X || Y), base64url without padding (endpoint 16).
 VAPID_KEY = base64.urlsafe_b64encode(bytes([4]) + bytes(range(1, 65))).decode().rstrip("=")
@@ -123,10 +126,13 @@ def _service_worker(context, page, origin: str):
     registrations = []
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
     cdp.send("ServiceWorker.enable")
+    scope = f"{origin}/ui/"
     deadline = time.monotonic() + 5
-    while not registrations and time.monotonic() < deadline:
+    while not [r for r in registrations if r["scopeURL"] == scope] and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    return worker, cdp, registrations[0]["registrationId"]
+    ours = [r for r in registrations if r["scopeURL"] == scope and not r["isDeleted"]]
+    assert ours, registrations
+    return worker, cdp, ours[-1]["registrationId"]
 
 
 def test_the_service_worker_shows_a_push_tagged_with_the_notification_id(context, page, stack):
