@@ -208,9 +208,12 @@ def test_load_more_reaches_the_oldest(page, host, api, user):
     more = page.locator(f"{INBOX} .more")
     more.click()
     expect(page.locator(ITEMS)).to_have_count(10)
-    more.click()
+    more.focus()
+    page.keyboard.press("Enter")  # by keyboard: focus lands on the first item it brought
     expect(page.locator(ITEMS)).to_have_count(12)
     expect(more).to_be_hidden()
+    assert page.evaluate(f"""() => document.querySelector('{INBOX}').shadowRoot.activeElement
+        .closest('li').dataset.id""") == made[1]["notification_id"]
     shown = page.locator(ITEMS).evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert shown == [n["notification_id"] for n in reversed(made)]
 

@@ -558,16 +558,18 @@ footer:empty { display: none; }
 
     async _loadMore() {
       if (!this._cursor) return;
+      const hadFocus = this.shadowRoot.activeElement === this._more;
       try {
         const result = await this._api("GET", this._path(this._cursor));
         const keys = new Set(this._items.map((e) => this._keyOf(e)));
-        this._items = this._items.concat(result.data.items.filter((e) => !keys.has(this._keyOf(e))));
+        const added = result.data.items.filter((e) => !keys.has(this._keyOf(e)));
+        const firstAdded = this._items.length;
+        this._items = this._items.concat(added);
         this._cursor = result.data.next_cursor;
         this._render();
-        const rows = this._list.querySelectorAll(".item .open");
-        const first = rows[this._items.length - result.data.items.length];
-        if (first && this.shadowRoot.activeElement === this._more) first.focus();
-        else if (!this._cursor && this.shadowRoot.activeElement === null) this._list.lastElementChild?.querySelector("button")?.focus();
+        // a keyboard user lands on the first new item, not on a button that may now be hidden
+        const row = this._list.children[firstAdded];
+        if (hadFocus && row) row.querySelector(".open").focus();
       } catch (error) {
         this._showError(this._strings.errorLoad);
         this._emit("inbox-error", { action: "load", status: error.status, code: error.code, message: error.message });
