@@ -133,3 +133,12 @@ def test_the_demo_routes_are_documented_when_enabled(demo_app):
     assert spec["paths"]["/ui/demo/token"]["post"]["operationId"] == "issueUiDemoToken"
     assert spec["paths"]["/ui/demo/notifications"]["post"]["operationId"] == "sendUiDemoNotification"
     assert not any(path.startswith("/ui/<") or path == "/ui/{filename}" for path in spec["paths"])
+
+
+def test_the_files_are_outside_the_anonymous_rate_limit_and_the_demo_page_is_not(make_app, user):
+    client = make_app(RATE_LIMIT_ENABLED=True, RATE_LIMIT_ANONYMOUS="2/minute", ENABLE_UI_DEMO=True,
+                      UI_DEMO_USER_ID=user).test_client()
+    for _ in range(5):  # one page load fetches several files; cached for a year afterwards
+        response = client.get("/ui/notification-inbox.js")
+        assert response.status_code == 200 and "RateLimit-Limit" not in response.headers
+    assert [client.get("/ui/demo").status_code for _ in range(3)] == [200, 200, 429]
