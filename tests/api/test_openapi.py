@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import jsonschema
 import pytest
@@ -298,6 +299,88 @@ def test_every_operation_documents_414_and_431(app):
             assert {"414", "431"} <= set(operation["responses"]), (method, path)
     assert spec["components"]["responses"]["UriTooLong"]["content"]["application/problem+json"][
         "example"]["code"] == "uri_too_long"
+
+
+def test_the_read_operations_document_the_409_of_a_snoozed_notification(app, client, notify, user, user_headers):
+    spec = openapi.spec_for(app)
+    read = spec["paths"][f"{PREFIX}/notifications/{{notification_id}}/read"]
+    notification_id = notify(user)["notification_id"]
+    until = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert client.put(f"{PREFIX}/notifications/{notification_id}/snooze", json={"until": until},
+                      headers=user_headers(user)).status_code == 200
+    for method in ("put", "patch", "delete"):
+        assert read[method]["responses"]["409"] == {"$ref": "#/components/responses/Conflict"}, method
+        response = client.open(f"{PREFIX}/notifications/{notification_id}/read", method=method.upper(),
+                               headers=user_headers(user))
+        assert response.status_code == 409 and response.get_json()["code"] == "notification_snoozed"
+        case = schema[f"{PREFIX}/notifications/{{notification_id}}/read"][method].Case(
+            path_parameters={"notification_id": notification_id})
+        case.validate_response(response, checks=CONFORMANCE)
+
+
+def _request_examples(spec: dict):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                if "example" in media:
+                    yield method, path, operation, media["example"]
+
+
+def test_every_request_example_is_accepted_by_the_server(app, client, notify, user, user_headers,
+                                                         service_headers):
+    """Examples are what example-based tools send first: none may be refused (an expired `until`)."""
+    seen = []
+    for method, path, operation, example in _request_examples(openapi.spec_for(app)):
+        credential = service_headers if operation["security"] == openapi.SERVICE else user_headers(user)
+        url = path.replace("{notification_id}", notify(user)["notification_id"])
+        response = client.open(url, method=method.upper(), json=example, headers=credential)
+        assert response.status_code in (200, 201), (method, path, example, response.get_json())
+        seen.append(operation["operationId"])
+    assert {"snoozeNotification", "createNotifications", "retractNotifications", "markNotificationsReadBulk",
+            "bulkUpdateNotifications", "updateSettings"} <= set(seen)
+
+
+def test_an_example_that_must_lie_ahead_is_computed_when_the_document_is_built(app, monkeypatch):
+    later = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    spec = openapi.build_spec(app, now=later)
+    example = spec["paths"][f"{PREFIX}/notifications/{{notification_id}}/snooze"]["put"]["requestBody"][
+        "content"]["application/json"]["example"]
+    assert example == {"until": "2031-05-13T07:00:00Z"}  # 7 days after the hour it was built in
+    # The served document is rebuilt once REBUILD_AFTER has passed, so the example never falls behind.
+    document = openapi._Document()
+    clock = [1000.0]
+    monkeypatch.setattr(openapi.time, "monotonic", lambda: clock[0])
+    first = document.get(app)[0]
+    assert document.get(app)[0] is first
+    clock[0] += openapi.REBUILD_AFTER + 1
+    assert document.get(app)[0] is not first
+
+
+def test_the_stream_is_text_and_its_events_are_schemas(app):
+    """openapi-python-client returns a text/event-stream `string` as the text (an object schema made
+    its generated parser raise on every 200); the events are component schemas."""
+    spec = openapi.spec_for(app)
+    media = spec["paths"][f"{PREFIX}/notifications/stream"]["get"]["responses"]["200"]["content"]
+    assert list(media) == ["text/event-stream"]
+    assert media["text/event-stream"]["schema"]["type"] == "string"
+    schemas = spec["components"]["schemas"]
+    counts_event = jsonschema.Draft202012Validator({"$ref": "#/components/schemas/StreamCountsEvent",
+                                                    "components": spec["components"]})
+    assert counts_event.is_valid({"event": "counts", "id": "7", "data": '{"unread_count":1,"unseen_count":1}'})
+    assert not counts_event.is_valid({"event": "notification", "id": "7", "data": "{}"})
+    assert schemas["StreamCountsEvent"]["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/StreamCounts"}
+    assert schemas["StreamNotificationEvent"]["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/Notification"}
+
+
+def test_the_414_says_what_gunicorns_own_answer_is(app):
+    response = openapi.spec_for(app)["components"]["responses"]["UriTooLong"]
+    assert "8190" in response["description"] and "`text/html`" in response["description"]
+    assert "no `X-Request-ID`" in response["description"]
+    assert set(response["content"]) == {"application/problem+json", "text/html"}
+    assert response["headers"]["X-Request-ID"]["required"] is False
 
 
 # ---- serving --------------------------------------------------------------------------------
