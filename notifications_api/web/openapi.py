@@ -83,8 +83,13 @@ and services by identity, the rest by client address) send `RateLimit-Limit`,
 A failed request without an accepted credential (401/403/404/405) spends its address's budget and
 carries its headers, but keeps its own status even when that budget is spent (the order above).
 
-**Timestamps** are RFC 3339 in UTC with a `Z` suffix; timestamps sent without an offset are
-rejected. **IDs** are UUIDs; a path id that is not a UUID is `404 not_found`.
+**Timestamps** are RFC 3339 in UTC with a `Z` suffix. A timestamp sent (`until`, `before`,
+`expires_at`) must be an RFC 3339 `date-time` exactly, else `422`: seconds and an offset (`Z` or
+`±HH:MM`) required, `T` and `Z` in either case, `-00:00` read as UTC, a fraction cut to
+microseconds, a leap second (`:60`) read as the last microsecond of its minute; shorter ISO 8601
+forms (`2027-01-01T00:00Z`, `20270101T000000Z`) are refused. **IDs** are UUIDs, always returned in
+the canonical lower-case 8-4-4-4-12 form; an id sent in a body must be in that form (either case),
+else `422` keyed by its path (`user_ids.3`); a path id that is not a UUID is `404 not_found`.
 
 **Decisions where the contract is silent:**
 
@@ -282,7 +287,8 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
     413: ("PayloadTooLarge", "The body is over MAX_CONTENT_LENGTH (default 64 KiB).",
           ("payload_too_large",), "The request body is too large.", ()),
     414: ("UriTooLong", f"The request line is over {http_limits.MAX_REQUEST_LINE} bytes. Checked before "
-                        "anything else. Past gunicorn's own limit (a request line over 8190 bytes) gunicorn "
+                        "anything else. Past gunicorn's own limit (a request line over "
+                        f"{http_limits.GUNICORN_LIMIT_REQUEST_LINE} bytes) gunicorn "
                         "answers by itself, before the app: `414 URI Too Long` as a small `text/html` page, "
                         "with only `Connection`, `Content-Type` and `Content-Length` headers (no "
                         "`X-Request-ID`, no problem document). A proxy in front may answer instead (the "
