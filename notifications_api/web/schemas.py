@@ -68,6 +68,8 @@ UUID_RE = re.compile(UUID_PATTERN)
 class CanonicalUUID(fields.UUID):
     """A UUID written 8-4-4-4-12 (upper or lower case), nothing else."""
 
+    default_error_messages = {"invalid_uuid": "Not a UUID in the 8-4-4-4-12 form."}
+
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str) or UUID_RE.fullmatch(value) is None:
             raise self.make_error("invalid_uuid")

@@ -46,7 +46,7 @@ def test_a_uuid_not_in_the_canonical_form_is_422_by_its_path(client, service_hea
     ]
     for path, headers, body, key in cases:
         errors = _errors(client.post(path, json=body, headers=headers))
-        assert list(errors) == [key], (path, body, errors)
+        assert errors == {key: ["Not a UUID in the 8-4-4-4-12 form."]}, (path, body, errors)
 
 
 def test_the_canonical_form_is_accepted_in_either_case(client, service_headers, user, user_headers):
