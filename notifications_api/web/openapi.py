@@ -513,7 +513,7 @@ def _documented_routes(app: Flask) -> Iterator[tuple[Rule, dict[str | None, Oper
             yield rule, documented
 
 
-def _one_of(*groups: tuple[str, ...]) -> list[dict]:
+def _requiring(*groups: tuple[str, ...]) -> list[dict]:
     """`oneOf`/`anyOf` branches: each requires one group of fields."""
     return [{"required": list(group)} for group in groups]
 
@@ -525,7 +525,7 @@ def _one_of(*groups: tuple[str, ...]) -> list[dict]:
 REFINEMENTS: dict[str, dict[str, Any]] = {
     "CreateNotification": {
         "description": "Exactly one of `user_id` and `user_ids` (else 422).",
-        "allOf": [{"oneOf": _one_of(("user_id",), ("user_ids",))}],
+        "allOf": [{"oneOf": _requiring(("user_id",), ("user_ids",))}],
         "properties": {
             "user_id": {"description": "The one recipient. Exactly one of `user_id` and `user_ids`."},
             "user_ids": {"uniqueItems": True,
@@ -541,7 +541,7 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
     "MarkRead": {
         "description": "At least one selector: `notification_ids`, `notification_type` or `all: true` "
                        "(else 422); they combine as AND. `before` narrows them but is not a selector alone.",
-        "allOf": [{"anyOf": [*_one_of(("notification_ids",), ("notification_type",)),
+        "allOf": [{"anyOf": [*_requiring(("notification_ids",), ("notification_type",)),
                              {"required": ["all"], "properties": {"all": {"const": True}}}]}],
         "properties": {
             "notification_ids": {"description": "A selector: these notifications (others' ids are skipped)."},
@@ -555,8 +555,8 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
         "description": "`action` and at least one selector: `notification_ids`, `notification_type`, "
                        "`group_key`, `status` or `all: true` (else 422); selectors combine as AND. "
                        "`before` narrows them but is not a selector alone.",
-        "allOf": [{"anyOf": [*_one_of(("notification_ids",), ("notification_type",), ("group_key",),
-                                      ("status",)),
+        "allOf": [{"anyOf": [*_requiring(("notification_ids",), ("notification_type",), ("group_key",),
+                                         ("status",)),
                              {"required": ["all"], "properties": {"all": {"const": True}}}]}],
     },
     "Snooze": {"properties": {"until": {
@@ -564,7 +564,7 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
     "Retract": {
         "description": "Exactly one of `dedupe_key` or the pair `target_type` + `target_id` (else 422); "
                        "`notification_type`, `actor_user_id` and `user_ids` narrow.",
-        "allOf": [{"oneOf": _one_of(("dedupe_key",), ("target_type", "target_id"))}],
+        "allOf": [{"oneOf": _requiring(("dedupe_key",), ("target_type", "target_id"))}],
         "dependentRequired": {"target_type": ["target_id"], "target_id": ["target_type"]},
     },
     "QuietHours": {"description": "`start` and `end` are HH:MM (24 h) and must differ; `timezone` is an "
