@@ -40,6 +40,62 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
+-- the daily e-mail digest's slot (API.md "E-mail digests"; used by 0109_create.sql)
+-- ---------------------------------------------------------------------------
+
+-- The instant at which local time in p_tz reads p_day + p_time. A local time that does not exist
+-- that day (a DST gap: 02:30 when clocks jump from 02:00 to 03:00) is the next minute that does
+-- (03:00); one that happens twice (clocks fall back) is the first of the two.
+CREATE OR REPLACE FUNCTION activity._local_instant(p_day date, p_time time, p_tz text)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_local timestamp := p_day + p_time;
+    v_at timestamptz := (p_day + p_time) AT TIME ZONE p_tz;
+    v_earlier timestamptz;
+BEGIN
+    IF (v_at AT TIME ZONE p_tz) = v_local THEN
+        -- the earliest instant that reads this (a fall-back hour reads twice; shifts are at most 3 h)
+        SELECT min(c) INTO v_earlier
+          FROM generate_series(1, 12) AS k, LATERAL (SELECT v_at - k * interval '15 minutes' AS c) x
+         WHERE (x.c AT TIME ZONE p_tz) = v_local;
+        RETURN COALESCE(v_earlier, v_at);
+    END IF;
+    FOR m IN 1..180 LOOP  -- in a gap: the next minute that exists
+        v_at := (v_local + m * interval '1 minute') AT TIME ZONE p_tz;
+        IF (v_at AT TIME ZONE p_tz) = v_local + m * interval '1 minute' THEN
+            RETURN v_at;
+        END IF;
+    END LOOP;
+    RETURN (v_local + interval '3 hours') AT TIME ZONE p_tz;
+END
+$$;
+
+-- A daily digest's next slot after p_after: the first day's p_time in p_tz that is later.
+CREATE OR REPLACE FUNCTION activity.email_daily_slot(p_time time, p_tz text, p_after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_day date;
+    v_slot timestamptz;
+BEGIN
+    IF p_time IS NULL OR p_tz IS NULL OR p_after IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_day := (p_after AT TIME ZONE p_tz)::date;
+    FOR i IN -1..2 LOOP
+        v_slot := _local_instant(v_day + i, p_time, p_tz);
+        IF v_slot > p_after THEN
+            RETURN v_slot;
+        END IF;
+    END LOOP;
+    RETURN v_slot;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
 -- 8. / 9. settings
 -- ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ API_FUNCTIONS = (
 )
 # The e-mail delivery worker's (migrations_sql/repeatable/0200_email.sql).
 EMAIL_FUNCTIONS = (
-    "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
+    "sp_claim_emails", "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
     "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
 )
 # The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.

@@ -37,7 +37,7 @@ def test_the_request_the_email_api_gets(queue_emails, make_worker, email_api, ad
     (got,) = email_api.received
     (row,) = outbox(admin_db, [user])
     assert got.body == {"to": f"{user}@example.test", "subject": "Ana commented on your post",
-                        "text": "Nice route! ✓", "notification_id": nid,
+                        "text": "Nice route! ✓", "notification_id": nid, "notification_ids": [nid],
                         "idempotency_key": str(row["delivery_id"])}
     assert got.headers["Authorization"] == f"Bearer {API_KEY}"
     assert got.headers["Idempotency-Key"] == str(row["delivery_id"])
@@ -286,7 +286,7 @@ def test_worker_function_privileges(admin_db):
                   has_function_privilege('public', p.oid, 'EXECUTE') AS public
              FROM pg_proc p WHERE p.pronamespace = 'activity'::regnamespace""").fetchall()
     worker_functions = {r["proname"] for r in rows if r["worker"]}
-    assert worker_functions == {"sp_claim_email_deliveries", "sp_complete_email_delivery",
+    assert worker_functions == {"sp_claim_emails", "sp_claim_email_deliveries", "sp_complete_email_delivery",
                                 "sp_retry_email_delivery", "sp_fail_email_delivery",
                                 "sp_release_email_deliveries", "sp_email_queue_stats"}
     for r in rows:
