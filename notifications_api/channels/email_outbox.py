@@ -50,7 +50,7 @@ def can_claim(conn: psycopg.Connection) -> bool:
 
 def claim(conn: psycopg.Connection, worker: str, limit: int, lease_seconds: int,
           max_attempts: int, delay_seconds: int = 0) -> list[Delivery]:
-    """Lease up to `limit` e-mails; `delay_seconds` is EMAIL_DIGEST_DELAY_SECONDS (0: one per notification)."""
+    """Lease up to `limit` e-mails; `delay_seconds`: EMAIL_DIGEST_DELAY_SECONDS (0: one per notification)."""
     rows = conn.execute(CLAIM, (worker, limit, lease_seconds, max_attempts, delay_seconds))
     return [Delivery(*row[:8], tuple(row[8] or ())) for row in rows]
 

@@ -2,8 +2,8 @@
 
 Run by `notifications-api deliver-emails` (docs/EMAIL.md). An e-mail is a user's digest of what is
 still unseen once EMAIL_DIGEST_DELAY_SECONDS have passed (0: one per notification). Any number of
-workers may run: e-mails are leased with FOR UPDATE SKIP LOCKED, users composed under a lock. SIGTERM/SIGINT: stop claiming, finish the request in
-flight, hand the rest of the batch back, exit 0.
+workers may run: e-mails are leased with FOR UPDATE SKIP LOCKED, users composed under a lock.
+SIGTERM/SIGINT: stop claiming, finish the request in flight, hand the rest of the batch back, exit 0.
 """
 from __future__ import annotations
 
