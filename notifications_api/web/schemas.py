@@ -279,10 +279,11 @@ class EmailDigestSchema(Schema):
                               metadata={"description": "`batched`: one e-mail once the oldest unseen "
                                         "notification has waited EMAIL_DIGEST_DELAY_SECONDS; `daily`: one a day "
                                         "at `at` local time."})
-    at = fields.String(allow_none=True, load_default=None, validate=FullMatch(TIME_RE, error="Must be HH:MM."),
-                       metadata={"description": "HH:MM, required with daily, null with batched. A time that "
-                                 "does not exist that day (DST) goes at the next minute that does; one that "
-                                 "happens twice goes once."})
+    at = fields.String(allow_none=True, load_default=None,
+                       validate=FullMatch(TIME_RE, error="Must be HH:MM."),
+                       metadata={"description": "HH:MM, required with daily, null with batched. A time "
+                                 "that does not exist that day (DST) goes at the next minute that does; one "
+                                 "that happens twice goes once."})
     timezone = fields.String(allow_none=True, load_default=None,
                              metadata={"description": "IANA name, required with daily, null with batched."})
 
@@ -320,8 +321,8 @@ class SettingsPatchSchema(Schema):
         keys=TypeName(), values=fields.Nested(ChannelPreferencesSchema, allow_none=True),
         validate=validate.Length(max=MAX_TYPE_PREFERENCES))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
-    email_digest = fields.Nested(EmailDigestSchema, allow_none=True,
-                                 metadata={"description": "Replaced whole; null restores the default (batched)."})
+    email_digest = fields.Nested(EmailDigestSchema, allow_none=True, metadata={
+        "description": "Replaced whole; null restores the default (batched)."})
 
 
 # ---- responses (documented in OpenAPI; the views use the fast dumpers below) -------------
