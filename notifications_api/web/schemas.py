@@ -277,8 +277,8 @@ class EmailDigestSchema(Schema):
 
     frequency = fields.String(required=True, validate=validate.OneOf(("batched", "daily")),
                               metadata={"description": "`batched`: one e-mail once the oldest unseen "
-                                        "notification has waited EMAIL_DIGEST_DELAY_SECONDS; `daily`: one a day "
-                                        "at `at` local time."})
+                                        "notification has waited EMAIL_DIGEST_DELAY_SECONDS; `daily`: one a "
+                                        "day at `at` local time."})
     at = fields.String(allow_none=True, load_default=None,
                        validate=FullMatch(TIME_RE, error="Must be HH:MM."),
                        metadata={"description": "HH:MM, required with daily, null with batched. A time "
