@@ -34,15 +34,18 @@ GRANT USAGE ON SCHEMA activity TO notifications_worker;
 
 -- Members end as their leader did (sent, failed, dead, cancelled). Reads only the user's
 -- unfinished rows (email_outbox_user_open).
+-- (plpgsql: its body is checked when it runs, so this file also loads over an older schema)
 CREATE OR REPLACE FUNCTION activity._email_follow(p_user_id uuid, p_leader uuid, p_status text, p_error text)
 RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
-    UPDATE activity.email_outbox m
+BEGIN
+    UPDATE email_outbox m
        SET status = p_status, sent_at = CASE WHEN p_status = 'sent' THEN now() END, lease_expires_at = NULL,
            last_error = COALESCE(left(p_error, 1000), m.last_error)
      WHERE m.user_id = p_user_id AND m.digest_id = p_leader AND m.delivery_id <> p_leader
-       AND m.status IN ('pending', 'sending')
+       AND m.status IN ('pending', 'sending');
+END
 $$;
 
 -- Make one user's new e-mails (the caller holds the user's advisory lock, so no other worker
