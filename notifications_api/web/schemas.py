@@ -256,15 +256,20 @@ class ChannelPreferencesSchema(Schema):
     push = StrictBoolean()
 
 
+class IanaZone(fields.String):
+    """An IANA time zone name (quiet hours, the daily e-mail digest)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text not in iana_zones():
+            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+        return text
+
+
 class QuietHoursSchema(Schema):
     start = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
     end = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
-    timezone = fields.String(required=True)
-
-    @validates("timezone")
-    def _zone(self, value: str, data_key: str) -> None:
-        if value not in iana_zones():
-            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+    timezone = IanaZone(required=True)
 
     @validates_schema
     def _distinct(self, data: dict, **kwargs) -> None:
@@ -284,13 +289,8 @@ class EmailDigestSchema(Schema):
                        metadata={"description": "HH:MM, required with daily, null with batched. A time "
                                  "that does not exist that day (DST) goes at the next minute that does; one "
                                  "that happens twice goes once."})
-    timezone = fields.String(allow_none=True, load_default=None,
-                             metadata={"description": "IANA name, required with daily, null with batched."})
-
-    @validates("timezone")
-    def _zone(self, value: str | None, data_key: str) -> None:
-        if value is not None and value not in iana_zones():
-            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+    timezone = IanaZone(allow_none=True, load_default=None,
+                        metadata={"description": "IANA name, required with daily, null with batched."})
 
     @validates_schema
     def _by_frequency(self, data: dict, **kwargs) -> None:
