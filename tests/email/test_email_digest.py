@@ -5,6 +5,7 @@ the rows are older. The fake Email API records every request (email_helpers.Fake
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -83,6 +84,19 @@ def test_one_email_with_every_pending_notification_newest_first(
     assert metric(worker, "emails_sent_total") == 1
     assert metric(worker, "email_notifications_per_email_sum") == 3
     assert make_worker(digest_delay_seconds=DELAY).run(once=True) == 0  # nothing goes twice
+
+
+def test_the_digest_is_logged_with_user_and_count_never_the_address(
+        make_user, notify, make_worker, email_api, admin_db, caplog):
+    user = make_user()
+    for _ in range(4):
+        notify(user)
+    age(admin_db, [user])
+    with caplog.at_level(logging.INFO, logger="notifications_api.channels.email_worker"):
+        make_worker(digest_delay_seconds=DELAY).run(once=True)
+    (event,) = [r for r in caplog.records if getattr(r, "event", None) == "email_digest_sent"]
+    assert (event.user_id, event.count) == (user, 4)
+    assert "@example.test" not in caplog.text
 
 
 def test_a_single_notification_has_its_title_as_subject(make_user, notify, make_worker, email_api, admin_db):
