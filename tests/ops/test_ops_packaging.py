@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +29,17 @@ SQL_DIR = ROOT / "migrations_sql"
 
 
 def _build_wheel(into: Path) -> Path:
+    """The wheel from what the image's build context holds (.dockerignore), copied away from the
+    checkout: setuptools' build/ in a working tree keeps files a later commit moved or removed (an
+    old module beside its new package, a split SQL file), and would ship them."""
+    source = into / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("notifications_api", "migrations_sql"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(into),
-                    str(ROOT)], check=True, capture_output=True, text=True, timeout=300)
+                    str(source)], check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = into.glob("notifications_api-*.whl")
     return wheel
 
