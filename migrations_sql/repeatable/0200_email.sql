@@ -85,7 +85,11 @@ BEGIN
                (o.kind = 'urgent' OR n.priority = 'urgent') AS urgent,
                n.delivered_at, n.title, n.message, n.action_url
           FROM email_outbox o
-          LEFT JOIN notifications n ON n.user_id = o.user_id AND n.notification_id = o.notification_id
+          -- one primary-key lookup per pending row (LIMIT 1: never a join over the user's history,
+          -- which the planner may pick for a user with many notifications)
+          LEFT JOIN LATERAL (SELECT x.* FROM notifications x
+                              WHERE x.user_id = o.user_id AND x.notification_id = o.notification_id
+                              LIMIT 1) n ON true
          WHERE o.user_id = p_user_id AND o.status = 'pending' AND o.notification_ids IS NULL
            AND o.available_at <= v_now
            FOR UPDATE OF o
