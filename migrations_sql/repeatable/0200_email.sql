@@ -186,6 +186,7 @@ DECLARE
     v_user uuid;
     v_did uuid;
     v_delay interval;
+    v_busy boolean;
 BEGIN
     IF p_worker IS NULL OR char_length(p_worker) NOT BETWEEN 1 AND 200 THEN
         PERFORM _invalid('worker', 'worker must be 1 to 200 characters');
@@ -260,8 +261,14 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- 2. new e-mails, user by user, oldest due first
-    IF cardinality(v_uids) < p_limit THEN
+    -- 2. new e-mails, user by user, oldest due first. A claim that finds only users another worker is
+    --    composing (it started at the same moment and saw the same oldest rows) looks again a little
+    --    later, up to three times: by then that worker has committed and the window has moved on.
+    --    (A short sleep, not a wait on that worker's lock: two claims waiting on each other's users
+    --    would deadlock.)
+    FOR v_round IN 1..3 LOOP
+        EXIT WHEN cardinality(v_uids) >= p_limit;
+        v_busy := false;
         FOR v_user IN
             SELECT c.user_id FROM (
                 (SELECT o.user_id, o.available_at + v_delay AS due FROM email_outbox o
@@ -284,13 +291,18 @@ BEGIN
              LIMIT p_limit * 4
         LOOP
             EXIT WHEN cardinality(v_uids) >= p_limit;
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(25, hashtext(v_user::text));
+            IF NOT pg_try_advisory_xact_lock(25, hashtext(v_user::text)) THEN
+                v_busy := true;
+                CONTINUE;
+            END IF;
             FOR v_did IN SELECT * FROM _email_compose(v_user, p_worker, p_lease_seconds, p_delay_seconds) LOOP
                 v_uids := v_uids || v_user;
                 v_dids := v_dids || v_did;
             END LOOP;
         END LOOP;
-    END IF;
+        EXIT WHEN NOT v_busy OR cardinality(v_uids) > 0;
+        PERFORM pg_sleep(0.02 * v_round);
+    END LOOP;
 
     RETURN QUERY
     SELECT o.user_id, o.delivery_id, o.notification_ids[1], o.recipient, o.subject, o.body, o.attempts,
