@@ -1315,6 +1315,9 @@ def main(argv=None) -> int:
             say(f"\nbulk writes (one call each, statement timeout {w['statement_timeout_ms']} ms): archive "
                 f"{w['archive_count']} in {w['archive_ms']} ms; retract {w['retract_count']} "
                 f"(has_more {w['retract_has_more']}) in {w['retract_ms']} ms")
+            from bench import email_digest
+            report["email_digest"] = email_digest.digest_timing(db.admin)
+            say("\n" + email_digest.describe(report["email_digest"]))
             typical = [user_id(n) for n in range(1, args.users + 1)]
             heavy = HEAVY_USER
             jwt_secret, service_token = secrets.token_urlsafe(48), secrets.token_urlsafe(48)

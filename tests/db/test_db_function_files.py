@@ -19,7 +19,14 @@ REWRITTEN: dict[str, str] = {
     "sp_inbox_create": "its counts go through _row_delta/_apply like every writer's, not an inline copy of the rule",
     "_probe_groups": "a group's inbox members are the not-snoozed ones (as _in_inbox), not delivered_at <= now():"
                      " a fan-out's new row, delivered at clock_timestamp(), is its group's latest",
+    # issue 25 (e-mail digests)
+    "sp_update_notification_settings": "the previous release's shape over sp_settings_update (email_digest)",
+    "sp_delete_notification": "a digest awaiting its retry is not cancelled by one of its notifications",
+    "sp_bulk_update": "a digest awaiting its retry is not cancelled by one of its notifications",
+    "sp_retract_notifications": "a digest awaiting its retry is not cancelled by one of its notifications",
 }
+# Functions added after the split, on purpose (a rollback to the one-file layout leaves them, unused).
+ADDED = {"sp_settings_get", "sp_settings_update", "_settings_email_digest", "email_daily_slot", "_local_instant"}
 
 # Every function of schema activity: signature -> (definition, ACL, owner).
 FUNCTIONS = """SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), p.proacl::text, p.proowner::regrole::text
@@ -49,7 +56,8 @@ def recorded(conninfo: str) -> set[str]:
 
 
 def assert_same_functions(before, after, rewritten=()):
-    assert sorted(after) == sorted(before)  # none added, none removed
+    added = {sig for sig in after if sig.split("(")[0].removeprefix("activity.") in ADDED}
+    assert sorted(set(after) - added) == sorted(before)  # none added (but ADDED), none removed
     for sig, (definition, acl, owner) in before.items():
         assert (after[sig][1], after[sig][2]) == (acl, owner), sig
         if sig.split("(")[0].removeprefix("activity.") not in rewritten:
