@@ -7,7 +7,8 @@ import pytest
 
 from harness import request
 
-pytestmark = pytest.mark.e2e
+# they stop, freeze and kill servers and bound the time it costs: alone, not beside other tests
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 def _raw(port: int, data: bytes) -> bytes:
