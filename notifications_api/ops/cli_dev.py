@@ -13,8 +13,8 @@ import click
 
 from ..config import SECRETS, read_environment
 from .cli_env import (DEV_APP_USER, DEV_DATABASE, DEV_DATA_DIR_ENV, DEV_DEFAULTS, DEV_ENV_FILE,
-                      DEV_GRIP_SIG_KEY_FILE, DEV_PUSHPIN_DIR, DEV_RETENTION_USER, DEV_WORKER_USER, environment,
-                      fail, load, no_database_hint, read_dev_secrets, with_dev_defaults)
+                      DEV_GRIP_SIG_KEY_FILE, DEV_PUSHPIN_DIR, DEV_RETENTION_USER, DEV_WORKER_USER,
+                      environment, fail, load, no_database_hint, read_dev_secrets, with_dev_defaults)
 
 
 DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
