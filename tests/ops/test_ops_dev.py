@@ -16,9 +16,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from machine_tools import skip_unless_ci, stop_process
+from notifications_api.ops import devpushpin
 from ops_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +34,8 @@ def _dev_env(data: Path, port: int) -> dict[str, str]:
            and k not in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "SERVICE_TOKEN", "METRICS_TOKEN",
                          "ENVIRONMENT", "ENABLE_DOCS", "PROMETHEUS_MULTIPROC_DIR", "MIGRATIONS_DIR",
                          "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    env.update({"ENV_FILE": os.devnull, "DEV_DATA_DIR": str(data), "PORT": str(port),
+    env.pop("HOST", None)
+    env.update({"ENV_FILE": os.devnull, "DEV_DATA_DIR": str(data), "PORT": str(port), "PUSHPIN_PORT": str(free_port()),
                 "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2", "PYTHONUNBUFFERED": "1"})
     return env
 
@@ -113,6 +116,18 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
         for item in ("database reachable", "migrations current", "stored functions executable",
                      "app user cannot read tables"):
             assert f"✓ {item}" in checklist, checklist
+        assert "✗ docs off: ENABLE_DOCS is true" in checklist, checklist  # what the server serves with
+        purged = _cli(env, "purge")  # as make run's retention login
+        assert purged.returncode == 0 and "purged 0 notification(s)" in purged.stdout, purged.stdout + purged.stderr
+        assert "error" not in purged.stderr, purged.stderr
+        # the development server and its Pushpin listen on loopback only (HOST unset)
+        listening = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN"}
+        assert listening[port] == "127.0.0.1", listening
+        if devpushpin.available():  # (.ci/run installs it)
+            assert "pushpin started on" in output, output[-3000:]
+            assert listening[int(env["PUSHPIN_PORT"])] == "127.0.0.1", listening
+            clock = _cli(env, "stream-clock", "--once")  # finds make run's Pushpin
+            assert clock.returncode == 0 and "published the counts of" in clock.stdout, clock.stdout + clock.stderr
 
         # A SIGTERM to the whole group (make and the dev runner; make forwards its own copy too).
         os.killpg(make.pid, signal.SIGTERM)
