@@ -50,13 +50,14 @@ run: $(VENV)/.installed-dev
 	$(BIN)/notifications-api dev
 
 # Two parts, both always run: the suite spread over PYTEST_WORKERS processes (pytest-xdist; each has
-# its own database, and they share one embedded server), then the `serial` tests alone (they bound
-# times, or stop and kill servers, which other tests' load would make flaky). Plain `pytest` still
-# runs everything in one process. PYTEST_ARGS are passed to both parts.
+# its own database, and they share one embedded server; by module, so that a module's fixtures, e.g.
+# test_db_plans' large seed, are built once), then the `serial` tests alone (they bound times, or stop
+# and kill servers, which other tests' load would make flaky). Plain `pytest` still runs everything in
+# one process. PYTEST_ARGS are passed to both parts.
 PYTEST_WORKERS ?= 4
 test: $(VENV)/.installed-test
 	@rc=0; \
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m 'not serial' $(PYTEST_ARGS) || rc=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m 'not serial' $(PYTEST_ARGS) || rc=$$?; \
 	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || rc=$$((rc ? rc : $$?)); \
 	exit $$rc
 

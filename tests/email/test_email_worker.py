@@ -129,7 +129,8 @@ def test_a_refused_connection_is_retried(queue_emails, make_worker, admin_db):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     users = [u for u, _ in queue_emails(1)]
-    make_worker(email_api_url=f"http://127.0.0.1:{port}/v1/send", retry_base=60).run(once=True)
+    # a 60 s backoff (fast_settings caps it at 20 ms: a loaded machine would retry within the same pass)
+    make_worker(email_api_url=f"http://127.0.0.1:{port}/v1/send", retry_base=60, retry_cap=60).run(once=True)
     (row,) = outbox(admin_db, users)
     assert row["status"] == "pending" and row["last_error"].startswith("ConnectionRefusedError")
 
