@@ -156,7 +156,8 @@ def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, en
     from notifications_api.ops import cli_env
 
     (tmp_path / "dev.env").write_text("JWT_SECRET=generated-jwt\nSERVICE_TOKEN=generated-service\n")
-    for name in ("JWT_SECRET", "SERVICE_TOKEN", "ENVIRONMENT", "DATABASE_URL", "DB_HOST"):
+    for name in ("JWT_SECRET", "SERVICE_TOKEN", "ENVIRONMENT", "DATABASE_URL", "DB_HOST", "ENABLE_DOCS", "HOST",
+                 "GRIP_PUBLISH_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ENV_FILE", os.devnull)
     monkeypatch.setenv("DEV_DATA_DIR", str(tmp_path))
@@ -165,5 +166,10 @@ def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, en
     env = cli_env.environment()
     assert (env.get("JWT_SECRET") == "generated-jwt") is discovered
     assert "DATABASE_URL" not in env  # no embedded server running there
+    assert "GRIP_PUBLISH_URL" not in env  # nor its Pushpin
+    # what `make run` serves with unless told otherwise (preflight's "docs off" then says what is served)
+    assert (env.get("ENABLE_DOCS"), env.get("HOST")) == (("true", "127.0.0.1") if discovered else (None, None))
     monkeypatch.setenv("JWT_SECRET", "set-by-the-operator")
+    monkeypatch.setenv("ENABLE_DOCS", "false")
     assert cli_env.environment()["JWT_SECRET"] == "set-by-the-operator"  # the environment always wins
+    assert cli_env.environment()["ENABLE_DOCS"] == "false"
