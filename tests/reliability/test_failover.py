@@ -35,8 +35,7 @@ USERS = 4
 TYPES = ("comment", "mention")
 CREATE_GIVE_UP_SECONDS = 60  # a create still failing after this is a failure of the test
 
-# they stop, freeze and kill servers and bound the time it costs: alone, not beside other tests
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 
 @dataclass

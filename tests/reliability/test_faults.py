@@ -20,8 +20,7 @@ API = "/api/v1"
 POOL_TIMEOUT = 1.0  # DB_POOL_TIMEOUT of the test gunicorn (harness.gunicorn_env)
 SLACK = 0.75  # scheduling noise on a loaded 2-core CI machine
 
-# they stop, freeze and kill servers and bound the time it costs: alone, not beside other tests
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 
 @dataclass

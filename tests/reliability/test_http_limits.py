@@ -7,8 +7,7 @@ import pytest
 
 from harness import request
 
-# they stop, freeze and kill servers and bound the time it costs: alone, not beside other tests
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 
 def _raw(port: int, data: bytes) -> bytes:

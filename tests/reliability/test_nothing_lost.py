@@ -18,8 +18,7 @@ THREADS = 8
 CREATES_PER_THREAD = 60
 MAX_ATTEMPTS = 40
 
-# they stop, freeze and kill servers and bound the time it costs: alone, not beside other tests
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 
 def test_creates_survive_a_restart_exactly_once(pg, start_gunicorn):

@@ -21,8 +21,7 @@ API = "/api/v1"
 BIG = "1000000/minute"
 READ_LIMIT = 100000  # RATE_LIMIT_USER_READ per minute: never reached, but counted and reported
 
-# they stop, freeze and kill servers and bound the time it costs: alone, not beside other tests
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
