@@ -52,7 +52,8 @@ run: $(VENV)/.installed-dev
 # Two parts, both always run: the suite spread over PYTEST_WORKERS processes (pytest-xdist; each has
 # its own database, and they share one embedded server; by module, so that a module's fixtures, e.g.
 # test_db_plans' large seed, are built once; tests/reliability's private servers are their own), then
-# the few `serial` tests alone (tight time bounds that other tests' load would break). Plain `pytest` still runs everything in
+# the `serial` tests in one process (tight time bounds that other tests' load would break, and the
+# schemathesis cases, whose node ids pytest-xdist cannot tell apart: it would run one of 23). Plain `pytest` still runs everything in
 # one process. PYTEST_ARGS are passed to both parts.
 PYTEST_WORKERS ?= 4
 test: $(VENV)/.installed-test

@@ -15,6 +15,19 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items):
+    """Items that share a node id (schemathesis' `parametrize()` names each operation's case alike) are
+    one test to pytest-xdist, which runs one of them: they join the `serial` part of `make test`, which
+    runs in one process."""
+    from collections import Counter
+
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1:
+            item.add_marker(pytest.mark.serial)
+
+
 @dataclass(frozen=True)
 class TestDatabase:
     __test__ = False  # not a test class, despite the name
