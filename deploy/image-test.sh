@@ -8,7 +8,7 @@
 # denies setrlimit), `podman create` + `podman mount` give the container's root and `chroot
 # --userspec=<the image's USER>` runs the image's commands in it with the image's ENV and WORKDIR:
 # migrate, preflight (ENVIRONMENT=production), then the image's CMD (gunicorn) on a free loopback port ->
-# /health, 401 without credentials, a create with the service token, the list with a user JWT, the
+# /, /health, 401 without credentials, a create with the service token, the list with a user JWT, the
 # image's HEALTHCHECK command, /metrics -> SIGTERM; then everything it made is removed.
 #
 # Base image: PYTHON_IMAGE (the Dockerfile's build argument) when set and present locally or pullable,
@@ -292,6 +292,8 @@ check() {  # check NAME EXPECTED_STATUS curl-args...: body to $LOGDIR/NAME.json
 }
 check health 200 "$BASE_URL/health"
 grep -q '"database":"ok"' "$LOGDIR/health.json" || die "/health: database not ok: $(cat "$LOGDIR/health.json")"
+check index 200 "$BASE_URL/"
+grep -q '"health":"/health"' "$LOGDIR/index.json" || die "/: no link to /health: $(cat "$LOGDIR/index.json")"
 check unauthenticated 401 "$BASE_URL/api/v1/notifications"
 check create 201 -X POST "$BASE_URL/api/v1/notifications" -H "X-Service-Token: $SERVICE_TOKEN" \
     -H 'Content-Type: application/json' \
