@@ -1,7 +1,7 @@
 -- E-mail outbox: the functions of the delivery worker (`notifications-api deliver-emails`).
 -- Re-applied by the migration runner whenever this file changes.
 --
--- Rows are queued by sp_create_notification (0100) in the transaction that creates the
+-- Rows are queued by sp_inbox_create (0109_create.sql) in the transaction that creates the
 -- notification, and cancelled by sp_delete_notification while still pending. A worker
 -- leases due rows (FOR UPDATE SKIP LOCKED, so any number of workers can run), POSTs them
 -- to the Email API and records the outcome; a worker that dies leaves a lease that expires,
@@ -15,7 +15,7 @@
 -- pinned search_path; EXECUTE is revoked from PUBLIC and granted only to the NOLOGIN group
 -- notifications_worker (the worker's login is a member). The API group notifications_api
 -- gets none of them, and the worker none of the API's functions: each login can do its own
--- job only. Errors: NA422 invalid argument (DETAIL = argument name), as in 0100.
+-- job only. Errors: NA422 invalid argument (DETAIL = argument name), as in 0100_helpers.sql.
 
 -- The group notifications_worker is created by 0002_roles.sql (numbered files run first).
 GRANT USAGE ON SCHEMA activity TO notifications_worker;

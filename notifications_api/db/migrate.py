@@ -155,13 +155,21 @@ def is_superseded(m: Migration, recorded: str) -> bool:
     return not m.repeatable and recorded in SUPERSEDED.get(m.name, {})
 
 
+def _gone(migrations: list[Migration], applied: dict[str, str]) -> list[str]:
+    """Recorded repeatable files no longer on disk: split or renamed (0100_functions.sql became
+    0100_helpers.sql .. 0120_privileges.sql), or a newer release's after a rollback."""
+    on_disk = {m.name for m in migrations}
+    return sorted(n for n in applied if n.startswith(f"{REPEATABLE_DIR}/") and n not in on_disk)
+
+
 def _plan(migrations: list[Migration], applied: dict[str, str]) -> list[Migration]:
     """What to apply. A changed repeatable file is re-applied with every repeatable after it: a later
     file may grant on (or revoke from) what an earlier one redefines, e.g. 0150_retention.sql takes
-    sp_purge_notifications of 0100_functions.sql away from the app group again after a rollback
-    re-applied an old 0100 that granted it."""
+    sp_purge_notifications away from the app group again after a rollback re-applied an old
+    0100_functions.sql that granted it. A recorded repeatable file that is gone may have defined
+    what any of them defines: then every repeatable file is re-applied (and its row dropped)."""
     todo = []
-    rerun_rest = False
+    rerun_rest = bool(_gone(migrations, applied))
     for m in migrations:
         recorded = applied.get(m.name)
         if recorded is None or (m.repeatable and (rerun_rest or recorded != m.checksum)):
@@ -215,10 +223,16 @@ def migrate(conninfo: str, *, dry_run: bool = False, directory: Traversable | No
         _lock(conn)
         try:
             conn.execute(BOOTSTRAP_SQL)
-            todo = _plan(migrations, _applied(conn))
+            applied = _applied(conn)
+            todo = _plan(migrations, applied)
             for m in todo:
                 _apply(conn, m)
                 echo(f"applied {m.name}")
+            # A gone file's row goes once its replacements are applied (until then each run applies
+            # them again): left behind, preflight would call it "applied but not in this release",
+            # and a rollback would not re-apply the previous release's file.
+            if gone := _gone(migrations, applied):
+                conn.execute("DELETE FROM activity.schema_migrations WHERE filename = ANY (%s)", (gone,))
             if not todo:
                 echo("up to date")
             return [m.name for m in todo]

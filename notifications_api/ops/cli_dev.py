@@ -46,7 +46,7 @@ def dev(data_dir: str) -> None:
         fail("`dev` is for development; run gunicorn directly in production", 2)
     data.mkdir(parents=True, exist_ok=True)
     env.update(_dev_secrets(env, data / DEV_ENV_FILE))
-    env = with_dev_defaults(env)  # docs on, loopback only, unless the environment or .env says otherwise
+    env = with_dev_defaults(env)  # docs and UI demo on, loopback only, unless the environment or .env says so
     config = load(env)  # fail fast, before starting anything
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
@@ -70,6 +70,10 @@ def dev(data_dir: str) -> None:
         worker = _start_email_worker(env)
         if pushpin is not None:
             _print_stream_request(config, pushpin.url)
+        if config["ENABLE_UI_DEMO"]:  # through Pushpin when it runs: the page's stream is then live
+            root = pushpin.url if pushpin is not None else f"http://localhost:{config['PORT']}"
+            page = f"{root}/ui/demo"
+            click.echo(f"Web inbox demo (open it, then click \"Send me a test notification\"): {page}\n")
         code = _serve(env)
     finally:
         if pushpin is not None:

@@ -25,8 +25,9 @@ DEV_RETENTION_USER = "retention_user"
 DEV_LOGINS = {DEV_APP_USER: "DATABASE_URL", DEV_WORKER_USER: "WORKER_DATABASE_URL",
               DEV_RETENTION_USER: "RETENTION_DATABASE_URL"}
 # What `make run` serves with unless the environment or .env says otherwise (the commands beside it see
-# the same): Swagger UI on, and loopback only (the tour prints a 24-hour token).
-DEV_DEFAULTS = {"ENABLE_DOCS": "true", "HOST": "127.0.0.1"}
+# the same): Swagger UI and the web inbox demo (docs/WEB.md) on, and loopback only (the tour prints a
+# 24-hour token).
+DEV_DEFAULTS = {"ENABLE_DOCS": "true", "ENABLE_UI_DEMO": "true", "HOST": "127.0.0.1"}
 DEV_GRIP_SIG_KEY_FILE = "grip-sig-key"
 DEV_PUSHPIN_DIR = "pushpin"
 

@@ -438,5 +438,5 @@ def test_purge_keeps_counters_exact(db_app, db_admin, db_retention, db_user):
 def test_schema_version_is_readable_by_the_app(db_app):
     rows = call(db_app, "sp_schema_version")
     names = [r["filename"] for r in rows]
-    assert "0001_schema.sql" in names and "repeatable/0100_functions.sql" in names
+    assert "0001_schema.sql" in names and "repeatable/0100_helpers.sql" in names
     assert all(len(r["checksum"]) == 64 for r in rows)

@@ -15,7 +15,9 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations_sql"
 # Numbered files in order, then the repeatable ones: the order migrate() applies them in.
 ALL_FILES = (sorted(p.name for p in MIGRATIONS.glob("[0-9]*.sql"))
              + [f"repeatable/{p.name}" for p in sorted((MIGRATIONS / "repeatable").glob("*.sql"))])
-assert {"0001_schema.sql", "repeatable/0100_functions.sql", "repeatable/0200_email.sql"} <= set(ALL_FILES)
+assert {"0001_schema.sql", "repeatable/0100_helpers.sql", "repeatable/0200_email.sql"} <= set(ALL_FILES)
+# This release's stored functions: every repeatable file, in the order migrate() applies them.
+CURRENT_FUNCTIONS = "\n".join(p.read_text() for p in sorted((MIGRATIONS / "repeatable").glob("*.sql")))
 
 
 def applied(conninfo):
@@ -76,14 +78,14 @@ def test_new_and_changed_files_are_applied(db_env, tmp_path):
     fresh = db_env.fresh_database()
     migrate(fresh, directory=directory, echo=lambda *_: None)
     (directory / "9999_extra.sql").write_text("CREATE TABLE activity.extra (id int);")
-    with (directory / "repeatable" / "0100_functions.sql").open("a") as f:
+    with (directory / "repeatable" / "0100_helpers.sql").open("a") as f:
         f.write("\n-- changed\n")
     lines = []
     # a changed repeatable file is re-applied with every repeatable after it (their grants depend on it)
-    later = [name for name in ALL_FILES if name.startswith("repeatable/") and name > "repeatable/0100_functions.sql"]
+    later = [name for name in ALL_FILES if name.startswith("repeatable/") and name > "repeatable/0100_helpers.sql"]
     assert migrate(fresh, directory=directory, echo=lines.append) == ["9999_extra.sql",
-                                                                      "repeatable/0100_functions.sql", *later]
-    assert lines == ["applied 9999_extra.sql", "applied repeatable/0100_functions.sql",
+                                                                      "repeatable/0100_helpers.sql", *later]
+    assert lines == ["applied 9999_extra.sql", "applied repeatable/0100_helpers.sql",
                      *(f"applied {name}" for name in later)]
     with (directory / "repeatable" / "0200_email.sql").open("a") as f:
         f.write("\n-- changed\n")
@@ -193,7 +195,7 @@ UNREAD_COUNT_CALLS = [
 def test_rollback_then_forward_keeps_every_unread_count_form_callable(db_env):
     fresh = db_env.fresh_database()
     migrate(fresh, echo=lambda *_: None)
-    current = (MIGRATIONS / "repeatable" / "0100_functions.sql").read_text()
+    current = CURRENT_FUNCTIONS
     with psycopg.connect(fresh, autocommit=True) as conn:
         user = conn.execute("INSERT INTO activity.users (user_id, email) VALUES (gen_random_uuid(), 'r@x.test')"
                             " RETURNING user_id::text").fetchone()[0]
@@ -301,7 +303,7 @@ def test_v1_data_migrates_without_losing_a_row_or_a_count_and_rollback_still_wor
         assert (old_made,) in listed
         legacy = {u: _v1_counts(conn, u) for u in users}
         # and forward again: the counts the previous release left are recounted where it wrote
-        conn.execute((MIGRATIONS / "repeatable" / "0100_functions.sql").read_text())
+        conn.execute(CURRENT_FUNCTIONS)
         for u in users:
             [row] = conn.execute("SELECT unread_count, unseen_count, by_type FROM"
                                  " activity.sp_get_unread_count(%s::uuid, true, NULL::bigint)", (u,)).fetchall()
