@@ -38,7 +38,10 @@ def _int(name, default):
     return int(_env.get(name) or default)
 
 
-bind = f"0.0.0.0:{_int('PORT', 8003)}"
+# HOST: every interface by default (a container, behind the load balancer); `make run` sets 127.0.0.1
+# unless HOST is given. An IPv6 address is bracketed as gunicorn expects.
+_host = (_env.get("HOST") or "0.0.0.0").strip()
+bind = f"{f'[{_host}]' if ':' in _host else _host}:{_int('PORT', 8003)}"
 workers = _int("WEB_CONCURRENCY", 2)
 worker_class = "gthread"
 threads = _int("GUNICORN_THREADS", 4)  # DB_POOL_MAX_SIZE should be >= this

@@ -623,7 +623,8 @@ def build_spec(app: Flask, now: datetime | None = None) -> dict[str, Any]:
         ("CreateResult", schemas.CreateResultSchema), ("CreateResponse", schemas.CreateResponseSchema),
         ("ChannelPreferences", schemas.ChannelPreferencesSchema), ("QuietHours", schemas.QuietHoursSchema),
         ("Settings", schemas.SettingsSchema), ("Problem", schemas.ProblemSchema),
-        ("Health", schemas.HealthSchema), ("CreateNotification", schemas.CreateNotificationSchema),
+        ("Health", schemas.HealthSchema), ("Index", schemas.IndexSchema),
+        ("CreateNotification", schemas.CreateNotificationSchema),
         ("MarkRead", schemas.MarkReadSchema), ("SettingsPatch", schemas.SettingsPatchSchema),
     ):
         spec.components.schema(name, schema=schema)

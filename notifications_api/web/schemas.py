@@ -498,6 +498,18 @@ class HealthSchema(Schema):
     checks = fields.Dict(keys=fields.String(), values=fields.String())
 
 
+class IndexLinksSchema(Schema):
+    api = fields.String(required=True, metadata={"description": "The notifications collection."})
+    health = fields.String(required=True)
+    docs = fields.String(metadata={"description": "Swagger UI (only with ENABLE_DOCS)."})
+    openapi = fields.String(metadata={"description": "The OpenAPI document (only with ENABLE_DOCS)."})
+
+
+class IndexSchema(Schema):
+    name = fields.String(required=True)
+    links = fields.Nested(IndexLinksSchema, required=True)
+
+
 # ---- loading helpers ---------------------------------------------------------------------
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:

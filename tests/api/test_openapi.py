@@ -41,6 +41,7 @@ CONTRACT = {
     ("get", f"{PREFIX}/notifications/stream"),
     ("get", f"{PREFIX}/notifications/settings"),
     ("patch", f"{PREFIX}/notifications/settings"),
+    ("get", "/"),
     ("get", "/health"),
     ("get", "/health/live"),
     ("get", "/metrics"),

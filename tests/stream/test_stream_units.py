@@ -37,6 +37,7 @@ def test_config_keys_are_validated():
     assert "changeme" not in str(raised.value)
 
 
+@pytest.mark.serial
 def test_a_full_queue_drops_and_counts_without_blocking_or_raising(monkeypatch):
     monkeypatch.setattr(publisher_module, "QUEUE_SIZE", 3)
     publisher = Publisher(("http://127.0.0.1:9/publish/",), database=None)
