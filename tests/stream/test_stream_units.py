@@ -38,7 +38,7 @@ def test_config_keys_are_validated():
 
 
 def test_a_full_queue_drops_and_counts_without_blocking_or_raising(monkeypatch):
-    monkeypatch.setattr(publisher_module, "QUEUE_SIZE", 3)
+    monkeypatch.setattr(publisher_module, "QUEUE_BYTES", 3 * publisher_module.ENTRY_OVERHEAD)
     publisher = Publisher(("http://127.0.0.1:9/publish/",), database=None)
     publisher._ensure_thread = lambda: None  # nothing drains: the queue stays full
     started = time.perf_counter()
