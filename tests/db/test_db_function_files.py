@@ -16,7 +16,9 @@ ONE_FILE = Path(__file__).resolve().parent / "previous_release" / "one_function_
 
 # Functions whose definition changed after the split, on purpose: name -> why.
 REWRITTEN: dict[str, str] = {
-    "sp_inbox_create": "its counts go through _row_delta/_apply like every writer's, not an inline copy of the rule",
+    "sp_inbox_create": "its counts go through _row_delta/_apply like every writer's, not an inline copy of the rule;"
+                       " delivered_at is stamped under the users' locks (issue 26)",
+    "sp_get_unread_count": "the counts and the per-type rows are read by one statement, one snapshot (issue 26)",
     "_probe_groups": "a group's inbox members are the not-snoozed ones (as _in_inbox), not delivered_at <= now():"
                      " a fan-out's new row, delivered at clock_timestamp(), is its group's latest",
 }
