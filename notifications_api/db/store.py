@@ -124,7 +124,8 @@ def advance_clocks(db: Database, limit: int, max_ms: int) -> list[dict[str, Any]
     """Fold the clock (snooze ends, expiries) into the counts of up to `limit` due users, for at
     most about `max_ms`; every user folded, with their new counts (the keys of unread_counts_many)
     and `changed`. Safe to run on several replicas at once."""
-    return _dicts(COUNTS_COLUMNS + ("changed",), db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit, max_ms)))
+    rows = db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit, max_ms))
+    return _dicts(COUNTS_COLUMNS + ("changed",), rows)
 
 
 def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, Any],
