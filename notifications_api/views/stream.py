@@ -109,7 +109,8 @@ def ticket_or_user_required(view: Callable) -> Callable:
     "createStreamTicket", "A ticket for the live-update stream",
     description="For `GET .../notifications/stream?ticket=…` only (browsers' EventSource cannot send "
                 "headers), bound to the caller, valid `STREAM_TICKET_TTL_SECONDS` (default 3600) and "
-                "reusable until then. Never logged. No body; any query parameter is `422`.",
+                "reusable until then (checked with the `JWT_LEEWAY_SECONDS` leeway of user tokens, for "
+                "clock skew between API pods). Never logged. No body; any query parameter is `422`.",
     responses={201: {"description": "The ticket.", "headers": openapi.response_headers(*openapi.RATE_HEADERS),
                      "content": {"application/json": {
                          "schema": TICKET_SCHEMA,
