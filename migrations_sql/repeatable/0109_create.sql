@@ -74,7 +74,7 @@ BEGIN
     IF char_length(p_action_url) > 2048 OR p_action_url !~* '^https?://[^[:space:]]+$' THEN
         PERFORM _invalid('action_url', 'action_url must be an http(s) URL of at most 2048 characters');
     END IF;
-    IF jsonb_typeof(v_payload) <> 'object' OR octet_length(v_payload::text) > 16384 THEN
+    IF jsonb_typeof(v_payload) <> 'object' OR _compact_json_octets(v_payload) > 16384 THEN  -- as the API measures
         PERFORM _invalid('payload', 'payload must be a JSON object of at most 16 KiB');
     END IF;
     IF v_priority NOT IN ('low', 'normal', 'high', 'urgent') THEN

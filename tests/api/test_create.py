@@ -121,3 +121,25 @@ def test_expires_at_beyond_year_9999_is_refused(client, service_headers, user, u
 def test_location_is_absolute(client, service_headers, user):
     response = post(client, service_headers, base(user))
     assert response.headers["Location"].startswith("http://localhost/api/v1/notifications/")
+
+
+def _payload_of(size: int) -> dict:
+    """A payload of many short keys that is exactly `size` bytes as compact JSON (jsonb's own text
+    form, with a space after every ':' and ',', is ~25% longer)."""
+    import json
+    payload = {f"k{n:04d}": 0 for n in range((size - 20) // 10)}
+    payload["pad"] = ""
+    payload["pad"] = "x" * (size - len(json.dumps(payload, separators=(",", ":"))))
+    assert len(json.dumps(payload, separators=(",", ":")).encode()) == size
+    return payload
+
+
+def test_the_payload_limit_is_one_measure_in_the_api_and_the_database(client, service_headers, user):
+    """16 KiB serialized (API.md) as compact JSON, on both sides of the boundary: the database
+    must not refuse with its own longer measure what the API's schema let through."""
+    response = post(client, service_headers, base(user, payload=_payload_of(16 * 1024)))
+    assert response.status_code == 201, response.get_json()
+    assert len(response.get_json()["results"][0]["notification"]["payload"]) > 1600
+    response = post(client, service_headers, base(user, payload=_payload_of(16 * 1024 + 1)))
+    assert_problem(response, 422, "validation_error")
+    assert "payload" in response.get_json()["errors"]

@@ -27,6 +27,7 @@ REWRITTEN: dict[str, str] = {
 # Functions added after the split: signature -> why.
 ADDED: dict[str, str] = {
     "activity.sp_advance_clocks(integer,integer)": "every user folded, and a time bound per call (issue 26)",
+    "activity._compact_json_octets(jsonb)": "the payload measured as the API measures it (issue 26)",
 }
 
 # Every function of schema activity: signature -> (definition, ACL, owner).
