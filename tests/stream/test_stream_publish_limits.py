@@ -43,6 +43,7 @@ def test_a_fan_out_of_maximum_size_notifications_reaches_every_stream(
     first_stream, first = open_held(streams, pushpin, api, bearer, users[0])
     last_stream, last = open_held(streams, pushpin, api, bearer, users[-1])
     publisher = api.publisher
+    time.sleep(0.6)  # streams other tests opened have had their counts re-sent (views/stream.py)
     published, dropped = publisher.published, publisher.dropped
     status, body = http(api.url, "POST", "/api/v1/notifications", service, {"user_ids": users, **BIGGEST})
     assert status == 201 and body["created_count"] == 500, body.get("errors")
@@ -138,3 +139,32 @@ def test_the_queue_is_bounded_in_bytes_and_drops_rather_than_grows(monkeypatch):
     assert len(publisher._queue) == 4 and publisher.dropped == 6
     publisher.changed(["one-more"])  # small entries still fit in what is left
     assert len(publisher._queue) == 5 and publisher.dropped == 6
+
+
+@pytest.mark.e2e
+def test_a_change_committed_while_the_stream_is_set_up_still_reaches_it(
+        monkeypatch, pushpin, api, streams, bearer, service, make_user):
+    """Item 5: the view reads the counts, then answers Grip-Hold; a create committed and
+    published in between (before Pushpin has subscribed the channel) must still reach the stream."""
+    from notifications_api.views import stream as stream_view
+    user = make_user()
+    hold_headers = stream_view.grip.hold_headers
+    interleaved = []
+
+    def create_then_hold(user_id):
+        if user_id == user and not interleaved:
+            published = api.publisher.published
+            status, body = http(api.url, "POST", "/api/v1/notifications", service,
+                                {"user_id": user, "notification_type": "comment", "title": "meanwhile"})
+            assert status == 201, body
+            deadline = time.monotonic() + 5
+            while api.publisher.published == published and time.monotonic() < deadline:
+                time.sleep(0.01)
+            interleaved.append(api.publisher.published > published)  # published, to nobody yet
+        return hold_headers(user_id)
+    monkeypatch.setattr(stream_view.grip, "hold_headers", create_then_hold)
+    client, first = open_held(streams, pushpin, api, bearer, user)
+    assert interleaved == [True]
+    assert data(first) == {"unread_count": 0, "unseen_count": 0}
+    newer = client.wait_for(lambda e: e.get("event") == "counts" and int(e["id"]) > int(first["id"]), 3)
+    assert data(newer) == {"unread_count": 1, "unseen_count": 1}
