@@ -108,3 +108,29 @@ def test_only_the_api_and_the_clock_reach_the_publish_port():
     specs = _pushpin_publish_ports(conf)
     for key in ("push_in_spec", "push_in_sub_specs", "command_spec"):
         assert specs[key].startswith("tcp://127.0.0.1:"), key
+
+
+def test_worker_exit_closes_the_publisher_before_the_pool(tmp_path):
+    """A graceful restart publishes what the worker's publisher still holds, then closes the pool
+    (in a child process: importing the gunicorn settings sets process-wide metrics state)."""
+    import os
+    import subprocess
+    import sys
+    script = """
+import types
+from notifications_api.ops import gunicorn_conf
+closed = []
+class Closing:
+    def __init__(self, name):
+        self.name = name
+    def close(self, *args, **kwargs):
+        closed.append(self.name)
+worker = types.SimpleNamespace(wsgi=types.SimpleNamespace(extensions={
+    "notifications_publisher": Closing("publisher"), "notifications_db": Closing("pool")}))
+gunicorn_conf.worker_exit(types.SimpleNamespace(log=None), worker)
+print(",".join(closed))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "publisher,pool"
