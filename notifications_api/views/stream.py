@@ -58,7 +58,10 @@ EventSource sends is not needed: every connection starts with the current counts
   after the stream opens (possibly the same as the first): a change committed while the stream was
   being set up is never missed.
 - `notification` — the notification object, for each notification created for the user; it comes
-  just before the `counts` event that includes it.
+  just before the `counts` event that includes it. It may come twice (the same `notification_id`):
+  when a producer retries a create whose answer it lost, the `duplicate` is published again if it is
+  less than 60 s old (whether the first attempt got to publish cannot be known). Clients keep one
+  per `notification_id`.
 
 Through Pushpin (a `Grip-Sig` verifying with `GRIP_SIG_KEY`) the stream stays open (a comment line
 keeps it alive every 20 s). Otherwise (no proxy, or a `Grip-Sig` that does not verify) the response
