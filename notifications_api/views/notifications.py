@@ -1,8 +1,8 @@
 """The notifications resource: services create them; the end user lists, reads, changes and counts theirs."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -134,12 +134,12 @@ def _to_publish(results: list[dict]) -> list[dict]:
     gets `duplicate`: whether the first attempt got to publish is unknown (its worker may have died
     after the commit), so it is published again; streams may see a notification twice (same
     notification_id; the stream's description says so) but never miss one."""
-    young = datetime.now(timezone.utc) - timedelta(seconds=RETRY_PUBLISH_SECONDS)
+    young = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=RETRY_PUBLISH_SECONDS)
     chosen: dict[str, dict] = {}
     for result in results:
         notification = result["notification"]
         retried = (result["result"] == "duplicate"
-                   and datetime.fromisoformat(notification["created_at"]) > young)
+                   and dt.datetime.fromisoformat(notification["created_at"]) > young)
         if result["result"] == "created" or retried:
             chosen.setdefault(notification["notification_id"], notification)  # a repeated user id: once
     return list(chosen.values())
