@@ -20,6 +20,7 @@ REWRITTEN: dict[str, str] = {
                        " delivered_at is stamped under the users' locks (issue 26)",
     "sp_get_unread_count": "the counts and the per-type rows are read by one statement, one snapshot (issue 26)",
     "sp_advance_clocks": "the previous release's form calls the new (limit, max_ms) one (issue 26)",
+    "_apply": "a group left with no inbox member is deleted (issue 26)",
     "_probe_groups": "a group's inbox members are the not-snoozed ones (as _in_inbox), not delivered_at <= now():"
                      " a fan-out's new row, delivered at clock_timestamp(), is its group's latest",
 }
