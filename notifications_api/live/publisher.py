@@ -302,13 +302,18 @@ def chunk_bodies(events: list[list[str]], users: list[str],
 
 
 def _items(user_id: str, events: list[str], limit: int) -> list[bytes]:
-    """This user's events as encoded publish items, as few as fit under `limit` bytes each."""
-    items, content = [], ""
+    """This user's events as encoded publish items, as few as fit under `limit` bytes each. JSON
+    escapes character by character, so an item's size is the empty item's plus each event's
+    encoded size without its quotes: linear, however many events a user has in one batch."""
+    empty = len(_encode_item(user_id, ""))
+    items, content, size = [], "", empty
     for event in events:
-        if content and len(_encode_item(user_id, content + event)) > limit:
+        event_size = len(json.dumps(event, ensure_ascii=False).encode()) - 2
+        if content and size + event_size > limit:
             items.append(_encode_item(user_id, content))
-            content = ""
+            content, size = "", empty
         content += event
+        size += event_size
     items.append(_encode_item(user_id, content))
     return items
 

@@ -168,3 +168,12 @@ def test_a_change_committed_while_the_stream_is_set_up_still_reaches_it(
     assert data(first) == {"unread_count": 0, "unseen_count": 0}
     newer = client.wait_for(lambda e: e.get("event") == "counts" and int(e["id"]) > int(first["id"]), 3)
     assert data(newer) == {"unread_count": 1, "unseen_count": 1}
+
+
+def test_an_items_measured_size_is_its_encoded_size():
+    from notifications_api.live.publisher import _encode_item, _items
+    events = ['event: notification\\ndata: {"t":"é\\"\\u0001"}\\n\\n', "x" * 50, "ü" * 30, "\x00\n\t"]
+    [whole] = _items("u", events, limit=10_000)
+    assert whole == _encode_item("u", "".join(events))
+    parts = _items("u", events, limit=len(_encode_item("u", events[0] + events[1])))
+    assert parts[0] == _encode_item("u", events[0] + events[1]) and len(parts) == 2
