@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "notifications_publisher"
 # What waits to be published, per process, before anything is dropped (counted): the byte sizes
 # are the events' JSON; ENTRY_OVERHEAD stands for the Python objects around each entry. Each bound
-# holds one 1000-user fan-out of maximum-size notifications (~23 MB queued, ~40 MB of publish
+# holds one 1000-user fan-out of maximum-size notifications (~23 MB queued, ~34 MB of publish
 # bodies once escaped), so only a backlog beyond that is dropped. The senders share the bodies, so
 # a worker holds at most QUEUE_BYTES + PROXY_QUEUE_BYTES (~80 MiB) whatever the number of Pushpins,
 # against a 512 MiB container (deploy/k8s/deployment.yaml).
@@ -42,7 +42,7 @@ BATCH_USERS = 1_000  # users per counts call (sp_get_unread_counts_many) and per
 # Bytes per POST to /publish/. Pushpin 1.36 (Debian's) refuses a body above its
 # [handler] push_in_max_body_size (default 1 000 000; push_in_http_max_body_size is ignored before
 # 1.37) by closing the connection: every event in it would be lost. Well under either default, and
-# still at least a few maximum-size notifications (~40 KB each once escaped twice).
+# still at least a few maximum-size notifications (~34 KB each once escaped twice).
 CHUNK_BYTES = 256 * 1024
 PUBLISH_TIMEOUT = 1.0  # seconds: a slow Pushpin costs its own sender thread, never a request
 GATHER_SECONDS = 0.005  # after the first item, wait this long for more to share its batch
