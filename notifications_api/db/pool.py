@@ -87,24 +87,11 @@ class Database:
         self.event_observers: list[Callable[[str, str, float], None]] = []
         self._checkout = threading.local()  # failed checks during this thread's current checkout
 
-    def open(self, working_size: int = 0) -> None:
-        """Open the pool. With `working_size` (gunicorn's post_worker_init: threads + the publisher),
-        keep at least that many connections (within DB_POOL_MAX_SIZE) and wait for them up to
-        DB_POOL_TIMEOUT, so a fresh worker's first concurrent requests do not each open a connection
-        (10-68 ms each, measured); a database that is down then only logs, the worker still starts."""
+    def open(self) -> None:
         with self._lock:
-            if self._opened:
-                return
-            self.pool.open(wait=False)
-            if working_size > self.pool.min_size:
-                self.pool.resize(min(working_size, self.pool.max_size), self.pool.max_size)
-            self._opened = True
-        if working_size:
-            try:
-                self.pool.wait(self.timeout)
-            except PoolTimeout:
-                log.warning("the pool did not reach its working size before traffic",
-                            extra={"event": "database_pool_warm_timeout"})
+            if not self._opened:
+                self.pool.open(wait=False)
+                self._opened = True
 
     def close(self) -> None:
         with self._lock:

@@ -144,7 +144,7 @@ def post_worker_init(worker):
     """Open this worker's connection pool (after fork), then freeze what the worker has built."""
     database = _database(worker)
     if database is not None:
-        database.open(working_size=threads + 1)  # every request thread and the stream publisher
+        database.open()
     freeze_gc()
 
 
