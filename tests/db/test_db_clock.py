@@ -1,6 +1,5 @@
 """The stream clock at scale (issue 26, item 4): a due user whose counts do not change never ends
-a tick early, a 10 000-user expiry is folded and published in one tick, and each call is bounded
-in time."""
+a tick early, a mass expiry is folded and published in one tick, and each call is bounded in time."""
 from __future__ import annotations
 
 import datetime as dt
@@ -83,15 +82,20 @@ def test_a_due_user_whose_counts_do_not_change_never_ends_the_tick(database, db_
     assert all(r["unread_count"] == 0 for r in mine)
 
 
-def test_a_10_000_user_expiry_reaches_the_streams_in_one_tick(database, db_app, db_admin):
-    users = _users(db_admin, 10_000)
+def test_a_mass_expiry_reaches_the_streams_in_one_tick(database, db_app, db_admin, monkeypatch):
+    """10 batches' worth of users expiring at once are all folded and published by one tick (the
+    shape of the issue's 10 000-user expiry at 1 000 per call, scaled down to 2 000 users at 200 per
+    call: 10 000 took 34-48 s on the loaded 2-core test machine, too long for every run; the
+    figure is in docs/PRODUCTION.md). Each call is also cut by time, like a slow production one."""
+    users = _users(db_admin, 2_000)
     for start in range(0, len(users), 1000):
         create(db_app, users[start:start + 1000], expires_at=future(60))
     _due_for(db_admin, users, 120)
+    monkeypatch.setattr(clock, "BATCH_MS", 200)
     published = Published()
     started = time.monotonic()
-    assert clock.tick(database, published) >= 10_000
-    print(f"10 000-user expiry folded and published in {time.monotonic() - started:.2f} s")
+    assert clock.tick(database, published, batch=200) >= 2_000
+    print(f"2 000-user expiry folded and published in {time.monotonic() - started:.2f} s")
     mine = [r for r in published.rows if r["user_id"] in {str(u) for u in users}]
     assert sorted(r["user_id"] for r in mine) == [str(u) for u in users]
     assert {r["unread_count"] for r in mine} == {0}
