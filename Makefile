@@ -83,6 +83,13 @@ bench: $(VENV)/.installed-dev
 bench-instructions: $(VENV)/.installed-dev
 	$(BIN)/python bench/instructions.py $(INSTRUCTIONS_ARGS)
 
+# E-mail digests (issue 25): one worker process against a local fake Email API, 1 000 users x 20
+# pending e-mails (goal >= 200 digests/s), and the claim of a user with 100 000 notifications vs 10.
+# Same database variables as `bench`; `bench` runs it too.
+.PHONY: bench-email
+bench-email: $(VENV)/.installed-dev
+	$(BIN)/python bench/email_digest.py
+
 # Live updates through a real Pushpin (apt-get install pushpin): publish overhead on a create,
 # events/s to 1 000 open streams, commit -> client latency. Same database variables as `bench`.
 .PHONY: bench-stream

@@ -135,12 +135,19 @@ BEGIN
         RETURNING n.*
     ), mail AS (
         -- e-mail when the channel is on globally and not turned off for the type; quiet
-        -- hours defer it to their end unless the notification is urgent
-        INSERT INTO email_outbox (user_id, notification_id, recipient, subject, body, available_at)
+        -- hours defer it to their end unless the notification is urgent; a daily digest's row
+        -- waits for the user's next slot (kind: 0200_email.sql, the e-mail digests)
+        INSERT INTO email_outbox (user_id, notification_id, recipient, subject, body, available_at, kind)
         SELECT i.user_id, i.notification_id, x.email, p_title, COALESCE(p_message, p_title),
-               CASE WHEN v_priority = 'urgent' OR s.quiet_hours_start IS NULL THEN now()
+               CASE WHEN v_priority = 'urgent' THEN now()
+                    WHEN s.email_digest_frequency = 'daily'
+                        THEN email_daily_slot(s.email_digest_at, s.email_digest_timezone, now())
+                    WHEN s.quiet_hours_start IS NULL THEN now()
                     ELSE COALESCE(quiet_hours_end(s.quiet_hours_start, s.quiet_hours_end,
-                                                  s.quiet_hours_timezone, now()), now()) END
+                                                  s.quiet_hours_timezone, now()), now()) END,
+               CASE WHEN v_priority = 'urgent' THEN 'urgent'
+                    WHEN s.email_digest_frequency = 'daily' THEN 'daily'
+                    ELSE 'batched' END
           FROM ins i
           JOIN users x ON x.user_id = i.user_id
           LEFT JOIN notification_settings s ON s.user_id = i.user_id

@@ -42,5 +42,7 @@ GRANT EXECUTE ON FUNCTION
                                     timestamptz, text, boolean),
     activity.sp_get_notification_settings(uuid),
     activity.sp_update_notification_settings(uuid, jsonb),
+    activity.sp_settings_get(uuid),
+    activity.sp_settings_update(uuid, jsonb),
     activity.sp_schema_version()
 TO notifications_api;

@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import logging
 import math
+import os
 import threading
 import time
 from typing import Any, Callable, TypeVar
@@ -25,7 +26,8 @@ from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_st
 from limits.strategies import FixedWindowRateLimiter
 from limits.util import WindowStats
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.connection import Connection
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from .. import metrics
@@ -51,7 +53,8 @@ ANONYMOUS_FAILURES = frozenset({401, 403, 404, 405})
 HEALTH = "health"  # the blueprint of /health and /health/live: never counted, never limited
 # Outside the IP budget too: Prometheus scrapes must not be refused (a gap hides an incident).
 # A wrong METRICS_TOKEN still spends the anonymous budget, as any failed authentication does.
-UNMETERED = frozenset({HEALTH, "metrics"})
+# The web inbox's files too (views/ui.py): content-hashed and cached, one page load fetches several.
+UNMETERED = frozenset({HEALTH, "metrics", "ui_assets"})
 DOCS_PAGE = "docs.show"  # openapi.py's Swagger UI view: the page at /docs, its assets at /docs/<path>
 DOCS_PAGES = (None, "index.html")
 
@@ -135,6 +138,7 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
         self.redis = redis
         self.health = StorageHealth(redis.get_connection().ping) if redis else None
         self._incr_script = redis.get_connection().register_script(INCR_SCRIPT) if redis else None
+        self._own = threading.local()  # each thread's connection: (pid, redis.Connection)
 
     @property
     def primary(self) -> Storage:
@@ -150,13 +154,52 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
     def _incr(self, key: str, expiry: int, cost: int) -> tuple[int, float]:
         if self.redis is not None and self.health.use_redis():
             try:
-                count, ttl_ms = self._incr_script(keys=[self.redis.prefixed_key(key)], args=[expiry, cost])
+                count, ttl_ms = self._run_script(self.redis.prefixed_key(key), expiry, cost)
             except STORAGE_ERRORS as exc:
                 self.health.failed(exc)
             else:
                 self.health.succeeded()
                 return int(count), time.time() + int(ttl_ms) / 1000
         return self.memory.incr(key, expiry, cost), self.memory.get_expiry(key)
+
+    def _run_script(self, key: str, expiry: int, cost: int) -> tuple[int, int]:
+        """INCR_SCRIPT as one EVALSHA on this thread's own connection, not through the client.
+
+        The client's path (pool checkout and return under a lock, a readiness poll, the retry
+        wrapper, observability counters) costs more CPU than the command on a kept connection
+        (docs/PERFORMANCE.md, "Figures from the code"). Same command, key and reply. A
+        connection that was closed or holds an unread reply is replaced before sending, as the
+        pool does on checkout; an error leaves it disconnected (the next hit reconnects) and is
+        the caller's failover. NOSCRIPT (a flushed or restarted Redis) goes through the client's
+        script object once, which loads the script.
+        """
+        connection = self._connection()
+        try:
+            connection.connect()  # a no-op when connected; a refused connect fails over at once
+            try:
+                stale = connection.can_read()  # a stray reply; EOF (closed by Redis, a proxy) raises
+            except STORAGE_ERRORS:
+                stale = True
+            if stale:
+                connection.disconnect()
+                connection.connect()
+            connection.send_command("EVALSHA", self._incr_script.sha, 1, key, expiry, cost)
+            return connection.read_response()
+        except NoScriptError:
+            return self._incr_script(keys=[key], args=[expiry, cost])
+        except BaseException:
+            connection.disconnect()
+            raise
+
+    def _connection(self) -> Connection:
+        """This thread's connection, made by the storage's pool with its settings (timeouts, client
+        name, Sentinel discovery) but not lent by it: it closes when the thread ends (or, after a
+        fork, is replaced)."""
+        pid = os.getpid()
+        own = getattr(self._own, "connection", None)
+        if own is None or own[0] != pid:
+            own = self._own.connection = (pid, self.redis.get_connection().connection_pool.make_connection())
+        return own[1]
 
     def _read(self, read: Callable[[Storage], Any]) -> Any:
         if self.redis is not None and self.health.use_redis():
@@ -418,4 +461,27 @@ def init_app(app: Flask) -> None:
         app.extensions[STORAGE_CHECK] = state.strategy.health.check
     config["RATELIMIT_ENABLED"] = True
     limiter.init_app(app)
+    _gate_default_limits(app)
     app.after_request(_finish)
+
+
+def _gate_default_limits(app: Flask) -> None:
+    """Flask-Limiter's before_request check runs only where its default limits can apply.
+
+    On a route _route_limit guards (and an unmetered one) the check ends at the request filter,
+    yet what it does first (resolving the endpoint, filtering limits, its exemption scopes and
+    per-request context) costs more CPU than the Redis hit it does not make (docs/PERFORMANCE.md,
+    "Figures from the code"). Same check, same order among the hooks; it is skipped exactly when
+    _route_limited() would have made it a no-op. tests/edge/test_limiter_library.py fails if
+    Flask-Limiter stops registering the hook this replaces.
+    """
+    hooks = app.before_request_funcs.setdefault(None, [])
+    check = limiter._check_request_limit
+    if check not in hooks:
+        raise RuntimeError("Flask-Limiter's before_request check is not registered where "
+                           "ratelimit._gate_default_limits expects it (Flask-Limiter changed)")
+
+    def check_default_limits() -> None:
+        if not _route_limited():
+            check()
+    hooks[hooks.index(check)] = check_default_limits

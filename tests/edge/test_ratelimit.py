@@ -391,3 +391,31 @@ def test_the_previous_service_token_shares_the_services_budget(make_app, secrets
     answers = [client.post(CREATE, json={}, headers=which) for which in (current, old, current, old)]
     assert [r.status_code for r in answers] == [422, 422, 422, 429]
     assert [remaining(r) for r in answers] == [2, 1, 0, 0]
+
+
+def test_flask_limiters_check_runs_only_where_its_default_limits_apply(make_app, make_user, bearer,
+                                                                       monkeypatch):
+    """Guarded and unmetered routes skip Flask-Limiter's evaluation (its cost, issue 30); the
+    anonymous endpoints still get it, in the same place among the before_request hooks."""
+    import flask_limiter
+    checked: list[str | None] = []
+    original = flask_limiter.Limiter._check_request_limit
+
+    def counting(self, *args, **kwargs):
+        from flask import request
+        checked.append(request.endpoint)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(flask_limiter.Limiter, "_check_request_limit", counting)
+    app = make_app(RATE_LIMIT_ANONYMOUS="2/minute")
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})
+    hooks = app.before_request_funcs[None]
+    assert not any(getattr(hook, "__func__", None) is counting for hook in hooks)  # replaced ...
+    gate = [hook for hook in hooks if hook.__name__ == "check_default_limits"]
+    assert len(gate) == 1  # ... by the gate, once
+    client = app.test_client()
+    headers = bearer(make_user())
+    assert [client.get(COUNT, headers=headers).status_code for _ in range(3)] == [200] * 3
+    assert client.get("/health/live").status_code == 200
+    assert checked == []
+    assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
+    assert checked == ["openapi_like"] * 3
