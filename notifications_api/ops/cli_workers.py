@@ -83,4 +83,5 @@ def stream_clock(once: bool, interval: float) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        publisher.close()  # the last tick's counts are still on their way to Pushpin
         database.close()

@@ -67,8 +67,12 @@ push_in_sub_specs=tcp://127.0.0.1:{push_in_sub}
 push_in_sub_connect=false
 push_in_http_addr=127.0.0.1
 push_in_http_port={publish_port}
+# Pushpin 1.36 (Debian's) reads only push_in_max_headers_size and push_in_max_body_size; later
+# releases read the push_in_http_ names (fastly/pushpin#48086). Both are set (unknown keys are ignored).
 push_in_http_max_headers_size=10000
 push_in_http_max_body_size=10000000
+push_in_max_headers_size=10000
+push_in_max_body_size=10000000
 stats_spec=ipc://{rundir}/pp-stats
 command_spec=tcp://127.0.0.1:{command}
 message_rate=100000

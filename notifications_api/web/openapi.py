@@ -219,7 +219,9 @@ HEADERS: dict[str, dict] = {
         "example": 2,
     },
     "RateLimit-Limit": {
-        "description": "Requests allowed in the current window (sent when rate limiting is enabled).",
+        "description": "Requests allowed in the current window (sent when rate limiting is enabled). "
+                       "With several limits (per minute and per hour), all three headers describe the "
+                       "most restrictive one: the fewest requests left, then the later reset.",
         "schema": {"type": "integer", "minimum": 0},
     },
     "RateLimit-Remaining": {

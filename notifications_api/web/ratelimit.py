@@ -271,7 +271,9 @@ def _user_key() -> str:
 
 
 def _service_key() -> str:
-    return g.service
+    """One budget per service, whichever of its tokens it used: a rotation's overlap
+    (SERVICE_TOKEN_PREVIOUS) must not double it. g.service still tells them apart in the logs."""
+    return SERVICE
 
 
 def _setting(name: str) -> Callable[[], str]:
@@ -344,14 +346,22 @@ def _route_limit(limit_setting: str, scope: str, key_func: Callable[[], str]) ->
 def _hit(state: RateLimitState, items: list[RateLimitItem], key: str, scope: str,
          rejected: Callable[[RateLimitItem], None]) -> None:
     """Count this request against each limit (smallest window first); 429 at the first one spent.
-    The limit _finish reports: the spent one, else the smallest window (as Flask-Limiter picks)."""
+    The limit _finish reports: the spent one, else the most restrictive (_most_restrictive)."""
     strategy = state.strategy
     for item in items:
         if not strategy.hit(item, key, scope):
             g.rate_limit = item, strategy.get_window_stats(item, key, scope)
             rejected(item)
             raise TooManyRequests()
-    g.rate_limit = items[0], strategy.get_window_stats(items[0], key, scope)
+    g.rate_limit = _most_restrictive([(item, strategy.get_window_stats(item, key, scope)) for item in items])
+
+
+def _most_restrictive(windows: list[tuple[RateLimitItem, WindowStats]]) -> tuple[RateLimitItem, WindowStats]:
+    """The limit the RateLimit-* headers report when none is spent: the one with the fewest requests
+    left (then the later reset), i.e. the one that will refuse first. Flask-Limiter reports the
+    smallest window, which with "600/minute;5000/hour" promised 590 left to a client about to get
+    the hour's 429."""
+    return min(windows, key=lambda window: (window[1].remaining, -window[1].reset_time))
 
 
 @limiter.request_filter
@@ -391,10 +401,13 @@ def _anonymous_failure() -> tuple[int, WindowStats]:
     """Spend the client IP's anonymous budget on this failed request; the limit and window to report."""
     state = current_app.extensions[EXTENSION]
     key = client_ip()
+    windows = []
     for item in state.anonymous:  # smallest window first, as Flask-Limiter orders them
         if not state.strategy.hit(item, key, ANONYMOUS):
-            break
-    return item.amount, state.strategy.get_window_stats(item, key, ANONYMOUS)
+            return item.amount, state.strategy.get_window_stats(item, key, ANONYMOUS)
+        windows.append((item, state.strategy.get_window_stats(item, key, ANONYMOUS)))
+    item, window = _most_restrictive(windows)
+    return item.amount, window
 
 
 def _seconds_until(timestamp: float) -> int:
@@ -412,7 +425,10 @@ def _finish(response: Response) -> Response:
     current = limiter.current_limit if routed is None else None
     if routed is not None:
         amount, (reset_at, remaining) = routed[0].amount, routed[1]
-    elif current is not None:
+    elif current is not None:  # Flask-Limiter's defaults (the anonymous budget)
+        if not current.breached:
+            current = min(limiter.current_limits, key=lambda limit: (limit.window.remaining,
+                                                                     -limit.window.reset_time))
         amount, (reset_at, remaining) = current.limit.amount, current.window
     elif (response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
             and g.get("user_id") is None and g.get("service") is None):
