@@ -1,7 +1,9 @@
 """The notifications resource: services create them; the end user lists, reads, changes and counts theirs."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -124,6 +126,26 @@ def _dedupe_key(body: dict) -> str | None:
     return key
 
 
+RETRY_PUBLISH_SECONDS = 60  # a `duplicate` this young may be a retry after a lost answer
+
+
+def _to_publish(results: list[dict]) -> list[dict]:
+    """The notifications to publish: each created one, and each `duplicate` created within the last
+    RETRY_PUBLISH_SECONDS. A producer whose create committed but whose answer was lost retries and
+    gets `duplicate`: whether the first attempt got to publish is unknown (its worker may have died
+    after the commit), so it is published again; streams may see a notification twice (same
+    notification_id; the stream's description says so) but never miss one."""
+    young = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=RETRY_PUBLISH_SECONDS)
+    chosen: dict[str, dict] = {}
+    for result in results:
+        notification = result["notification"]
+        retried = (result["result"] == "duplicate"
+                   and dt.datetime.fromisoformat(notification["created_at"]) > young)
+        if result["result"] == "created" or retried:
+            chosen.setdefault(notification["notification_id"], notification)  # a repeated user id: once
+    return list(chosen.values())
+
+
 @bp.post("/notifications")
 @openapi.doc(
     "createNotifications", "Create a notification for one user or fan out to many (internal services)",
@@ -170,7 +192,7 @@ def create_notification():
         results.append({"user_id": str(row["user_id"]), "result": result,
                         "notification": row if result in ("created", "duplicate") else None})
     metrics.record_notifications_created(body["notification_type"], created)
-    publisher.changed((), [r["notification"] for r in results if r["result"] == "created"])
+    publisher.changed((), _to_publish(results))
     headers = {}
     if duplicates == len(results):
         headers["Idempotent-Replayed"] = "true"
@@ -273,13 +295,14 @@ def _changed_many(action: str, count: int,
     description="Idempotent: a read notification keeps its first `read_at`. Reading sets `seen_at` when it "
                 "is null. On an archived notification only `read_at` is recorded (it stays archived). A "
                 "snoozed notification is `409 notification_snoozed`.",
-    query=no_query, responses=ONE)
+    query=no_query, responses=ONE, errors=(409,))
 @openapi.doc("markNotificationReadPatch", "Mark read (PATCH spelling)", method="patch",
-             description="Same as PUT.", query=no_query, responses=ONE)
+             description="Same as PUT (a snoozed notification is `409 notification_snoozed`).",
+             query=no_query, responses=ONE, errors=(409,))
 @openapi.doc("markNotificationUnread", "Mark unread", method="delete",
              description="Clears the read state; `seen_at` is kept. A snoozed notification is "
                          "`409 notification_snoozed`.",
-             query=no_query, responses=ONE)
+             query=no_query, responses=ONE, errors=(409,))
 @user_required
 @ratelimit.user_write
 def set_read(notification_id: UUID):
@@ -350,7 +373,7 @@ def bulk_update():
                 "`snoozed_until` = `until`; listed under `status=snoozed` only. At `until` it is back in the "
                 "inbox as if just delivered (on top, unread, unseen); nothing needs to be called. Snoozing a "
                 "snoozed notification moves `until`; an archived one is `409 notification_archived`.",
-    request=openapi.body(SnoozeSchema, "When it comes back.", {"until": "2026-11-27T08:00:00Z"}),
+    request=openapi.body(SnoozeSchema, "When it comes back.", {"until": openapi.Ahead(timedelta(days=7))}),
     responses={200: openapi.ok("The snoozed notification.", NotificationSchema, EXAMPLE_SNOOZED,
                                links=openapi.links_from("/notification_id"))},
     errors=(409,))

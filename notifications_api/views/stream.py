@@ -13,7 +13,7 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema, fields, validate
 
-from ..live import grip, tickets
+from ..live import grip, publisher, tickets
 from ..web import openapi, ratelimit
 from ..db import store
 from ..web.auth import user_required
@@ -26,6 +26,7 @@ from ..web.responses import json_response
 bp = Blueprint("stream", __name__)
 
 EVENT_STREAM = "text/event-stream"
+RESUBSCRIBE_SECONDS = 0.5  # after a hold, when the counts are published again
 
 
 class StreamQuerySchema(Schema):
@@ -53,9 +54,14 @@ EventSource sends is not needed: every connection starts with the current counts
 - `counts` — `{"unread_count": int, "unseen_count": int}` (the inbox's, as endpoint 6). Always the
   first event, then after every change of the counts (create, read, unread, seen, archive, unarchive,
   delete, snooze, wake, retract, bulk) within 1 s of the commit, and within 60 s of a change only the
-  clock makes (a snooze ending, an expiry).
+  clock makes (a snooze ending, an expiry). Through Pushpin the counts are sent once more about 0.5 s
+  after the stream opens (possibly the same as the first): a change committed while the stream was
+  being set up is never missed.
 - `notification` — the notification object, for each notification created for the user; it comes
-  just before the `counts` event that includes it.
+  just before the `counts` event that includes it. It may come twice (the same `notification_id`):
+  when a producer retries a create whose answer it lost, the `duplicate` is published again if it is
+  less than 60 s old (whether the first attempt got to publish cannot be known). Clients keep one
+  per `notification_id`.
 
 Through Pushpin (a `Grip-Sig` verifying with `GRIP_SIG_KEY`) the stream stays open (a comment line
 keeps it alive every 20 s). Otherwise (no proxy, or a `Grip-Sig` that does not verify) the response
@@ -71,23 +77,30 @@ TICKET_SCHEMA = {"type": "object", "required": ["ticket", "expires_at"], "additi
                                 "expires_at": {"type": "string", "format": "date-time"}}}
 
 
-def _event_schema() -> dict:
-    """One server-sent event (OpenAPI 3.1 has no itemSchema yet: tools apply `schema` per event)."""
+def _event_schemas() -> dict[str, dict]:
+    """The stream's events as component schemas. The 200's body is a text/event-stream string (what
+    generated clients return as text); these say what each event in it is, for readers and tests."""
     event_id = {"type": "string", "pattern": "^[0-9]+$", "description": "The user's change version."}
-    counts = {"type": "object", "required": ["unread_count", "unseen_count"], "additionalProperties": False,
-              "properties": {"unread_count": {"type": "integer", "minimum": 0},
-                             "unseen_count": {"type": "integer", "minimum": 0}}}
+    retry = {"type": "integer", "minimum": 0, "description": "Milliseconds before EventSource reconnects."}
 
-    def event(name: str, data: dict) -> dict:
-        return {"type": "object", "required": ["event", "data", "id"],
+    def event(name: str, data: str, description: str) -> dict:
+        return {"type": "object", "required": ["event", "data", "id"], "description": description,
                 "properties": {"event": {"const": name}, "id": event_id,
                                "data": {"type": "string", "contentMediaType": "application/json",
-                                        "contentSchema": data},
-                               "retry": {"type": "string", "pattern": "^[0-9]+$"}}}
-    return {"anyOf": [event("counts", counts),
-                      event("notification", {"$ref": "#/components/schemas/Notification"}),
-                      {"type": "object", "required": ["retry"], "not": {"required": ["data"]},
-                       "properties": {"retry": {"type": "string", "pattern": "^[0-9]+$"}}}]}
+                                        "contentSchema": {"$ref": f"#/components/schemas/{data}"}},
+                               "retry": retry}}
+    return {
+        "StreamCounts": {"type": "object", "required": ["unread_count", "unseen_count"],
+                         "additionalProperties": False,
+                         "description": "The `data` of a `counts` event: the inbox's counts (as endpoint 6).",
+                         "properties": {"unread_count": {"type": "integer", "minimum": 0},
+                                        "unseen_count": {"type": "integer", "minimum": 0}}},
+        "StreamCountsEvent": event("counts", "StreamCounts", "A `counts` event, as its fields: `data` is "
+                                                             "one line of JSON, a StreamCounts."),
+        "StreamNotificationEvent": event("notification", "Notification",
+                                         "A `notification` event, as its fields: `data` is one line of "
+                                         "JSON, a Notification."),
+    }
 
 
 def ticket_or_user_required(view: Callable) -> Callable:
@@ -109,7 +122,8 @@ def ticket_or_user_required(view: Callable) -> Callable:
     "createStreamTicket", "A ticket for the live-update stream",
     description="For `GET .../notifications/stream?ticket=…` only (browsers' EventSource cannot send "
                 "headers), bound to the caller, valid `STREAM_TICKET_TTL_SECONDS` (default 3600) and "
-                "reusable until then. Never logged. No body; any query parameter is `422`.",
+                "reusable until then (checked with the `JWT_LEEWAY_SECONDS` leeway of user tokens, for "
+                "clock skew between API pods). Never logged. No body; any query parameter is `422`.",
     responses={201: {"description": "The ticket.", "headers": openapi.response_headers(*openapi.RATE_HEADERS),
                      "content": {"application/json": {
                          "schema": TICKET_SCHEMA,
@@ -131,10 +145,18 @@ def create_ticket():
     parameters=({"in": "query", "name": "ticket", "required": False,
                  "schema": {"type": "string", "maxLength": 2048},
                  "description": "A stream ticket (instead of the Authorization header)."},),
+    schemas=_event_schemas(),
     responses={200: {"description": "An event stream: `counts` first, then `notification` and `counts` "
-                                    "events (held by Pushpin), or one event and `retry:`.",
+                                    "events (held by Pushpin), or one event and `retry:`. The body is "
+                                    "`text/event-stream` text; each event is a StreamCountsEvent or a "
+                                    "StreamNotificationEvent (component schemas).",
                      "headers": openapi.response_headers(*openapi.RATE_HEADERS),
-                     "content": {EVENT_STREAM: {"schema": _event_schema(), "example": STREAM_EXAMPLE}}}})
+                     "content": {EVENT_STREAM: {
+                         "schema": {"type": "string",
+                                    "description": "Server-sent events (the WHATWG text/event-stream "
+                                                   "format): blank-line separated `id:`/`event:`/`data:` "
+                                                   "blocks and a final `retry:` when the stream ends."},
+                         "example": STREAM_EXAMPLE}}}})
 @ticket_or_user_required
 @ratelimit.user_read
 def stream():
@@ -146,6 +168,10 @@ def stream():
     if grip.from_proxy(request.headers.get("Grip-Sig"), config["GRIP_SIG_KEY"]):
         headers.update(grip.hold_headers(g.user_id))
         body = first
+        # Pushpin subscribes the channel only once it has this response: an event published since
+        # the counts above were read is lost to this stream. The counts again, once it surely
+        # holds it (an older one is ignored by its id), close that gap.
+        publisher.changed_later(g.user_id, RESUBSCRIBE_SECONDS)
     else:  # nobody will hold this stream: one event, then EventSource retries after the interval
         body = first + f"retry: {config['POLL_INTERVAL_SECONDS'] * 1000}\n\n"
     return Response(body, status=200, headers=headers, mimetype=EVENT_STREAM)

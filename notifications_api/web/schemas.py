@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import zoneinfo
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -56,6 +57,64 @@ class FullMatch(validate.Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+# IDs in the canonical 8-4-4-4-12 form only (either case): fields.UUID would also take 32 bare hex
+# digits, `urn:uuid:...`, `{...}` and hyphens anywhere.
+UUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+UUID_RE = re.compile(UUID_PATTERN)
+
+
+class CanonicalUUID(fields.UUID):
+    """A UUID written 8-4-4-4-12 (upper or lower case), nothing else."""
+
+    default_error_messages = {"invalid_uuid": "Not a UUID in the 8-4-4-4-12 form."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or UUID_RE.fullmatch(value) is None:
+            raise self.make_error("invalid_uuid")
+        return uuid.UUID(value)
+
+
+# RFC 3339 `date-time` exactly (section 5.6): seconds required, `T`/`Z` in either case, an offset
+# required. datetime.fromisoformat would also take `2027-01-01T00:00Z` or the basic format.
+RFC3339_PATTERN = (r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                   r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+RFC3339_RE = re.compile(RFC3339_PATTERN, re.ASCII)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An aware datetime from an RFC 3339 date-time; ValueError when it is not one. A leap second
+    (`:60`) is read as the last microsecond of its minute; fractions beyond microseconds are cut."""
+    match = RFC3339_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    micro = int((match[7] or "0")[:6].ljust(6, "0"))
+    if match[8]:
+        offset = timedelta(0)
+    else:
+        hours, minutes = int(match[10]), int(match[11])
+        if hours > 23 or minutes > 59:
+            raise ValueError(text)
+        offset = timedelta(hours=hours, minutes=minutes) * (-1 if match[9] == "-" else 1)
+    if second == 60:
+        second, micro = 59, 999999
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
+
+
+class Rfc3339DateTime(fields.DateTime):
+    """A timestamp input: RFC 3339 date-time (with its offset), nothing looser."""
+
+    default_error_messages = {"invalid": "Not a valid RFC 3339 date-time (such as 2027-01-01T00:00:00Z)."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return parse_rfc3339(value)
+        except (ValueError, OverflowError):
+            raise self.make_error("invalid") from None
 
 
 class StrictBoolean(fields.Boolean):
@@ -150,12 +209,12 @@ class EmptyQuerySchema(Schema):
 # ---- request bodies ----------------------------------------------------------------------
 
 class CreateNotificationSchema(Schema):
-    user_id = fields.UUID()
-    user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    user_id = CanonicalUUID()
+    user_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
     notification_type = Text(required=True, validate=FullMatch(TYPE_PATTERN))
     title = Text(required=True, validate=validate.Length(1, 200))
     message = Text(allow_none=True, validate=validate.Length(max=2000))
-    actor_user_id = fields.UUID(allow_none=True)
+    actor_user_id = CanonicalUUID(allow_none=True)
     target_type = Text(allow_none=True, validate=validate.Length(1, 100))
     target_id = Text(allow_none=True, validate=validate.Length(1, 255))
     action_url = fields.Url(allow_none=True, schemes={"http", "https"}, require_tld=False,
@@ -163,7 +222,7 @@ class CreateNotificationSchema(Schema):
     payload = fields.Dict(keys=fields.String(), load_default=dict)
     priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="normal")
     group_key = Text(allow_none=True, validate=validate.Length(1, 255))
-    expires_at = fields.AwareDateTime(allow_none=True, validate=_future)
+    expires_at = Rfc3339DateTime(allow_none=True, validate=_future)
     dedupe_key = Text(allow_none=True, validate=validate.Length(1, 128))
 
     @validates("payload")
@@ -188,10 +247,10 @@ class CreateNotificationSchema(Schema):
 
 
 class MarkReadSchema(Schema):
-    notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
     notification_type = Text(validate=FullMatch(TYPE_PATTERN))
     all = StrictBoolean()
-    before = fields.AwareDateTime()
+    before = Rfc3339DateTime()
 
     @validates_schema
     def _selector(self, data: dict, **kwargs) -> None:
@@ -202,12 +261,12 @@ class MarkReadSchema(Schema):
 
 class BulkSchema(Schema):
     action = fields.String(required=True, validate=validate.OneOf(BULK_ACTIONS))
-    notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
     notification_type = Text(validate=FullMatch(TYPE_PATTERN))
     group_key = Text(validate=validate.Length(1, 255))
     status = fields.String(validate=validate.OneOf(BULK_STATUSES))
     all = StrictBoolean()
-    before = fields.AwareDateTime()
+    before = Rfc3339DateTime()
 
     @validates_schema
     def _selector(self, data: dict, **kwargs) -> None:
@@ -228,7 +287,7 @@ def _snooze_range(value: datetime) -> None:
 
 
 class SnoozeSchema(Schema):
-    until = fields.AwareDateTime(required=True, validate=_snooze_range)
+    until = Rfc3339DateTime(required=True, validate=_snooze_range)
 
 
 class RetractSchema(Schema):
@@ -236,8 +295,8 @@ class RetractSchema(Schema):
     target_type = Text(validate=validate.Length(1, 100))
     target_id = Text(validate=validate.Length(1, 255))
     notification_type = Text(validate=FullMatch(TYPE_PATTERN))
-    actor_user_id = fields.UUID()
-    user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    actor_user_id = CanonicalUUID()
+    user_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
 
     @validates_schema
     def _one_selector(self, data: dict, **kwargs) -> None:
@@ -256,20 +315,53 @@ class ChannelPreferencesSchema(Schema):
     push = StrictBoolean()
 
 
+class IanaZone(fields.String):
+    """An IANA time zone name (quiet hours, the daily e-mail digest)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text not in iana_zones():
+            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+        return text
+
+
 class QuietHoursSchema(Schema):
     start = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
     end = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
-    timezone = fields.String(required=True)
-
-    @validates("timezone")
-    def _zone(self, value: str, data_key: str) -> None:
-        if value not in iana_zones():
-            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+    timezone = IanaZone(required=True)
 
     @validates_schema
     def _distinct(self, data: dict, **kwargs) -> None:
         if data.get("start") and data.get("start") == data.get("end"):
             raise ValidationError("Must differ from start.", "end")
+
+
+class EmailDigestSchema(Schema):
+    """API.md "E-mail digests": batched (default) or daily at a local time; replaced whole."""
+
+    frequency = fields.String(required=True, validate=validate.OneOf(("batched", "daily")),
+                              metadata={"description": "`batched`: one e-mail once the oldest unseen "
+                                        "notification has waited EMAIL_DIGEST_DELAY_SECONDS; `daily`: one a "
+                                        "day at `at` local time."})
+    at = fields.String(allow_none=True, load_default=None,
+                       validate=FullMatch(TIME_RE, error="Must be HH:MM."),
+                       metadata={"description": "HH:MM, required with daily, null with batched. A time "
+                                 "that does not exist that day (DST) goes at the next minute that does; one "
+                                 "that happens twice goes once."})
+    timezone = IanaZone(allow_none=True, load_default=None,
+                        metadata={"description": "IANA name, required with daily, null with batched."})
+
+    @validates_schema
+    def _by_frequency(self, data: dict, **kwargs) -> None:
+        daily = data.get("frequency") == "daily"
+        errors = {}
+        for field in ("at", "timezone"):
+            if daily and data.get(field) is None:
+                errors[field] = ["Required with frequency daily."]
+            elif not daily and data.get(field) is not None:
+                errors[field] = ["Must be null with frequency batched."]
+        if errors and "frequency" in data:
+            raise ValidationError(errors)
 
 
 class TypeName(fields.String):
@@ -288,6 +380,8 @@ class SettingsPatchSchema(Schema):
         keys=TypeName(), values=fields.Nested(ChannelPreferencesSchema, allow_none=True),
         validate=validate.Length(max=MAX_TYPE_PREFERENCES))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
+    email_digest = fields.Nested(EmailDigestSchema, allow_none=True, metadata={
+        "description": "Replaced whole; null restores the default (batched)."})
 
 
 # ---- responses (documented in OpenAPI; the views use the fast dumpers below) -------------
@@ -386,6 +480,7 @@ class SettingsSchema(Schema):
                                    required=True)
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, required=True)
     updated_at = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
+    email_digest = fields.Nested(EmailDigestSchema, required=True)
 
 
 class ProblemSchema(Schema):
@@ -401,6 +496,18 @@ class ProblemSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class IndexLinksSchema(Schema):
+    api = fields.String(required=True, metadata={"description": "The notifications collection."})
+    health = fields.String(required=True)
+    docs = fields.String(metadata={"description": "Swagger UI (only with ENABLE_DOCS)."})
+    openapi = fields.String(metadata={"description": "The OpenAPI document (only with ENABLE_DOCS)."})
+
+
+class IndexSchema(Schema):
+    name = fields.String(required=True)
+    links = fields.Nested(IndexLinksSchema, required=True)
 
 
 # ---- loading helpers ---------------------------------------------------------------------

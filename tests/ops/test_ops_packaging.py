@@ -59,6 +59,10 @@ def test_wheel_ships_every_migration_and_the_gunicorn_settings(wheel):
             assert inside in names, inside
             assert archive.read(inside) == path.read_bytes(), inside  # the same bytes: same checksums
         assert "notifications_api/ops/gunicorn_conf.py" in names
+        # the web inbox's files (views/ui.py serves them from the package)
+        for path in sorted((PACKAGE / "views" / "ui_assets").iterdir()):
+            inside = f"notifications_api/views/ui_assets/{path.name}"
+            assert inside in names and archive.read(inside) == path.read_bytes(), inside
         assert not [name for name in names if name.startswith(("tests/", "bench/", "deploy/"))]
 
 
@@ -245,6 +249,10 @@ def test_wheel_in_a_fresh_venv_migrates_and_serves(wheel, throwaway_database, tm
                     (tmp_path / "gunicorn.log").read_text()[-3000:]
                 time.sleep(0.2)
         assert health["status"] == "ok" and health["checks"]["database"] == "ok", health
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/manifest.json", timeout=5) as response:
+            component = json.load(response)["notification-inbox.js"]  # the web inbox, from the wheel
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{component}", timeout=5) as response:
+            assert b'customElements.define("notification-inbox"' in response.read()
     finally:
         stop_process(server, timeout=30)
         log.close()
