@@ -171,8 +171,13 @@ def test_a_click_on_the_push_opens_its_action_url_or_focuses_a_tab_already_there
       self.clients.matchAll = async () => existing ? [{url: existing, focus: async () => record.focused.push(existing)}] : [];
       self.clients.openWindow = async (target) => { record.opened.push(target); return null; };
       try { self.dispatchEvent(new NotificationEvent('notificationclick', {notification})); } catch (e) {}
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      record.left = (await self.registration.getNotifications({tag: 'n-1'})).length;
+      // the handler's work is asynchronous: wait for its outcome (up to 5 s on a loaded machine), not a fixed time
+      const left = async () => (await self.registration.getNotifications({tag: 'n-1'})).length;
+      for (let waited = 0; waited < 5000; waited += 25) {
+        if (record.opened.length + record.focused.length && !(await left())) break;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      record.left = await left();
       return record;
     }"""
     deadline = time.monotonic() + 5
