@@ -37,9 +37,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:
-    from .views import health, notifications, retractions, settings, stream
+    from .views import health, notifications, push, retractions, settings, stream
     app.register_blueprint(health.bp)
     # In any order: /notifications/settings, /stream, /groups... never read as a notification id (the
     # uuid converter; and Werkzeug tries literal path parts before variables whatever the order).
-    for resource in (notifications, retractions, settings, stream):
+    for resource in (notifications, retractions, settings, stream, push):
         app.register_blueprint(resource.bp, url_prefix=prefix)
