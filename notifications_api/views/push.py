@@ -91,15 +91,17 @@ def get_vapid_public_key():
 @bp.post("/push/subscriptions")
 @openapi.doc(
     "createPushSubscription", "Register this browser for Web Push", tag="push",
-    description="The body is `PushSubscription.toJSON()` (plus an optional `user_agent` label, at most 200 "
-                "characters). `201` for a new browser; `200` when the caller had this endpoint already "
-                "(keys, label and expiration replaced: browsers re-subscribe). An endpoint registered by "
-                "another user moves to the caller (`201`, a new `subscription_id`; the other user's "
-                "subscription and its pending pushes are gone). At most 20 per user: the 21st removes the one registered "
-                "longest ago. The endpoint's host must be allowed by PUSH_ALLOWED_HOSTS (default: the push "
-                "services of Chrome/Edge, Firefox, Safari and Windows), over https; it is never fetched or "
-                "resolved here. Errors are `422` keyed by path (`endpoint`, `keys.p256dh`, `keys.auth`). "
-                "The endpoint and keys are never returned or logged." + NOT_CONFIGURED,
+    description=("The body is `PushSubscription.toJSON()` (plus an optional `user_agent` label, at most "
+                 "200 characters). `201` for a new browser; `200` when the caller had this endpoint "
+                 "already (keys, label and expiration replaced: browsers re-subscribe). An endpoint "
+                 "registered by another user moves to the caller (`201`, a new `subscription_id`; the "
+                 "other user's subscription and its pending pushes are gone). At most 20 per user: the "
+                 "21st removes the one registered longest ago. The endpoint's host must be allowed by "
+                 "PUSH_ALLOWED_HOSTS (default: the push services of Chrome/Edge, Firefox, Safari and "
+                 "Windows), over https; it is never fetched or resolved here. Errors are `422` keyed by "
+                 "path (`endpoint`, `keys.p256dh`, `keys.auth`). The endpoint and keys are never "
+                 "returned or logged."
+                 + NOT_CONFIGURED),
     request=openapi.body(PushSubscribeSchema, "The browser's subscription.", {
         "endpoint": "https://fcm.googleapis.com/fcm/send/c1KrmpTuRm0:APA91bGq", "expirationTime": None,
         "keys": {"p256dh": EXAMPLE_P256DH, "auth": "tBHItJI5svbpez7KI4CCXg"},
