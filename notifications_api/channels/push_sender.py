@@ -14,6 +14,7 @@ Connections are pooled per origin (keep-alive) with at most `per_origin` sockets
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util import connection as urllib3_connection
 
 MAX_RESPONSE_BYTES = 4096
+# urllib3 logs each request line at DEBUG ("POST /fcm/send/<token> HTTP/1.1" 201): the path of an
+# endpoint is a capability, so its loggers stay at WARNING whatever LOG_LEVEL is (with retries off,
+# nothing it logs at WARNING carries a path).
+URLLIB3_LOG_LEVEL = logging.WARNING
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -145,6 +150,7 @@ class PushSender:
     def __init__(self, policy: EndpointPolicy, *, per_origin: int = 8, origins: int = 32,
                  connect_timeout: float = 5.0, read_timeout: float = 10.0, ca_certs: str | None = None):
         self.policy = policy
+        logging.getLogger("urllib3").setLevel(URLLIB3_LOG_LEVEL)
         http_conn = _guarded(HTTPConnection, "http", policy)
         https_conn = _guarded(HTTPSConnection, "https", policy)
 

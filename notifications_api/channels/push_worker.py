@@ -221,6 +221,7 @@ class PushWorker:
         self.conninfo = conninfo
         self.settings = settings
         self.name = name or worker_name()
+        self._own_sender = sender is None
         self.sender = sender or PushSender(
             EndpointPolicy(settings.allowed_hosts), per_origin=settings.concurrency,
             connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
@@ -311,7 +312,8 @@ class PushWorker:
                 "event": "database_exception", "worker": self.name, "error": type(exc).__name__})
         finally:
             self._close()
-            self.sender.close()
+            if self._own_sender:
+                self.sender.close()
         return released
 
     # --- one batch ---------------------------------------------------------------------------------
