@@ -166,7 +166,7 @@ def _shorten(body: dict, name: str) -> str | None:
     best = None
     while low <= high:  # binary search over characters: JSON escaping makes bytes per char uneven
         mid = (low + high) // 2
-        candidate = text[:mid].rstrip() + ELLIPSIS
+        candidate = text[:mid] + ELLIPSIS
         if len(_dumps({**body, name: candidate})) <= MAX_PAYLOAD_BYTES:
             best, low = candidate, mid + 1
         else:
