@@ -270,3 +270,33 @@ def test_worker_group_missing(production_env, monkeypatch):
     monkeypatch.setattr(preflight, "WORKER_GROUP", "nt_ops_no_such_group")
     checks = preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL})
     assert_fails(checks, EMAIL_ITEMS[0], "role nt_ops_no_such_group does not exist", "roles.sql")
+
+
+# --- Web Push (VAPID_PRIVATE_KEY set: the API queues pushes for the push worker) -----------------------
+
+def _push_env(env: dict) -> dict:
+    from notifications_api.channels.push_crypto import generate_vapid_keys
+
+    return {**env, "VAPID_PRIVATE_KEY": generate_vapid_keys()[0], "VAPID_SUBJECT": "mailto:push@acme-notify.io"}
+
+
+def test_all_pass_with_push_on(production_env):
+    checks = preflight.run(_push_env(production_env))
+    assert [c.item for c in checks] == BASE_ITEMS[:-3] + ["push outbox functions"] + BASE_ITEMS[-3:] + [
+        "Web Push key"]
+    assert [c.line() for c in checks if not c.ok] == []
+    assert "executable by notifications_push_worker, not by the app user" in \
+        by_item(checks)["push outbox functions"].reason
+
+
+def test_push_functions_and_key_with_problems(production_env, scratch_database):
+    admin_conninfo, app_conninfo = scratch_database()
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute("REVOKE EXECUTE ON FUNCTION activity.sp_push_queue_stats() FROM notifications_push_worker")
+        conn.execute("GRANT EXECUTE ON FUNCTION activity.sp_release_push_deliveries(text) TO notifications_api")
+    env = {**_push_env(_with_conninfo(production_env, app_conninfo)), "VAPID_SUBJECT": "mailto:ops@example.com"}
+    checks = preflight.run(env)
+    assert_fails(checks, "push outbox functions", "not executable by notifications_push_worker: sp_push_queue_stats",
+                 "executable by the app user: sp_release_push_deliveries")
+    assert_fails(checks, "Web Push key", "placeholder")
+    assert "push outbox functions" not in by_item(preflight.run(_with_conninfo(production_env, app_conninfo)))
