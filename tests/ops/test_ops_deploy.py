@@ -463,8 +463,9 @@ def test_runbook_final_checklist_is_what_preflight_checks():
     text = PRODUCTION.read_text()
     final = text[text.index("## 10. Final checklist"):text.index("Not automated")]
     assert re.findall(r"\*\*(.+?)\*\*", final) == ITEMS
-    from notifications_api.ops.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS
-    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS) | set(EMAIL_FUNCTIONS) | set(FORBIDDEN_FUNCTIONS)
+    from notifications_api.ops.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS, PUSH_FUNCTIONS
+    assert set(re.findall(r"`(sp_\w+)`", final)) == \
+        set(FUNCTIONS) | set(EMAIL_FUNCTIONS) | set(PUSH_FUNCTIONS) | set(FORBIDDEN_FUNCTIONS)
 
 
 def test_runbook_commands_and_files_exist():

@@ -18,11 +18,12 @@ ITEMS = [
     "configuration valid", "ENVIRONMENT", "DEBUG", "LOG_LEVEL", "secrets strong", "/metrics protected",
     "database password", "CORS strict", "docs off", "rate limits", "Redis reachable", "database reachable",
     "database TLS", "session settings", "migrations current", "stored functions executable", "app user cannot read tables",
-    "app user cannot create objects", "e-mail outbox functions", "JWT validation", "JWT audience",
-    "service-token validation",
+    "app user cannot create objects", "e-mail outbox functions", "push outbox functions", "JWT validation",
+    "JWT audience", "service-token validation", "Web Push key",
 ]
 EMAIL_ITEMS = ["e-mail outbox functions"]
-BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS]
+PUSH_ITEMS = ["push outbox functions", "Web Push key"]  # only when VAPID_PRIVATE_KEY is set
+BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS + PUSH_ITEMS]
 EMAIL_API_URL = "https://email-api.example.internal/v1/send"
 
 
@@ -224,16 +225,17 @@ def test_broken_service_token_validation_is_caught(production_env, monkeypatch):
 
 def test_all_pass_with_email_on(production_env):
     checks = preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL})
-    assert [c.item for c in checks] == ITEMS
+    assert [c.item for c in checks] == [item for item in ITEMS if item not in PUSH_ITEMS]
     assert [c.line() for c in checks if not c.ok] == []
     assert "executable by notifications_worker, not by the app user" in by_item(checks)[EMAIL_ITEMS[0]].reason
 
 
 def test_email_item_not_checked_when_the_database_is_unreachable(production_env, database):
     env = _with_conninfo(production_env, make_conninfo(database.app, host="127.0.0.1", port=str(free_port())))
-    checks = preflight.run({**env, "EMAIL_API_URL": EMAIL_API_URL})
+    checks = preflight.run(_push_env({**env, "EMAIL_API_URL": EMAIL_API_URL}))
     assert [c.item for c in checks] == ITEMS
     assert_fails(checks, EMAIL_ITEMS[0], "not checked")
+    assert_fails(checks, PUSH_ITEMS[0], "not checked")
 
 
 def test_email_functions_with_wrong_grants(production_env, scratch_database):
@@ -282,8 +284,7 @@ def _push_env(env: dict) -> dict:
 
 def test_all_pass_with_push_on(production_env):
     checks = preflight.run(_push_env(production_env))
-    assert [c.item for c in checks] == BASE_ITEMS[:-3] + ["push outbox functions"] + BASE_ITEMS[-3:] + [
-        "Web Push key"]
+    assert [c.item for c in checks] == [item for item in ITEMS if item not in EMAIL_ITEMS]
     assert [c.line() for c in checks if not c.ok] == []
     assert "executable by notifications_push_worker, not by the app user" in \
         by_item(checks)["push outbox functions"].reason
