@@ -46,8 +46,12 @@ CREATE TABLE activity.push_subscriptions (
 ALTER TABLE activity.push_subscriptions OWNER TO notifications_owner;
 CREATE INDEX push_subscriptions_endpoint ON activity.push_subscriptions (endpoint);
 
--- One row per (notification, subscription). A subscription that goes takes its deliveries with it
--- (ON DELETE CASCADE): a moved browser never gets the previous user's pending pushes.
+-- One row per (notification, subscription). A subscription that goes takes its pending deliveries
+-- with it (the functions that delete subscriptions delete them, and the claim cancels any whose
+-- subscription is gone): a moved browser never gets the previous user's pending pushes. No foreign
+-- key and no (user_id, subscription_id) index: queueing is on the create's path, and each per-row
+-- RI check and index entry costs the create (docs/PERFORMANCE.md "Web Push"); the rare deletes by
+-- subscription read the user's rows through the primary key.
 -- Life of a row: pending -> sending -> sent | pending (retry) | failed; pending -> cancelled (the
 -- notification was seen, read, archived, snoozed, deleted, expired or retracted before it went).
 CREATE TABLE activity.push_outbox (
@@ -64,9 +68,7 @@ CREATE TABLE activity.push_outbox (
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz,
-    PRIMARY KEY (user_id, delivery_id),
-    FOREIGN KEY (user_id, subscription_id)
-        REFERENCES activity.push_subscriptions (user_id, subscription_id) ON DELETE CASCADE
+    PRIMARY KEY (user_id, delivery_id)
 );
 ALTER TABLE activity.push_outbox OWNER TO notifications_owner;
 -- Partial indexes: the claim reads only due and leased rows, so its cost does not grow with the
@@ -75,6 +77,5 @@ CREATE INDEX push_outbox_due ON activity.push_outbox (available_at) WHERE status
 CREATE INDEX push_outbox_leased ON activity.push_outbox (lease_expires_at) WHERE status = 'sending';
 CREATE INDEX push_outbox_finished ON activity.push_outbox (finished_at)
     WHERE status IN ('sent', 'failed', 'cancelled');
-CREATE INDEX push_outbox_subscription ON activity.push_outbox (user_id, subscription_id);
 
 REVOKE ALL ON activity.push_subscriptions, activity.push_outbox FROM PUBLIC;

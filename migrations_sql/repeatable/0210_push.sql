@@ -27,6 +27,23 @@ AS $$
     SELECT lower(substring(p_endpoint FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+'))
 $$;
 
+-- A deleted subscription's unfinished deliveries go with it (push_outbox has no foreign key: see
+-- 0155_push.sql). Reads the user's rows through the primary key. Returns how many were dropped.
+CREATE OR REPLACE FUNCTION activity._drop_push_deliveries(p_user_id uuid, p_subscription_ids uuid[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    v_dropped integer;
+BEGIN
+    DELETE FROM push_outbox o
+     WHERE o.user_id = p_user_id AND o.subscription_id = ANY (p_subscription_ids)
+       AND o.status IN ('pending', 'sending');
+    GET DIAGNOSTICS v_dropped = ROW_COUNT;
+    RETURN v_dropped;
+END
+$$;
+
 -- 17. Register (or refresh) a browser for the user. result: 'created' (new), 'updated' (the caller's
 -- endpoint already: keys, label and expiration replaced), 'moved' (it was another user's: that row
 -- and its pending deliveries are gone, a new subscription_id). removed_count: subscriptions of the
@@ -44,6 +61,9 @@ DECLARE
     v_result text;
     v_row push_subscriptions%ROWTYPE;
     v_removed integer := 0;
+    v_old_user uuid;
+    v_old_id uuid;
+    v_capped uuid[];
 BEGIN
     PERFORM _check_user(p_user_id);
     IF p_endpoint IS NULL OR char_length(p_endpoint) NOT BETWEEN 1 AND 2048
@@ -67,8 +87,12 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('push_user:' || p_user_id::text, 0));
 
     -- another user's browser moves to the caller (its pending deliveries go with the old row)
-    DELETE FROM push_subscriptions s WHERE s.endpoint = p_endpoint AND s.user_id <> p_user_id;
-    v_result := CASE WHEN FOUND THEN 'moved' END;
+    DELETE FROM push_subscriptions s WHERE s.endpoint = p_endpoint AND s.user_id <> p_user_id
+    RETURNING s.user_id, s.subscription_id INTO v_old_user, v_old_id;
+    IF v_old_id IS NOT NULL THEN
+        PERFORM _drop_push_deliveries(v_old_user, ARRAY[v_old_id]);
+        v_result := 'moved';
+    END IF;
 
     UPDATE push_subscriptions s
        SET p256dh = p_p256dh, auth = p_auth, user_agent = p_user_agent,
@@ -92,9 +116,12 @@ BEGIN
             DELETE FROM push_subscriptions s USING old
              WHERE s.user_id = p_user_id AND s.subscription_id = old.subscription_id
                AND s.subscription_id <> v_row.subscription_id
-            RETURNING 1
+            RETURNING s.subscription_id
         )
-        SELECT count(*) INTO v_removed FROM gone;
+        SELECT count(*), array_agg(gone.subscription_id) INTO v_removed, v_capped FROM gone;
+        IF v_removed > 0 THEN
+            PERFORM _drop_push_deliveries(p_user_id, v_capped);
+        END IF;
     END IF;
 
     RETURN QUERY SELECT v_result, v_removed, v_row.subscription_id, _push_origin(v_row.endpoint),
@@ -145,6 +172,7 @@ BEGIN
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'NAP04', MESSAGE = 'subscription not found';
     END IF;
+    PERFORM _drop_push_deliveries(p_user_id, ARRAY[v_id]);
     RETURN QUERY SELECT v_id, v_origin;
 END
 $$;
@@ -193,7 +221,8 @@ $$;
 -- what the push needs: the subscription's endpoint and keys, the notification's fields and the
 -- user's counts (as last folded: a snooze end or expiry not folded yet is not in them).
 -- Respects the inbox: a row whose notification is gone (deleted, retracted, purged), seen, read,
--- archived, snoozed or expired is cancelled, never returned. An expired lease on a row that already
+-- archived, snoozed or expired is cancelled, never returned; one whose subscription is gone (a create
+-- that read it just before it was deleted) is dropped. An expired lease on a row that already
 -- used p_max_attempts (a push that keeps killing its worker) fails it.
 -- Indexes: push_outbox_leased and push_outbox_due (partial): the cost does not grow with history.
 CREATE OR REPLACE FUNCTION activity.sp_claim_push_deliveries(
@@ -255,11 +284,17 @@ BEGIN
                          OR n.seen_at IS NOT NULL OR n.read_at IS NOT NULL
                          OR n.snoozed_until > now() OR n.expires_at <= now()
                         THEN 'cancelled'
+                    WHEN s.subscription_id IS NULL THEN 'gone'
                     WHEN o.status = 'sending' AND o.attempts >= p_max_attempts THEN 'failed'
                     ELSE 'sending' END AS next_status
           FROM unnest(v_uids, v_dids) AS k(uid, did)
           JOIN push_outbox o ON o.user_id = k.uid AND o.delivery_id = k.did
           LEFT JOIN notifications n ON n.user_id = o.user_id AND n.notification_id = o.notification_id
+          LEFT JOIN push_subscriptions s ON s.user_id = o.user_id AND s.subscription_id = o.subscription_id
+    ), dropped AS (
+        -- queued by a create that read the subscription just before it was deleted
+        DELETE FROM push_outbox o USING picked p
+         WHERE o.user_id = p.user_id AND o.delivery_id = p.delivery_id AND p.next_status = 'gone'
     ), changed AS (
         UPDATE push_outbox o
            SET status = p.next_status,
@@ -275,7 +310,7 @@ BEGIN
                                              'sending)', o.attempts)
                    ELSE o.last_error END
           FROM picked p
-         WHERE o.user_id = p.user_id AND o.delivery_id = p.delivery_id
+         WHERE o.user_id = p.user_id AND o.delivery_id = p.delivery_id AND p.next_status <> 'gone'
         RETURNING o.user_id, o.delivery_id, o.notification_id, o.subscription_id, o.attempts, o.created_at,
                   o.status
     )
@@ -294,25 +329,33 @@ $$;
 -- Outcomes: each applies only while the row is still leased by p_worker (FALSE / NULL otherwise:
 -- the lease expired and another worker took the row over).
 
--- 2xx: sent; the subscription works (last_success_at, failures reset).
-CREATE OR REPLACE FUNCTION activity.sp_complete_push_delivery(p_user_id uuid, p_delivery_id uuid, p_worker text)
-RETURNS boolean
+-- 2xx: sent; the subscriptions work (last_success_at, failures reset). Set-based, one call for the
+-- sent part of a batch: a call per push would cost a database round trip each. Returns the
+-- delivery ids that were still leased by p_worker (the others were taken over: their lease expired).
+CREATE OR REPLACE FUNCTION activity.sp_complete_push_deliveries(
+    p_worker text, p_user_ids uuid[], p_delivery_ids uuid[])
+RETURNS TABLE(delivery_id uuid)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
-DECLARE
-    v_subscription uuid;
+#variable_conflict use_column
 BEGIN
-    UPDATE push_outbox o
-       SET status = 'sent', finished_at = now(), lease_expires_at = NULL
-     WHERE o.user_id = p_user_id AND o.delivery_id = p_delivery_id
-       AND o.status = 'sending' AND o.lease_owner = p_worker
-    RETURNING o.subscription_id INTO v_subscription;
-    IF NOT FOUND THEN
-        RETURN false;
+    IF cardinality(p_user_ids) IS DISTINCT FROM cardinality(p_delivery_ids) OR cardinality(p_user_ids) > 1000 THEN
+        PERFORM _invalid('delivery_ids', 'user_ids and delivery_ids must pair up, at most 1000');
     END IF;
-    UPDATE push_subscriptions s SET last_success_at = now(), consecutive_failures = 0
-     WHERE s.user_id = p_user_id AND s.subscription_id = v_subscription;
-    RETURN true;
+    RETURN QUERY
+    WITH done AS (
+        UPDATE push_outbox o
+           SET status = 'sent', finished_at = now(), lease_expires_at = NULL
+          FROM unnest(p_user_ids, p_delivery_ids) AS k(uid, did)
+         WHERE o.user_id = k.uid AND o.delivery_id = k.did
+           AND o.status = 'sending' AND o.lease_owner = p_worker
+        RETURNING o.user_id, o.delivery_id, o.subscription_id
+    ), works AS (
+        UPDATE push_subscriptions s SET last_success_at = now(), consecutive_failures = 0
+          FROM (SELECT DISTINCT d.user_id, d.subscription_id FROM done d) d
+         WHERE s.user_id = d.user_id AND s.subscription_id = d.subscription_id
+    )
+    SELECT d.delivery_id FROM done d;
 END
 $$;
 
@@ -330,6 +373,7 @@ BEGIN
     RETURNING s.consecutive_failures INTO v_failures;
     IF v_failures >= p_max_failures THEN
         DELETE FROM push_subscriptions s WHERE s.user_id = p_user_id AND s.subscription_id = p_subscription_id;
+        PERFORM _drop_push_deliveries(p_user_id, ARRAY[p_subscription_id]);
         RETURN true;
     END IF;
     RETURN false;
@@ -407,7 +451,7 @@ END
 $$;
 
 -- 404 / 410: the browser unsubscribed. The subscription is deleted, and with it this delivery and
--- every other one queued for it. FALSE when the lease is not ours any more.
+-- every other unfinished one queued for it. FALSE when the lease is not ours any more.
 CREATE OR REPLACE FUNCTION activity.sp_gone_push_subscription(p_user_id uuid, p_delivery_id uuid, p_worker text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
@@ -423,6 +467,7 @@ BEGIN
         RETURN false;
     END IF;
     DELETE FROM push_subscriptions s WHERE s.user_id = p_user_id AND s.subscription_id = v_subscription;
+    PERFORM _drop_push_deliveries(p_user_id, ARRAY[v_subscription]);
     RETURN true;
 END
 $$;
@@ -501,9 +546,9 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
               WHERE p.pronamespace = 'activity'::regnamespace
-                AND p.proname IN ('_push_origin', 'sp_push_subscribe', 'sp_push_subscriptions',
+                AND p.proname IN ('_push_origin', '_drop_push_deliveries', 'sp_push_subscribe', 'sp_push_subscriptions',
                                   'sp_push_unsubscribe', '_queue_push', 'sp_claim_push_deliveries',
-                                  'sp_complete_push_delivery', '_push_failure', 'sp_retry_push_delivery',
+                                  'sp_complete_push_deliveries', '_push_failure', 'sp_retry_push_delivery',
                                   'sp_fail_push_delivery', 'sp_gone_push_subscription',
                                   'sp_release_push_deliveries', 'sp_push_queue_stats',
                                   'sp_purge_push_outbox') LOOP
@@ -521,7 +566,7 @@ TO notifications_api;
 
 GRANT EXECUTE ON FUNCTION
     activity.sp_claim_push_deliveries(text, integer, integer, integer),
-    activity.sp_complete_push_delivery(uuid, uuid, text),
+    activity.sp_complete_push_deliveries(text, uuid[], uuid[]),
     activity.sp_retry_push_delivery(uuid, uuid, text, text, double precision, integer, boolean, integer),
     activity.sp_fail_push_delivery(uuid, uuid, text, text, integer),
     activity.sp_gone_push_subscription(uuid, uuid, text),

@@ -9,7 +9,7 @@ import psycopg
 
 CLAIM_SIGNATURE = "activity.sp_claim_push_deliveries(text, integer, integer, integer)"
 CLAIM = "SELECT * FROM activity.sp_claim_push_deliveries(%s::text, %s::int, %s::int, %s::int)"
-COMPLETE = "SELECT activity.sp_complete_push_delivery(%s::uuid, %s::uuid, %s::text)"
+COMPLETE = "SELECT delivery_id FROM activity.sp_complete_push_deliveries(%s::text, %s::uuid[], %s::uuid[])"
 RETRY = ("SELECT status, subscription_removed FROM activity.sp_retry_push_delivery("
          "%s::uuid, %s::uuid, %s::text, %s::text, %s::float8, %s::int, %s::boolean, %s::int)")
 FAIL = ("SELECT failed, subscription_removed"
@@ -65,8 +65,10 @@ def claim(conn: psycopg.Connection, worker: str, limit: int, lease_seconds: int,
     return [PushDelivery(*row) for row in conn.execute(CLAIM, (worker, limit, lease_seconds, max_attempts))]
 
 
-def complete(conn: psycopg.Connection, delivery: PushDelivery, worker: str) -> bool:
-    return bool(conn.execute(COMPLETE, (delivery.user_id, delivery.delivery_id, worker)).fetchone()[0])
+def complete(conn: psycopg.Connection, deliveries: list[PushDelivery], worker: str) -> set[UUID]:
+    """Record a batch's sent pushes at once; the delivery ids that were still ours."""
+    user_ids, delivery_ids = [d.user_id for d in deliveries], [d.delivery_id for d in deliveries]
+    return {row[0] for row in conn.execute(COMPLETE, (worker, user_ids, delivery_ids))}
 
 
 def retry(conn: psycopg.Connection, delivery: PushDelivery, worker: str, error: str, delay_seconds: float,

@@ -43,6 +43,10 @@ URGENCY = {"low": "low", "normal": "normal", "high": "high", "urgent": "high"}
 OUTCOMES = ("sent", "retried", "failed", "gone", "lost")
 QUEUE_STATUSES = ("pending", "due", "sending")
 MAX_LEASE_MARGIN_SECONDS = 5.0
+# Sent pushes are recorded together (one call), at the latest when this many wait: a round trip per
+# push would bound a worker by the database's latency. A worker killed meanwhile re-sends at most
+# these and the requests in flight (their leases expire).
+SENT_FLUSH = 32
 
 
 @dataclass(frozen=True)
@@ -327,6 +331,7 @@ class PushWorker:
         futures = {self._executor.submit(self._send, delivery, deadline): delivery for delivery in batch}
         tally: Tally[str] = Tally()
         origins: Tally[str] = Tally()
+        sent: list[PushDelivery] = []
         for future in as_completed(futures):
             delivery = futures[future]
             outcome = future.result()
@@ -334,8 +339,16 @@ class PushWorker:
                 tally["released"] += 1
                 continue
             self.metrics.send_seconds.observe(outcome.seconds)
-            tally[self._record(delivery, outcome)] += 1
             origins[endpoint_origin(delivery.endpoint)] += 1
+            if outcome.kind == "sent":
+                sent.append(delivery)
+                if len(sent) >= SENT_FLUSH:
+                    tally.update(self._complete(sent))
+                    sent = []
+                continue
+            tally[self._record(delivery, outcome)] += 1
+        if sent:
+            tally.update(self._complete(sent))
         if tally["released"]:
             self._record_call(outbox.release, self.name)
         log.info("push batch delivered", extra={
@@ -384,12 +397,20 @@ class PushWorker:
             delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER_SECONDS))
         return delay
 
+    def _complete(self, deliveries: list[PushDelivery]) -> Tally[str]:
+        """Record sent pushes in one call: how many were sent, and lost (the lease had expired)."""
+        ours = self._record_call(outbox.complete, deliveries, self.name) or set()
+        counts = Tally(sent=len(ours), lost=len(deliveries) - len(ours))
+        for kind, count in counts.items():
+            self.metrics.deliveries.labels(kind).inc(count)
+        return counts
+
     def _record(self, delivery: PushDelivery, outcome: PushOutcome) -> str:
         """Record one outcome; which of OUTCOMES it was."""
         s = self.settings
         if outcome.kind == "sent":
-            kind = "sent" if self._record_call(outbox.complete, delivery, self.name) else "lost"
-        elif outcome.kind == "gone":
+            return "sent" if self._complete([delivery])["sent"] else "lost"
+        if outcome.kind == "gone":
             kind = "gone" if self._record_call(outbox.gone, delivery, self.name) else "lost"
             if kind == "gone":
                 self._removed(delivery, "gone", outcome.status)

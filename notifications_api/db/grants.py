@@ -32,7 +32,7 @@ EMAIL_FUNCTIONS = (
 # The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.
 # The Web Push worker's (migrations_sql/repeatable/0210_push.sql).
 PUSH_FUNCTIONS = (
-    "sp_claim_push_deliveries", "sp_complete_push_delivery", "sp_retry_push_delivery",
+    "sp_claim_push_deliveries", "sp_complete_push_deliveries", "sp_retry_push_delivery",
     "sp_fail_push_delivery", "sp_gone_push_subscription", "sp_release_push_deliveries",
     "sp_push_queue_stats",
 )

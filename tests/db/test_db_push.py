@@ -67,6 +67,12 @@ def claim(conn, worker="w1", limit=100, lease=60, max_attempts=5) -> list[dict]:
                 max_attempts=max_attempts)
 
 
+def complete(conn, worker, *rows) -> list:
+    return [r["delivery_id"] for r in call(conn, "sp_complete_push_deliveries", worker=worker,
+                                           user_ids=[r["user_id"] for r in rows],
+                                           delivery_ids=[r["delivery_id"] for r in rows])]
+
+
 # --- subscriptions -------------------------------------------------------------------------------
 
 def test_subscribe_creates_updates_and_never_returns_the_endpoint_or_keys(db_app, db_admin, db_user):
@@ -295,10 +301,8 @@ def test_outcomes_sent_resets_failures_and_needs_the_lease(db_app, db_push, db_a
     db_admin.execute("UPDATE activity.push_subscriptions SET consecutive_failures = 3 WHERE user_id = %s", (u,))
     create_one(db_app, u)
     [row] = claim(db_push, worker="w1")
-    assert call(db_push, "sp_complete_push_delivery", user_id=u, delivery_id=row["delivery_id"],
-                worker="w2")[0]["sp_complete_push_delivery"] is False
-    assert call(db_push, "sp_complete_push_delivery", user_id=u, delivery_id=row["delivery_id"],
-                worker="w1")[0]["sp_complete_push_delivery"] is True
+    assert complete(db_push, "w2", row) == []
+    assert complete(db_push, "w1", row) == [row["delivery_id"]]
     [listed] = call(db_app, "sp_push_subscriptions", user_id=u)
     assert listed["subscription_id"] == sub["subscription_id"]
     assert listed["consecutive_failures"] == 0 and listed["last_success_at"] is not None
@@ -337,7 +341,7 @@ def test_ten_consecutive_failures_delete_the_subscription(db_app, db_push, db_ad
                    error="HTTP 400")
         assert r == {"failed": True, "subscription_removed": i == 9}
     assert call(db_app, "sp_push_subscriptions", user_id=u) == []
-    assert outbox(db_admin, u) == []  # the subscription took its deliveries with it
+    assert [r[2] for r in outbox(db_admin, u)] == ["failed"] * 10  # the history stays (purged later)
 
 
 def test_gone_deletes_the_subscription_and_its_other_deliveries(db_app, db_push, db_admin, db_user):
@@ -365,8 +369,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record(db_app, 
                      " WHERE user_id = %s", (u,))
     [again] = claim(db_push, worker="alive")
     assert again["delivery_id"] == row["delivery_id"] and again["attempts"] == 2
-    assert call(db_push, "sp_complete_push_delivery", user_id=u, delivery_id=row["delivery_id"],
-                worker="dead")[0]["sp_complete_push_delivery"] is False
+    assert complete(db_push, "dead", row) == []
     # a delivery that keeps killing its worker fails once its attempts are used up
     db_admin.execute("UPDATE activity.push_outbox SET lease_expires_at = now() - interval '1 second'"
                      " WHERE user_id = %s", (u,))
@@ -402,7 +405,7 @@ def test_purge_removes_finished_rows_only(db_app, db_push, db_admin, db_retentio
     for _ in range(3):
         create_one(db_app, u)
     rows = claim(db_push, limit=2)
-    call(db_push, "sp_complete_push_delivery", user_id=u, delivery_id=rows[0]["delivery_id"], worker="w1")
+    complete(db_push, "w1", rows[0])
     call(db_push, "sp_fail_push_delivery", user_id=u, delivery_id=rows[1]["delivery_id"], worker="w1",
          error="HTTP 400")
     db_admin.execute("UPDATE activity.push_outbox SET finished_at = now() - interval '8 days'"
@@ -447,3 +450,28 @@ def test_concurrent_creates_and_claims_queue_each_push_once(db_env, db_app, db_p
     run_threads(5, run)
     seen.extend(r["delivery_id"] for r in claim(db_push, worker="final", limit=1000))
     assert len(seen) == len(set(seen)) == 3 * 5 * 10
+
+
+def test_complete_many_at_once_and_only_ours(db_app, db_push, db_user):
+    users = [db_user() for _ in range(3)]
+    for u in users:
+        subscribe(db_app, u)
+    create(db_app, users)
+    mine = claim(db_push, worker="w1", limit=2)
+    theirs = claim(db_push, worker="w2")
+    assert sorted(complete(db_push, "w1", *mine, *theirs)) == sorted(r["delivery_id"] for r in mine)
+    with sqlstate("NA422", "delivery_ids"):
+        call(db_push, "sp_complete_push_deliveries", worker="w1", user_ids=[users[0]], delivery_ids=[])
+
+
+def test_a_delivery_queued_for_a_subscription_deleted_meanwhile_is_dropped(db_app, db_push, db_admin, db_user):
+    """A create that read the subscription just before it was deleted (no foreign key) queues a row
+    for it: the claim drops it instead of sending to a browser that is gone."""
+    u = db_user()
+    sub = subscribe(db_app, u)
+    n = create_one(db_app, u)
+    db_admin.execute("DELETE FROM activity.push_subscriptions WHERE user_id = %s", (u,))
+    db_admin.execute("INSERT INTO activity.push_outbox (user_id, notification_id, subscription_id)"
+                     " VALUES (%s, %s, %s)", (u, n["notification_id"], sub["subscription_id"]))
+    assert claim(db_push) == []
+    assert [r for r in outbox(db_admin, u) if r[2] in ("pending", "sending")] == []
