@@ -11,10 +11,6 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 from db_helpers import call, create, create_one, run_threads, sqlstate
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-
-from notifications_api.db import admin
 
 
 def _point() -> bytes:
@@ -43,14 +39,9 @@ def outbox(admin_conn, user_id) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def push_login(db_env):
+def push_login(db_env, push_worker_login):
     """A login provisioned like production's push worker user (member of notifications_push_worker only)."""
-    role, password = f"nt_push_{secrets.token_hex(6)}", secrets.token_urlsafe(24)
-    admin.provision_push_worker_user(db_env.admin, role, password)
-    yield make_conninfo(db_env.admin, user=role, password=password)
-    with psycopg.connect(db_env.admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    return push_worker_login(db_env.admin)
 
 
 @pytest.fixture

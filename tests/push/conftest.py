@@ -5,8 +5,6 @@ import secrets
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from notifications_api import create_app
 from notifications_api.channels.push_crypto import generate_vapid_keys
@@ -36,7 +34,7 @@ def push_config(database, vapid, push_service):
     return {
         "DATABASE_URL": database.app, "JWT_SECRET": secrets.token_urlsafe(36), "JWT_SECRET_PREVIOUS": "",
         "SERVICE_TOKEN": secrets.token_urlsafe(36), "SERVICE_TOKEN_PREVIOUS": "", "ENVIRONMENT": "test",
-        "RATE_LIMIT_ENABLED": False, "ENABLE_DOCS": False, "LOG_LEVEL": "INFO", "REDIS_HOST": "",
+        "RATE_LIMIT_ENABLED": False, "ENABLE_DOCS": False, "LOG_LEVEL": "WARNING", "REDIS_HOST": "",
         "METRICS_TOKEN": "", "CORS_ORIGINS": (), "TRUSTED_PROXY_HOPS": 0, "EMAIL_API_URL": "",
         "VAPID_PRIVATE_KEY": vapid[0], "VAPID_SUBJECT": SUBJECT,
         "PUSH_ALLOWED_HOSTS": ("fcm.googleapis.com", "*.push.apple.com", push_service.origin),
@@ -97,16 +95,9 @@ def notify(api, service):
 
 
 @pytest.fixture(scope="session")
-def push_worker_conninfo(database):
+def push_worker_conninfo(database, push_worker_login):
     """A login provisioned like production's push worker (member of notifications_push_worker only)."""
-    from notifications_api.db import admin
-
-    role, password = f"nt_pushw_{secrets.token_hex(6)}", secrets.token_urlsafe(24)
-    admin.provision_push_worker_user(database.admin, role, password)
-    yield make_conninfo(database.admin, user=role, password=password)
-    with psycopg.connect(database.admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    return push_worker_login(database.admin)
 
 
 @pytest.fixture(autouse=True)

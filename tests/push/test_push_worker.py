@@ -349,12 +349,12 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_resends_only_the_in_flight(
 def test_no_endpoint_key_or_vapid_private_key_reaches_a_log(
         make_user, browser, notify, push_service, make_worker, vapid, caplog, api, auth):
     user = make_user()
-    b = browser(user)
-    gone = browser(user)
-    push_service.expire(gone["clientHash"])
-    retry = browser(user)
-    push_service.inject(retry["clientHash"], 502)
     with caplog.at_level(logging.DEBUG):
+        b = browser(user)
+        gone = browser(user)
+        push_service.expire(gone["clientHash"])
+        retry = browser(user)
+        push_service.inject(retry["clientHash"], 502)
         notify(user)
         make_worker().run(once=True)
         api.delete(f"/api/v1/push/subscriptions/{b['subscription_id']}", headers=auth(user))
