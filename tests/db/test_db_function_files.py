@@ -11,7 +11,8 @@ from notifications_api.db.migrate import migrate
 from notifications_api.ops.preflight import _migrations_check
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations_sql"
-# The repeatable files that changed when the functions were split (0200_email.sql did not).
+# The repeatable files that changed when the functions were split (0200_email.sql and the files of
+# later concerns, numbered from 0200 on, did not: the old layout gets them as they are).
 ONE_FILE = Path(__file__).resolve().parent / "previous_release" / "one_function_file"
 
 # Functions whose definition changed after the split, on purpose: name -> why.
@@ -39,7 +40,9 @@ def one_file_layout(tmp_path: Path) -> Path:
         shutil.copy(path, directory)
     for path in ONE_FILE.glob("*.sql"):
         shutil.copy(path, directory / "repeatable")
-    shutil.copy(MIGRATIONS / "repeatable" / "0200_email.sql", directory / "repeatable")
+    for path in (MIGRATIONS / "repeatable").glob("*.sql"):
+        if int(path.name[:4]) >= 200:
+            shutil.copy(path, directory / "repeatable")
     return directory
 
 
