@@ -10,5 +10,7 @@ setup(
     packages=find_packages(include=["notifications_api", "notifications_api.*"])
     + ["notifications_api.migrations_sql"],
     package_dir={"notifications_api.migrations_sql": "migrations_sql"},
-    package_data={"notifications_api.migrations_sql": ["*.sql", "repeatable/*.sql"]},
+    package_data={"notifications_api.migrations_sql": ["*.sql", "repeatable/*.sql"],
+                  # the web inbox's files (views/ui.py serves them from the package)
+                  "notifications_api.views": ["ui_assets/*.js", "ui_assets/*.css", "ui_assets/*.html"]},
 )

@@ -37,8 +37,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:
-    from .views import health, notifications, push, retractions, settings, stream
+    from .views import health, notifications, push, retractions, settings, stream, ui
     app.register_blueprint(health.bp)
+    ui.init_app(app)  # /ui/: the web inbox's files (and, with ENABLE_UI_DEMO, its demo page)
     # In any order: /notifications/settings, /stream, /groups... never read as a notification id (the
     # uuid converter; and Werkzeug tries literal path parts before variables whatever the order).
     for resource in (notifications, retractions, settings, stream, push):

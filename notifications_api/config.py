@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
@@ -86,6 +87,13 @@ def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[str], st
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValueError("must be a UUID") from None
 
 
 def _origins(value: str) -> tuple[str, ...]:
@@ -216,6 +224,9 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "PORT": (_int(1, 65535), "8003"),
     "API_V1_PREFIX": (_prefix, "/api/v1"),
     "ENABLE_DOCS": (_bool, "false"),
+    # /ui/demo and its development endpoints (a demo user's token for anyone): `make run` only.
+    "ENABLE_UI_DEMO": (_bool, "false"),
+    "UI_DEMO_USER_ID": (_uuid, "00000000-0000-4000-8000-000000000001"),  # make run's demo user
     "CORS_ORIGINS": (_origins, ""),
     "DATABASE_URL": (_str, ""),
     "DB_HOST": (_str, ""),
@@ -382,6 +393,8 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             problems.append("DEBUG must be false in production")
         if config["ENABLE_DOCS"]:
             problems.append("ENABLE_DOCS must be false in production")
+        if config["ENABLE_UI_DEMO"]:
+            problems.append("ENABLE_UI_DEMO must be false in production (its page hands out a user's token)")
     return problems
 
 

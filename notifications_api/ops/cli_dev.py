@@ -47,6 +47,7 @@ def dev(data_dir: str) -> None:
     data.mkdir(parents=True, exist_ok=True)
     env.update(_dev_secrets(env, data / DEV_ENV_FILE))
     env.setdefault("ENABLE_DOCS", "true")  # /docs on for development unless .env says otherwise
+    env.setdefault("ENABLE_UI_DEMO", "true")  # /ui/demo, the web inbox for the demo user (docs/WEB.md)
     config = load(env)  # fail fast, before starting anything
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
@@ -66,6 +67,10 @@ def dev(data_dir: str) -> None:
         worker = _start_email_worker(env)
         if pushpin is not None:
             _print_stream_request(config, pushpin.url)
+        if config["ENABLE_UI_DEMO"]:  # through Pushpin when it runs: the page's stream is then live
+            root = pushpin.url if pushpin is not None else f"http://localhost:{config['PORT']}"
+            page = f"{root}/ui/demo"
+            click.echo(f"Web inbox demo (open it, then click \"Send me a test notification\"): {page}\n")
         code = _serve(env)
     finally:
         if pushpin is not None:

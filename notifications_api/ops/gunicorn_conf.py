@@ -61,7 +61,7 @@ preload_app = False  # the app (and its pool object) is built in each worker
 reload = SPEC["DEBUG"][0](_env.get("DEBUG") or SPEC["DEBUG"][1])
 control_socket_disable = True  # gunicorn >= 27 otherwise opens ~/.gunicorn/ sockets that instances fight over
 # Above the app's own limits (web/http_limits.py), which answer with problem documents;
-# gunicorn's plain-text 414/431 is left for what is over these (8190 is gunicorn's request-line cap).
+# gunicorn's own HTML 414/431 is left for what is over these (8190 is gunicorn's request-line cap).
 limit_request_line = http_limits.GUNICORN_LIMIT_REQUEST_LINE
 limit_request_field_size = http_limits.GUNICORN_LIMIT_REQUEST_FIELD_SIZE
 limit_request_fields = http_limits.GUNICORN_LIMIT_REQUEST_FIELDS

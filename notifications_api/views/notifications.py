@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -273,13 +274,14 @@ def _changed_many(action: str, count: int,
     description="Idempotent: a read notification keeps its first `read_at`. Reading sets `seen_at` when it "
                 "is null. On an archived notification only `read_at` is recorded (it stays archived). A "
                 "snoozed notification is `409 notification_snoozed`.",
-    query=no_query, responses=ONE)
+    query=no_query, responses=ONE, errors=(409,))
 @openapi.doc("markNotificationReadPatch", "Mark read (PATCH spelling)", method="patch",
-             description="Same as PUT.", query=no_query, responses=ONE)
+             description="Same as PUT (a snoozed notification is `409 notification_snoozed`).",
+             query=no_query, responses=ONE, errors=(409,))
 @openapi.doc("markNotificationUnread", "Mark unread", method="delete",
              description="Clears the read state; `seen_at` is kept. A snoozed notification is "
                          "`409 notification_snoozed`.",
-             query=no_query, responses=ONE)
+             query=no_query, responses=ONE, errors=(409,))
 @user_required
 @ratelimit.user_write
 def set_read(notification_id: UUID):
@@ -350,7 +352,7 @@ def bulk_update():
                 "`snoozed_until` = `until`; listed under `status=snoozed` only. At `until` it is back in the "
                 "inbox as if just delivered (on top, unread, unseen); nothing needs to be called. Snoozing a "
                 "snoozed notification moves `until`; an archived one is `409 notification_archived`.",
-    request=openapi.body(SnoozeSchema, "When it comes back.", {"until": "2026-11-27T08:00:00Z"}),
+    request=openapi.body(SnoozeSchema, "When it comes back.", {"until": openapi.Ahead(timedelta(days=7))}),
     responses={200: openapi.ok("The snoozed notification.", NotificationSchema, EXAMPLE_SNOOZED,
                                links=openapi.links_from("/notification_id"))},
     errors=(409,))

@@ -71,23 +71,30 @@ TICKET_SCHEMA = {"type": "object", "required": ["ticket", "expires_at"], "additi
                                 "expires_at": {"type": "string", "format": "date-time"}}}
 
 
-def _event_schema() -> dict:
-    """One server-sent event (OpenAPI 3.1 has no itemSchema yet: tools apply `schema` per event)."""
+def _event_schemas() -> dict[str, dict]:
+    """The stream's events as component schemas. The 200's body is a text/event-stream string (what
+    generated clients return as text); these say what each event in it is, for readers and tests."""
     event_id = {"type": "string", "pattern": "^[0-9]+$", "description": "The user's change version."}
-    counts = {"type": "object", "required": ["unread_count", "unseen_count"], "additionalProperties": False,
-              "properties": {"unread_count": {"type": "integer", "minimum": 0},
-                             "unseen_count": {"type": "integer", "minimum": 0}}}
+    retry = {"type": "integer", "minimum": 0, "description": "Milliseconds before EventSource reconnects."}
 
-    def event(name: str, data: dict) -> dict:
-        return {"type": "object", "required": ["event", "data", "id"],
+    def event(name: str, data: str, description: str) -> dict:
+        return {"type": "object", "required": ["event", "data", "id"], "description": description,
                 "properties": {"event": {"const": name}, "id": event_id,
                                "data": {"type": "string", "contentMediaType": "application/json",
-                                        "contentSchema": data},
-                               "retry": {"type": "string", "pattern": "^[0-9]+$"}}}
-    return {"anyOf": [event("counts", counts),
-                      event("notification", {"$ref": "#/components/schemas/Notification"}),
-                      {"type": "object", "required": ["retry"], "not": {"required": ["data"]},
-                       "properties": {"retry": {"type": "string", "pattern": "^[0-9]+$"}}}]}
+                                        "contentSchema": {"$ref": f"#/components/schemas/{data}"}},
+                               "retry": retry}}
+    return {
+        "StreamCounts": {"type": "object", "required": ["unread_count", "unseen_count"],
+                         "additionalProperties": False,
+                         "description": "The `data` of a `counts` event: the inbox's counts (as endpoint 6).",
+                         "properties": {"unread_count": {"type": "integer", "minimum": 0},
+                                        "unseen_count": {"type": "integer", "minimum": 0}}},
+        "StreamCountsEvent": event("counts", "StreamCounts", "A `counts` event, as its fields: `data` is "
+                                                             "one line of JSON, a StreamCounts."),
+        "StreamNotificationEvent": event("notification", "Notification",
+                                         "A `notification` event, as its fields: `data` is one line of "
+                                         "JSON, a Notification."),
+    }
 
 
 def ticket_or_user_required(view: Callable) -> Callable:
@@ -131,10 +138,18 @@ def create_ticket():
     parameters=({"in": "query", "name": "ticket", "required": False,
                  "schema": {"type": "string", "maxLength": 2048},
                  "description": "A stream ticket (instead of the Authorization header)."},),
+    schemas=_event_schemas(),
     responses={200: {"description": "An event stream: `counts` first, then `notification` and `counts` "
-                                    "events (held by Pushpin), or one event and `retry:`.",
+                                    "events (held by Pushpin), or one event and `retry:`. The body is "
+                                    "`text/event-stream` text; each event is a StreamCountsEvent or a "
+                                    "StreamNotificationEvent (component schemas).",
                      "headers": openapi.response_headers(*openapi.RATE_HEADERS),
-                     "content": {EVENT_STREAM: {"schema": _event_schema(), "example": STREAM_EXAMPLE}}}})
+                     "content": {EVENT_STREAM: {
+                         "schema": {"type": "string",
+                                    "description": "Server-sent events (the WHATWG text/event-stream "
+                                                   "format): blank-line separated `id:`/`event:`/`data:` "
+                                                   "blocks and a final `retry:` when the stream ends."},
+                         "example": STREAM_EXAMPLE}}}})
 @ticket_or_user_required
 @ratelimit.user_read
 def stream():

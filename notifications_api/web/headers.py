@@ -1,4 +1,5 @@
-"""The headers every response gets: request id, caching, nosniff, Vary: Origin, HSTS, the JSON CSP."""
+"""The headers every response gets: request id, caching (a static file keeps its public Cache-Control),
+nosniff, Vary: Origin, HSTS, the JSON CSP."""
 from __future__ import annotations
 
 import uuid
@@ -34,6 +35,8 @@ def _response_headers(api_prefix: str | None, hsts: bool) -> Callable[[Response]
         # `add`ed (set() scans for an old value); one set before (a view's Cache-Control) is replaced.
         present = {key.lower(): value for key, value in headers}
         cache = "private, no-cache" if "etag" in present else "no-store"
+        if present.get("cache-control", "").startswith("public"):
+            cache = present["cache-control"]  # a static file's own (views/ui.py): shared caches may keep it
         for name, value in (("X-Request-ID", request_id), ("X-Content-Type-Options", "nosniff"),
                             ("Cache-Control", cache)):
             if name.lower() in present:

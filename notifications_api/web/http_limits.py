@@ -1,7 +1,7 @@
 """Request-line and header limits, answered as problem documents (414/431) before anything else runs.
 
-gunicorn enforces the same kind of limits while parsing, but answers them itself in plain text without
-the contract's headers. Its limits are set above these (gunicorn.conf.py), so every request between
+gunicorn enforces the same kind of limits while parsing, but answers them itself with an HTML page
+without the contract's headers. Its limits are set above these (gunicorn.conf.py), so every request between
 the two gets the app's problem document; only what is over gunicorn's (or a proxy's) is answered
 outside the app (docs/EDGE.md, "Request size limits").
 """

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from typing import Any, NamedTuple
 
@@ -75,14 +77,20 @@ A 503 is also what a database failover costs (seconds; never a 500). A create an
 `[A-Za-z0-9._-]`, else a new UUID; it equals the problem's `request_id`),
 `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`, except responses with an `ETag`,
 which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everything but `/health`,
-`/health/live`, authorised `/metrics` scrapes and Swagger UI's static files under `/docs/`; users
+`/health/live`, authorised `/metrics` scrapes, Swagger UI's static files under `/docs/` and the web
+inbox's under `/ui/`; users
 and services by identity, the rest by client address) send `RateLimit-Limit`,
 `RateLimit-Remaining` and `RateLimit-Reset`, and `429` with `Retry-After` when the limit is hit.
 A failed request without an accepted credential (401/403/404/405) spends its address's budget and
 carries its headers, but keeps its own status even when that budget is spent (the order above).
 
-**Timestamps** are RFC 3339 in UTC with a `Z` suffix; timestamps sent without an offset are
-rejected. **IDs** are UUIDs; a path id that is not a UUID is `404 not_found`.
+**Timestamps** are RFC 3339 in UTC with a `Z` suffix. A timestamp sent (`until`, `before`,
+`expires_at`) must be an RFC 3339 `date-time` exactly, else `422`: seconds and an offset (`Z` or
+`±HH:MM`) required, `T` and `Z` in either case, `-00:00` read as UTC, a fraction cut to
+microseconds, a leap second (`:60`) read as the last microsecond of its minute; shorter ISO 8601
+forms (`2027-01-01T00:00Z`, `20270101T000000Z`) are refused. **IDs** are UUIDs, always returned in
+the canonical lower-case 8-4-4-4-12 form; an id sent in a body must be in that form (either case),
+else `422` keyed by its path (`user_ids.3`); a path id that is not a UUID is `404 not_found`.
 
 **Decisions where the contract is silent:**
 
@@ -124,6 +132,8 @@ def _description() -> str:
 def _custom_field_properties(self, field: fields.Field, ret: dict, **kwargs: Any) -> dict:
     """Attribute function for the converter: what the generic mapping cannot know."""
     extra: dict[str, Any] = {}
+    if isinstance(field, schemas.CanonicalUUID):  # format uuid alone does not say "this spelling only"
+        extra["pattern"] = schemas.UUID_PATTERN
     if isinstance(field, schemas.TypeList):
         extra["items"] = {"type": "string", "pattern": schemas.TYPE_PATTERN, "maxLength": 64}
         extra["maxItems"] = schemas.MAX_TYPE_FILTERS
@@ -284,8 +294,12 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
     413: ("PayloadTooLarge", "The body is over MAX_CONTENT_LENGTH (default 64 KiB).",
           ("payload_too_large",), "The request body is too large.", ()),
     414: ("UriTooLong", f"The request line is over {http_limits.MAX_REQUEST_LINE} bytes. Checked before "
-                        "anything else. (Past the server's own limit, 8190 bytes, or a proxy's, the answer "
-                        "may come from them instead.)", ("uri_too_long",),
+                        "anything else. Past gunicorn's own limit (a request line over "
+                        f"{http_limits.GUNICORN_LIMIT_REQUEST_LINE} bytes) gunicorn "
+                        "answers by itself, before the app: `414 URI Too Long` as a small `text/html` page, "
+                        "with only `Connection`, `Content-Type` and `Content-Length` headers (no "
+                        "`X-Request-ID`, no problem document). A proxy in front may answer instead (the "
+                        "nginx example: a problem document).", ("uri_too_long",),
           f"The request line is longer than {http_limits.MAX_REQUEST_LINE} bytes; shorten the URL.", ()),
     415: ("UnsupportedMediaType", "The body is not application/json.", ("unsupported_media_type",),
           "The request body must be application/json.", ()),
@@ -326,6 +340,19 @@ def _problem_response(status: int) -> dict:
     }
 
 
+def _uri_too_long_response() -> dict:
+    """The 414: the app's problem document, or gunicorn's own HTML page (see its description)."""
+    response = _problem_response(414)
+    response["headers"]["X-Request-ID"] = {**HEADERS["X-Request-ID"], "required": False,
+                                           "description": "Sent with the app's problem document; "
+                                                          "absent from gunicorn's HTML page."}
+    response["content"]["text/html"] = {"schema": {"type": "string"},
+                                        "example": "<html>\n  <head>\n    <title>URI Too Long</title>\n"
+                                                   "  </head>\n  <body>\n    <h1><p>URI Too Long</p></h1>\n"
+                                                   "    ...\n  </body>\n</html>\n"}
+    return response
+
+
 def _problems(*statuses: int) -> dict[str, dict]:
     return {str(status): _ref("responses", PROBLEMS[status][0]) for status in statuses}
 
@@ -355,6 +382,24 @@ def not_modified(*headers: str) -> dict:
 def body(schema: Any, description: str, example: dict) -> dict:
     return {"required": True, "description": description,
             "content": {JSON: {"schema": schema, "example": example}}}
+
+
+class Ahead(NamedTuple):
+    """An example timestamp that must stay in the future (a snooze's `until`): this long after the
+    document is built, on the hour. The served document is rebuilt every REBUILD_AFTER seconds, so
+    the example is always between `delta - REBUILD_AFTER` and `delta` ahead."""
+    delta: timedelta
+
+
+def _resolve_examples(value: Any, now: datetime) -> Any:
+    """`value` with every Ahead replaced by its RFC 3339 timestamp."""
+    if isinstance(value, Ahead):
+        return (now.replace(minute=0, second=0, microsecond=0) + value.delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dict):
+        return {key: _resolve_examples(item, now) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve_examples(item, now) for item in value]
+    return value
 
 
 def links_from(pointer: str) -> dict:
@@ -399,6 +444,7 @@ class Operation(NamedTuple):
     query_docs: Mapping[str, str] = {}  # a description for each of its fields
     parameters: tuple = ()  # component names or parameter objects, after the path and query ones
     request: dict | None = None  # the request body (see `body`)
+    schemas: Mapping[str, dict] = {}  # component schemas it names only in words (an event stream's events)
 
 
 def doc(operation_id: str, summary: str, *, method: str | None = None,
@@ -414,7 +460,7 @@ def doc(operation_id: str, summary: str, *, method: str | None = None,
     return attach
 
 
-def _operation(documented: Operation, rule: Rule, prefix: str, converter: Any) -> dict:
+def _operation(documented: Operation, rule: Rule, prefix: str, converter: Any, now: datetime) -> dict:
     """The OpenAPI operation object (a fresh copy: apispec rewrites what it is given)."""
     query = []
     if documented.query is not None:
@@ -434,7 +480,7 @@ def _operation(documented: Operation, rule: Rule, prefix: str, converter: Any) -
         operation["requestBody"] = documented.request
     operation["responses"] = {**{str(status): response for status, response in documented.responses.items()},
                               **_problems(*_errors(documented, rule), *EVERY_OPERATION)}
-    return copy.deepcopy(operation)
+    return _resolve_examples(copy.deepcopy(operation), now)
 
 
 def _errors(documented: Operation, rule: Rule) -> list[int]:
@@ -475,13 +521,19 @@ def _documented_routes(app: Flask) -> Iterator[tuple[Rule, dict[str | None, Oper
             yield rule, documented
 
 
-# Constraints a marshmallow field cannot state (validates_schema rules), added to the generated schemas.
-# "Exactly one of" / "at least one of" rules are stated in descriptions and enforced by the server, not
-# as a top-level oneOf/anyOf: client generators (openapi-python-client and others) turn such a schema
-# into an untyped body or a model missing fields; one object with every field keeps the types.
+def _requiring(*groups: tuple[str, ...]) -> list[dict]:
+    """`oneOf`/`anyOf` branches: each requires one group of fields."""
+    return [{"required": list(group)} for group in groups]
+
+
+# Constraints a marshmallow field cannot state (validates_schema rules), added to the generated schemas,
+# in words and as JSON Schema. An "exactly one of" / "at least one of" rule sits inside `allOf`, beside
+# the object's properties: a top-level oneOf/anyOf makes client generators (openapi-python-client)
+# give the body up as `Any`, while one object with every field plus an `allOf` keeps the model typed.
 REFINEMENTS: dict[str, dict[str, Any]] = {
     "CreateNotification": {
         "description": "Exactly one of `user_id` and `user_ids` (else 422).",
+        "allOf": [{"oneOf": _requiring(("user_id",), ("user_ids",))}],
         "properties": {
             "user_id": {"description": "The one recipient. Exactly one of `user_id` and `user_ids`."},
             "user_ids": {"uniqueItems": True,
@@ -497,6 +549,8 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
     "MarkRead": {
         "description": "At least one selector: `notification_ids`, `notification_type` or `all: true` "
                        "(else 422); they combine as AND. `before` narrows them but is not a selector alone.",
+        "allOf": [{"anyOf": [*_requiring(("notification_ids",), ("notification_type",)),
+                             {"required": ["all"], "properties": {"all": {"const": True}}}]}],
         "properties": {
             "notification_ids": {"description": "A selector: these notifications (others' ids are skipped)."},
             "notification_type": {"description": "A selector: notifications of this type."},
@@ -509,12 +563,17 @@ REFINEMENTS: dict[str, dict[str, Any]] = {
         "description": "`action` and at least one selector: `notification_ids`, `notification_type`, "
                        "`group_key`, `status` or `all: true` (else 422); selectors combine as AND. "
                        "`before` narrows them but is not a selector alone.",
+        "allOf": [{"anyOf": [*_requiring(("notification_ids",), ("notification_type",), ("group_key",),
+                                         ("status",)),
+                             {"required": ["all"], "properties": {"all": {"const": True}}}]}],
     },
     "Snooze": {"properties": {"until": {
         "description": "At least 60 s and at most 90 days ahead, not after the notification's expires_at."}}},
     "Retract": {
         "description": "Exactly one of `dedupe_key` or the pair `target_type` + `target_id` (else 422); "
                        "`notification_type`, `actor_user_id` and `user_ids` narrow.",
+        "allOf": [{"oneOf": _requiring(("dedupe_key",), ("target_type", "target_id"))}],
+        "dependentRequired": {"target_type": ["target_id"], "target_id": ["target_type"]},
     },
     "QuietHours": {"description": "`start` and `end` are HH:MM (24 h) and must differ; `timezone` is an "
                                   "IANA name such as Europe/Amsterdam.",
@@ -544,9 +603,11 @@ def _refine(components: dict[str, dict]) -> None:
 _RULE_ARG = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
-def build_spec(app: Flask) -> dict[str, Any]:
-    """The OpenAPI document for this app: the operations its routes' views document (see `doc`)."""
+def build_spec(app: Flask, now: datetime | None = None) -> dict[str, Any]:
+    """The OpenAPI document for this app: the operations its routes' views document (see `doc`);
+    examples that must lie ahead are computed from `now` (default: the current time)."""
     config = app.config
+    now = now or datetime.now(timezone.utc)
     plugin = MarshmallowPlugin()
     try:
         version = metadata.version("notifications-api")
@@ -590,7 +651,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
     for name, parameter in PARAMETERS.items():
         spec.components.parameter(name, parameter["in"], {k: v for k, v in parameter.items() if k != "in"})
     for status in PROBLEMS:
-        spec.components.response(PROBLEMS[status][0], _problem_response(status))
+        spec.components.response(PROBLEMS[status][0],
+                                 _uri_too_long_response() if status == 414 else _problem_response(status))
     metrics_401 = _problem_response(401)
     metrics_401["description"] = "METRICS_TOKEN is set and the bearer token is missing or wrong. " \
                                  "Codes: `missing_token`, `invalid_token`."
@@ -608,7 +670,11 @@ def build_spec(app: Flask) -> dict[str, Any]:
         for method in METHODS:
             operation = documented.get(method, documented.get(None))
             if method.upper() in rule.methods and operation is not None:
-                paths.setdefault(path, {})[method] = _operation(operation, rule, prefix, plugin.converter)
+                paths.setdefault(path, {})[method] = _operation(operation, rule, prefix, plugin.converter,
+                                                                now)
+                for name, schema in operation.schemas.items():
+                    if name not in spec.components.schemas:
+                        spec.components.schema(name, copy.deepcopy(schema))
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
@@ -616,19 +682,25 @@ def build_spec(app: Flask) -> dict[str, Any]:
     return document
 
 
+REBUILD_AFTER = 24 * 3600  # seconds: keeps Ahead examples ahead in a long-running worker
+
+
 class _Document:
-    """The spec of one app, built on first use (after every blueprint is registered), then reused."""
+    """The spec of one app, built on first use (after every blueprint is registered), then reused
+    for REBUILD_AFTER seconds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._body: bytes | None = None
         self._spec: dict[str, Any] | None = None
+        self._built = 0.0
 
     def get(self, app: Flask) -> tuple[dict[str, Any], bytes]:
         with self._lock:
-            if self._spec is None:
+            if self._spec is None or time.monotonic() - self._built > REBUILD_AFTER:
                 self._spec = build_spec(app)
                 self._body = dumps(self._spec)
+                self._built = time.monotonic()
             return self._spec, self._body
 
 

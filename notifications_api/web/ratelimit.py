@@ -51,7 +51,8 @@ ANONYMOUS_FAILURES = frozenset({401, 403, 404, 405})
 HEALTH = "health"  # the blueprint of /health and /health/live: never counted, never limited
 # Outside the IP budget too: Prometheus scrapes must not be refused (a gap hides an incident).
 # A wrong METRICS_TOKEN still spends the anonymous budget, as any failed authentication does.
-UNMETERED = frozenset({HEALTH, "metrics"})
+# The web inbox's files too (views/ui.py): content-hashed and cached, one page load fetches several.
+UNMETERED = frozenset({HEALTH, "metrics", "ui_assets"})
 DOCS_PAGE = "docs.show"  # openapi.py's Swagger UI view: the page at /docs, its assets at /docs/<path>
 DOCS_PAGES = (None, "index.html")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import zoneinfo
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -56,6 +57,64 @@ class FullMatch(validate.Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+# IDs in the canonical 8-4-4-4-12 form only (either case): fields.UUID would also take 32 bare hex
+# digits, `urn:uuid:...`, `{...}` and hyphens anywhere.
+UUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+UUID_RE = re.compile(UUID_PATTERN)
+
+
+class CanonicalUUID(fields.UUID):
+    """A UUID written 8-4-4-4-12 (upper or lower case), nothing else."""
+
+    default_error_messages = {"invalid_uuid": "Not a UUID in the 8-4-4-4-12 form."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or UUID_RE.fullmatch(value) is None:
+            raise self.make_error("invalid_uuid")
+        return uuid.UUID(value)
+
+
+# RFC 3339 `date-time` exactly (section 5.6): seconds required, `T`/`Z` in either case, an offset
+# required. datetime.fromisoformat would also take `2027-01-01T00:00Z` or the basic format.
+RFC3339_PATTERN = (r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                   r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+RFC3339_RE = re.compile(RFC3339_PATTERN, re.ASCII)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An aware datetime from an RFC 3339 date-time; ValueError when it is not one. A leap second
+    (`:60`) is read as the last microsecond of its minute; fractions beyond microseconds are cut."""
+    match = RFC3339_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    micro = int((match[7] or "0")[:6].ljust(6, "0"))
+    if match[8]:
+        offset = timedelta(0)
+    else:
+        hours, minutes = int(match[10]), int(match[11])
+        if hours > 23 or minutes > 59:
+            raise ValueError(text)
+        offset = timedelta(hours=hours, minutes=minutes) * (-1 if match[9] == "-" else 1)
+    if second == 60:
+        second, micro = 59, 999999
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
+
+
+class Rfc3339DateTime(fields.DateTime):
+    """A timestamp input: RFC 3339 date-time (with its offset), nothing looser."""
+
+    default_error_messages = {"invalid": "Not a valid RFC 3339 date-time (such as 2027-01-01T00:00:00Z)."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return parse_rfc3339(value)
+        except (ValueError, OverflowError):
+            raise self.make_error("invalid") from None
 
 
 class StrictBoolean(fields.Boolean):
@@ -150,12 +209,12 @@ class EmptyQuerySchema(Schema):
 # ---- request bodies ----------------------------------------------------------------------
 
 class CreateNotificationSchema(Schema):
-    user_id = fields.UUID()
-    user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    user_id = CanonicalUUID()
+    user_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
     notification_type = Text(required=True, validate=FullMatch(TYPE_PATTERN))
     title = Text(required=True, validate=validate.Length(1, 200))
     message = Text(allow_none=True, validate=validate.Length(max=2000))
-    actor_user_id = fields.UUID(allow_none=True)
+    actor_user_id = CanonicalUUID(allow_none=True)
     target_type = Text(allow_none=True, validate=validate.Length(1, 100))
     target_id = Text(allow_none=True, validate=validate.Length(1, 255))
     action_url = fields.Url(allow_none=True, schemes={"http", "https"}, require_tld=False,
@@ -163,7 +222,7 @@ class CreateNotificationSchema(Schema):
     payload = fields.Dict(keys=fields.String(), load_default=dict)
     priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="normal")
     group_key = Text(allow_none=True, validate=validate.Length(1, 255))
-    expires_at = fields.AwareDateTime(allow_none=True, validate=_future)
+    expires_at = Rfc3339DateTime(allow_none=True, validate=_future)
     dedupe_key = Text(allow_none=True, validate=validate.Length(1, 128))
 
     @validates("payload")
@@ -188,10 +247,10 @@ class CreateNotificationSchema(Schema):
 
 
 class MarkReadSchema(Schema):
-    notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
     notification_type = Text(validate=FullMatch(TYPE_PATTERN))
     all = StrictBoolean()
-    before = fields.AwareDateTime()
+    before = Rfc3339DateTime()
 
     @validates_schema
     def _selector(self, data: dict, **kwargs) -> None:
@@ -202,12 +261,12 @@ class MarkReadSchema(Schema):
 
 class BulkSchema(Schema):
     action = fields.String(required=True, validate=validate.OneOf(BULK_ACTIONS))
-    notification_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    notification_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
     notification_type = Text(validate=FullMatch(TYPE_PATTERN))
     group_key = Text(validate=validate.Length(1, 255))
     status = fields.String(validate=validate.OneOf(BULK_STATUSES))
     all = StrictBoolean()
-    before = fields.AwareDateTime()
+    before = Rfc3339DateTime()
 
     @validates_schema
     def _selector(self, data: dict, **kwargs) -> None:
@@ -228,7 +287,7 @@ def _snooze_range(value: datetime) -> None:
 
 
 class SnoozeSchema(Schema):
-    until = fields.AwareDateTime(required=True, validate=_snooze_range)
+    until = Rfc3339DateTime(required=True, validate=_snooze_range)
 
 
 class RetractSchema(Schema):
@@ -236,8 +295,8 @@ class RetractSchema(Schema):
     target_type = Text(validate=validate.Length(1, 100))
     target_id = Text(validate=validate.Length(1, 255))
     notification_type = Text(validate=FullMatch(TYPE_PATTERN))
-    actor_user_id = fields.UUID()
-    user_ids = fields.List(fields.UUID(), validate=validate.Length(1, 1000))
+    actor_user_id = CanonicalUUID()
+    user_ids = fields.List(CanonicalUUID(), validate=validate.Length(1, 1000))
 
     @validates_schema
     def _one_selector(self, data: dict, **kwargs) -> None:

@@ -57,7 +57,7 @@ def test_too_many_headers_is_431(client, user, user_headers):
 
 
 def test_the_app_limits_sit_below_gunicorns():
-    """gunicorn answers above its own limits in plain text: its limits must leave room for the app's."""
+    """gunicorn answers above its own limits with an HTML page: its limits must leave room for the app's."""
     import runpy
     from pathlib import Path
 

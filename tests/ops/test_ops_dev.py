@@ -99,6 +99,10 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
         assert '"result":"created"' in answers, answers[-2000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=10) as docs:
             assert docs.status == 200  # docs on under `make run`
+        # the web inbox demo (docs/WEB.md): its URL in the banner, the page served
+        demo_url = re.search(r"^Web inbox demo .*: (http://\S+/ui/demo)$", output, re.M).group(1)
+        with urllib.request.urlopen(demo_url, timeout=10) as demo:
+            assert demo.status == 200 and b"<notification-inbox" in demo.read()
 
         # The other commands find the development setup with no ENV_FILE or hand-built socket URL.
         checked = _cli(env, "check-config")

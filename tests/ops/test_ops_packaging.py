@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +29,17 @@ SQL_DIR = ROOT / "migrations_sql"
 
 
 def _build_wheel(into: Path) -> Path:
+    """The wheel from what the image's build context holds (.dockerignore), copied away from the
+    checkout: setuptools' build/ in a working tree keeps files a later commit moved or removed (an
+    old module beside its new package, a split SQL file), and would ship them."""
+    source = into / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("notifications_api", "migrations_sql"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(into),
-                    str(ROOT)], check=True, capture_output=True, text=True, timeout=300)
+                    str(source)], check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = into.glob("notifications_api-*.whl")
     return wheel
 
@@ -49,6 +59,10 @@ def test_wheel_ships_every_migration_and_the_gunicorn_settings(wheel):
             assert inside in names, inside
             assert archive.read(inside) == path.read_bytes(), inside  # the same bytes: same checksums
         assert "notifications_api/ops/gunicorn_conf.py" in names
+        # the web inbox's files (views/ui.py serves them from the package)
+        for path in sorted((PACKAGE / "views" / "ui_assets").iterdir()):
+            inside = f"notifications_api/views/ui_assets/{path.name}"
+            assert inside in names and archive.read(inside) == path.read_bytes(), inside
         assert not [name for name in names if name.startswith(("tests/", "bench/", "deploy/"))]
 
 
@@ -235,6 +249,10 @@ def test_wheel_in_a_fresh_venv_migrates_and_serves(wheel, throwaway_database, tm
                     (tmp_path / "gunicorn.log").read_text()[-3000:]
                 time.sleep(0.2)
         assert health["status"] == "ok" and health["checks"]["database"] == "ok", health
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/manifest.json", timeout=5) as response:
+            component = json.load(response)["notification-inbox.js"]  # the web inbox, from the wheel
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{component}", timeout=5) as response:
+            assert b'customElements.define("notification-inbox"' in response.read()
     finally:
         stop_process(server, timeout=30)
         log.close()

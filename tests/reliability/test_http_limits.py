@@ -47,7 +47,7 @@ def test_gunicorn_limits_answer_4xx_and_the_service_stays_up(start_gunicorn):
 
 def test_between_the_app_and_gunicorn_limits_the_answer_is_a_problem_document(start_gunicorn):
     """Under gunicorn's raised limits the app's own (4094-byte line, 8190-byte header) answer with the
-    contract's problem document and headers, not gunicorn's plain text."""
+    contract's problem document and headers, not gunicorn's HTML page."""
     server = start_gunicorn(WEB_CONCURRENCY="1")
     cases = {
         414: b"GET /api/v1/notifications?a=" + b"a" * 6000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -60,3 +60,28 @@ def test_between_the_app_and_gunicorn_limits_the_answer_is_a_problem_document(st
         assert b"\r\ncontent-type: application/problem+json" in head.lower(), head
         assert b"\r\nx-request-id: " in head.lower(), head
         assert b'"code": "%s"' % (b"uri_too_long" if status == 414 else b"header_too_large") in body, body
+
+
+def test_past_gunicorns_request_line_limit_the_414_is_what_the_document_says(start_gunicorn):
+    """gunicorn's own 414 (a request line over 8190 bytes) never reaches the app: a text/html page
+    without X-Request-ID. The document's 414 says exactly that (issue 31)."""
+    from notifications_api import create_app
+    from notifications_api.web import openapi
+
+    server = start_gunicorn(WEB_CONCURRENCY="1")
+    reply = _raw(server.port, b"GET /api/v1/notifications?a=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines[1:])}
+    assert lines[0] == "HTTP/1.1 414 URI Too Long", reply[:300]
+    assert headers["content-type"] == "text/html" and "x-request-id" not in headers, headers
+    assert set(headers) == {"connection", "content-type", "content-length"}, headers
+    assert body.startswith(b"<html>") and b"<title>URI Too Long</title>" in body, body[:300]
+
+    app = create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/never", "ENVIRONMENT": "test",
+                      "JWT_SECRET": "x" * 48, "SERVICE_TOKEN": "y" * 48, "ENABLE_DOCS": True, "REDIS_HOST": ""})
+    documented = openapi.spec_for(app)["components"]["responses"]["UriTooLong"]
+    assert "text/html" in documented["content"] and documented["headers"]["X-Request-ID"]["required"] is False
+    for said in ("`414 URI Too Long`", "`text/html`", "`Connection`, `Content-Type` and `Content-Length`",
+                 "no `X-Request-ID`"):
+        assert said in documented["description"], said

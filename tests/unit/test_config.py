@@ -27,6 +27,7 @@ def test_defaults_are_typed():
     assert config["PORT"] == 8003
     assert config["DEBUG"] is False
     assert config["ENABLE_DOCS"] is False
+    assert config["ENABLE_UI_DEMO"] is False
     assert config["CORS_ORIGINS"] == ()
     assert config["DB_POOL_TIMEOUT"] == 5.0
     assert config["DB_PREPARE_THRESHOLD"] == 5
@@ -160,6 +161,7 @@ def test_a_valid_production_configuration_loads():
     ({"CORS_ORIGINS": "https://app.example.com,*"}, "CORS_ORIGINS"),
     ({"DEBUG": "true"}, "DEBUG"),
     ({"ENABLE_DOCS": "true"}, "ENABLE_DOCS"),
+    ({"ENABLE_UI_DEMO": "true"}, "ENABLE_UI_DEMO"),
     ({"METRICS_TOKEN": ""}, "METRICS_TOKEN"),
     ({"EMAIL_API_URL": "http://email-api.internal/v1/send"}, "EMAIL_API_URL"),
     ({"DB_SSLMODE": "prefer"}, "DB_SSLMODE"),
@@ -174,7 +176,8 @@ def test_production_guardrails_name_the_setting(env, name):
 
 
 @pytest.mark.parametrize("env", [{"JWT_SECRET": "short"}, {"CORS_ORIGINS": "*"}, {"DEBUG": "true"},
-                                 {"ENABLE_DOCS": "true"}, {"DB_PASSWORD": ""}, {"METRICS_TOKEN": ""},
+                                 {"ENABLE_DOCS": "true"}, {"ENABLE_UI_DEMO": "true"}, {"DB_PASSWORD": ""},
+                                 {"METRICS_TOKEN": ""},
                                  {"EMAIL_API_URL": "http://localhost:9000/send"}, {"DB_SSLMODE": "disable"}])
 def test_guardrails_apply_only_in_production(env):
     load_config(env={**BASE, "ENVIRONMENT": "staging", **env})
@@ -328,3 +331,10 @@ def test_debug_makes_gunicorn_restart_workers_on_code_changes(monkeypatch, tmp_p
     finally:
         monkeypatch.delenv("DEBUG")
         importlib.reload(gunicorn_conf)  # as imported before (still with our metrics directory)
+
+
+def test_the_ui_demo_user_is_make_runs_demo_user_and_must_be_a_uuid():
+    from notifications_api.ops.cli_dev import DEMO_USER_ID
+    assert load_config(env=BASE)["UI_DEMO_USER_ID"] == DEMO_USER_ID
+    found, _ = problems({**BASE, "UI_DEMO_USER_ID": "demo"})
+    assert len(found) == 1 and found[0].startswith("UI_DEMO_USER_ID must be a UUID"), found
