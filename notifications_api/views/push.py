@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from uuid import UUID
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import NotFound
 
 from ..channels.push_crypto import b64url, public_key_bytes
@@ -181,5 +181,7 @@ def delete_subscription(subscription_id: UUID):
 @user_required
 @ratelimit.user_write
 def delete_subscription_by_endpoint():
+    if not request.args:  # (load_query reads an empty query as the schema's defaults: there is none here)
+        raise validation_error({"endpoint": ["Missing data for required field."]})
     query = load_query(unsubscribe_query)
     return _forgotten(push_store.unsubscribe(get_db(), g.user_id, endpoint=query["endpoint"]))

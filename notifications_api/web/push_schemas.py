@@ -16,6 +16,9 @@ from .schemas import LATEST_TIMESTAMP, Text
 
 MAX_ENDPOINT_LENGTH = 2048
 MAX_USER_AGENT_LENGTH = 200
+# What the document promises of an endpoint's shape (the host allow-list is the view's): an http(s)
+# URL of printable ASCII, no fragment, a port below 10000 when given.
+ENDPOINT_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[!-\"$-~]*)?$"
 
 
 def check_endpoint(value: str) -> None:
@@ -92,9 +95,9 @@ class PushKeysSchema(Schema):
 class PushSubscribeSchema(Schema):
     """`PushSubscription.toJSON()` plus an optional label."""
 
-    endpoint = Endpoint(required=True, metadata={
+    endpoint = Endpoint(required=True, validate=validate.Length(1, MAX_ENDPOINT_LENGTH), metadata={
         "description": "The push service URL the browser got: https://, at most 2048 characters, its host "
-                       "allowed by PUSH_ALLOWED_HOSTS.", "maxLength": MAX_ENDPOINT_LENGTH})
+                       "allowed by PUSH_ALLOWED_HOSTS.", "pattern": ENDPOINT_PATTERN})
     expirationTime = ExpirationTime(allow_none=True, load_default=None, metadata={
         "description": "null, epoch milliseconds (as the browser gives it) or RFC 3339."})
     expiration_time = ExpirationTime(allow_none=True, load_default=None, metadata={
@@ -112,7 +115,8 @@ class PushSubscribeSchema(Schema):
 
 
 class PushUnsubscribeQuerySchema(Schema):
-    endpoint = Endpoint(required=True)
+    endpoint = Endpoint(required=True, validate=validate.Length(1, MAX_ENDPOINT_LENGTH),
+                        metadata={"pattern": ENDPOINT_PATTERN})
 
 
 class VapidPublicKeySchema(Schema):

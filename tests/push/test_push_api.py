@@ -107,6 +107,11 @@ def test_forgetting_another_users_or_an_unknown_subscription_is_404(api, auth, m
     assert len(api.get("/api/v1/push/subscriptions", headers=auth(ana)).get_json()["items"]) == 1
 
 
+def test_the_endpoint_query_is_required_to_forget_by_endpoint(api, auth, make_user):
+    response = api.delete("/api/v1/push/subscriptions", headers=auth(make_user()))
+    assert response.status_code == 422 and "endpoint" in response.get_json()["errors"]
+
+
 def test_credentials_are_required(api):
     assert api.get("/api/v1/push/subscriptions").status_code == 401
     assert api.post("/api/v1/push/subscriptions", json={}).status_code == 401
