@@ -17,8 +17,10 @@ COPY notifications_api ./notifications_api
 COPY migrations_sql ./migrations_sql
 # As CI does (tests/ops/test_ops_packaging.py): build the wheel, install it into a fresh venv. The wheel
 # carries the SQL migrations and the gunicorn settings; nothing of the checkout is needed at run time.
-RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/venv \
+# The venv's own pip builds the wheel: a Debian python3 base (python3-venv, no python3-pip: what
+# `make image-test` builds on) has no `python -m pip`; python:3.x-slim works the same way.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && /opt/venv/bin/pip install --no-cache-dir /wheels/notifications_api-*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
 

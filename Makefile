@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	&& { command -v $$p; break; }; done)
 PACKAGING := setup.cfg setup.py pyproject.toml
 
-.PHONY: help install install-test run test test-db lint migrate clean soak
+.PHONY: help install install-test run test test-db lint migrate clean soak openapi client image-test
 
 help:
 	@echo "make run      serve on :8003 (embedded PostgreSQL under .data/ unless DATABASE_URL/DB_HOST is set)"
@@ -20,6 +20,9 @@ help:
 	@echo "make lint     flake8"
 	@echo "make soak     100 000 requests against gunicorn on its own PostgreSQL/Redis; worker RSS (docs/RELIABILITY.md)"
 	@echo "make migrate  apply SQL migrations (MIGRATION_DATABASE_URL, else the configured database)"
+	@echo "make openapi  regenerate docs/openapi.json, the contract, from the code"
+	@echo "make client   generate a typed Python client from docs/openapi.json into $(CLIENT_DIR)"
+	@echo "make image-test  build the container image with podman and run it for real (root; deploy/image-test.sh)"
 	@echo "make install  create $(VENV) and install the package with the dev extra"
 	@echo "make clean    remove $(VENV), .data (stopping embedded PostgreSQL) and caches"
 
@@ -46,11 +49,38 @@ install-test: $(VENV)/.installed-test
 run: $(VENV)/.installed-dev
 	$(BIN)/notifications-api dev
 
+# Two parts, both always run: the suite spread over PYTEST_WORKERS processes (pytest-xdist; each has
+# its own database, and they share one embedded server; by module, so that a module's fixtures, e.g.
+# test_db_plans' large seed, are built once; tests/reliability's private servers are their own), then
+# the `serial` tests in one process (tight time bounds that other tests' load would break, and the
+# schemathesis cases, whose node ids pytest-xdist cannot tell apart: it would run one of 23). Plain `pytest` still runs everything in
+# one process. PYTEST_ARGS are passed to both parts.
+PYTEST_WORKERS ?= 4
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	@rc=0; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m 'not serial' $(PYTEST_ARGS) || rc=$$?; \
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || rc=$$((rc ? rc : $$?)); \
+	exit $$rc
 
 test-db: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/db
+
+# The contract as a file (docs/openapi.json): what /openapi.json serves with every setting at its default.
+# tests/api/test_openapi_snapshot.py fails when it drifts from the code.
+openapi: $(VENV)/.installed-dev
+	$(BIN)/notifications-api openapi --output docs/openapi.json
+
+# A typed Python client (openapi-python-client, the generator the tests already run) from the committed
+# contract, outside the package: pip install $(CLIENT_DIR) (docs/CLIENT.md).
+CLIENT_DIR ?= build/client
+client: $(VENV)/.installed-test
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m openapi_python_client generate --path docs/openapi.json --meta setup --overwrite \
+		--config docs/client-config.yaml --output-path $(CLIENT_DIR)
+
+# The Dockerfile built with podman and run from a chroot as the image's user (no Docker engine needed):
+# migrate, preflight, the API and a smoke test against a throwaway database (deploy/image-test.sh).
+image-test:
+	bash deploy/image-test.sh
 
 # Not part of `make test`: a few minutes. SOAK_ARGS="--requests 200000 --threads 16" to vary it.
 soak: $(VENV)/.installed-test
@@ -82,6 +112,13 @@ bench: $(VENV)/.installed-dev
 # each layer's cost, "--no-limits" the configuration before issue 19.
 bench-instructions: $(VENV)/.installed-dev
 	$(BIN)/python bench/instructions.py $(INSTRUCTIONS_ARGS)
+
+# E-mail digests (issue 25): one worker process against a local fake Email API, 1 000 users x 20
+# pending e-mails (goal >= 200 digests/s), and the claim of a user with 100 000 notifications vs 10.
+# Same database variables as `bench`; `bench` runs it too.
+.PHONY: bench-email
+bench-email: $(VENV)/.installed-dev
+	$(BIN)/python bench/email_digest.py
 
 # Live updates through a real Pushpin (apt-get install pushpin): publish overhead on a create,
 # events/s to 1 000 open streams, commit -> client latency. Same database variables as `bench`.

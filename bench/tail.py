@@ -80,6 +80,8 @@ VARIANTS = {
                                      {"reuse_port": True})),
     "keepalive0": ("stock, keepalive 0: a connection per request, accepted by whichever worker is free "
                    "(what the peer's sync workers do)", *_stock({"GUNICORN_KEEPALIVE": "0"})),
+    "nolimits": ("gunicorn.conf.py as committed, rate limits off (RATE_LIMIT_ENABLED=false)",
+                 {"RATE_LIMIT_ENABLED": "false"}, {}),
     "workers4": ("stock with 4 workers x 2 threads",
                  *_stock({"WEB_CONCURRENCY": "4", "GUNICORN_THREADS": "2"})),
 }
@@ -95,13 +97,13 @@ import sys
 import threading
 import time
 
-from notifications_api.gunicorn_conf import *  # noqa: F401,F403
-from notifications_api import gunicorn_conf as _base
+from notifications_api.ops.gunicorn_conf import *  # noqa: F401,F403
+from notifications_api.ops import gunicorn_conf as _base
 
 _VARIANT = json.loads(os.environ["TAIL_VARIANT"])
 _OUT = os.environ["TAIL_OUT"]
 globals().update(_VARIANT.get("settings", {}))  # gunicorn settings of the variant (e.g. reuse_port)
-_records = {"requests": [], "gc": [], "boot": None, "clients": {}}
+_records = {"requests": [], "gc": [], "limiter": [], "boot": None, "clients": {}}
 _lock = threading.Lock()
 
 
@@ -148,6 +150,21 @@ def post_worker_init(worker):
             _records["requests"].append((time.time(), begun - getattr(conn, "tail_enqueued", begun),
                                          done - begun, "%s:%s" % tuple(conn.client[:2])))
     worker.enqueue_req, worker.handle = timed_enqueue, timed_handle
+    _time_limiter()
+
+
+def _time_limiter():
+    """The rate limiter's Redis hit, timed per request (with limits on): its share of the service time."""
+    from notifications_api.web import ratelimit
+    incr = ratelimit.FailoverFixedWindow._incr
+
+    def timed_incr(self, *args, **kwargs):
+        begun = time.perf_counter()
+        try:
+            return incr(self, *args, **kwargs)
+        finally:
+            _records["limiter"].append((time.time(), time.perf_counter() - begun))
+    ratelimit.FailoverFixedWindow._incr = timed_incr
 
 
 def worker_exit(server, worker):
@@ -261,7 +278,7 @@ def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
 
 def in_worker(records: list[dict], start: float, end: float) -> dict:
     """What the workers recorded inside one wrk run's window."""
-    waits, service, gcs, clients, served = [], [], {0: [], 1: [], 2: []}, [], []
+    waits, service, gcs, clients, served, limiter = [], [], {0: [], 1: [], 2: []}, [], [], []
     boots = 0
     for worker in records:
         mine, count = set(), 0
@@ -273,6 +290,7 @@ def in_worker(records: list[dict], start: float, end: float) -> dict:
                 count += 1
         if count:
             served.append(count)
+        limiter.extend(took * 1000 for t, took in worker.get("limiter", ()) if start <= t <= end)
         for t, generation, took in worker["gc"]:
             if start <= t <= end:
                 gcs[generation].append(took * 1000)
@@ -287,7 +305,8 @@ def in_worker(records: list[dict], start: float, end: float) -> dict:
            "busiest_worker_share": max(served) / sum(served) if served else None,
            "wait_p50": percentile(waits, 50), "wait_p99": percentile(waits, 99),
            "service_p50": percentile(service, 50), "service_p99": percentile(service, 99),
-           "service_p999": percentile(service, 99.9)}
+           "service_p999": percentile(service, 99.9),
+           "limiter_p50": percentile(limiter, 50), "limiter_p99": percentile(limiter, 99)}
     for generation, pauses in gcs.items():
         out[f"gen{generation}_per_1k"] = 1000 * len(pauses) / n
         out[f"gen{generation}_max_ms"] = max(pauses) if pauses else 0.0
@@ -399,8 +418,8 @@ def main() -> int:
         report["seed"] = bench.seed(db, args.users, args.per_user, 1000)
         keys = {"jwt": secrets.token_urlsafe(48), "service": secrets.token_urlsafe(48),
                 "metrics": secrets.token_urlsafe(48)}
-        limits = ({"RATE_LIMIT_ENABLED": "true", "REDIS_URL": args.redis_url} if args.redis_url
-                  else {"RATE_LIMIT_ENABLED": "false"})
+        # make bench's limits (layers.BENCH_LIMIT: never met, every hit still a round trip)
+        limits = bench.layers.layer_env(set(), args.redis_url)
         for name in variants:
             description, env_overrides, in_worker_overrides = VARIANTS[name]
             out = work / name
@@ -474,6 +493,7 @@ def main() -> int:
 COLUMNS = [("rps", "req/s", "{:.0f}"), ("p50", "p50", "{:.2f}"), ("p99", "p99", "{:.2f}"),
            ("p999", "p99.9", "{:.2f}"), ("max", "max", "{:.1f}"), ("wait_p99", "wait p99", "{:.2f}"),
            ("service_p50", "svc p50", "{:.2f}"), ("service_p99", "svc p99", "{:.2f}"),
+           ("limiter_p50", "lim p50", "{:.2f}"), ("limiter_p99", "lim p99", "{:.2f}"),
            ("gen2_per_1k", "gen2/1k", "{:.2f}"), ("gen2_max_ms", "gen2 max", "{:.1f}"),
            ("gc_ms_per_1k", "gc ms/1k", "{:.1f}"), ("boots", "boots", "{:.0f}"),
            ("ctx_vol_per_req", "vol cs/req", "{:.1f}"), ("ctx_invol_per_req", "invol/req", "{:.2f}"),

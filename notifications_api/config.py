@@ -271,6 +271,7 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "EMAIL_API_URL": (_str, ""),
     "EMAIL_API_KEY": (_str, ""),
     "EMAIL_MAX_ATTEMPTS": (_int(1, 100), "8"),
+    "EMAIL_DIGEST_DELAY_SECONDS": (_int(0, 7 * 24 * 3600), "600"),
     "GRIP_SIG_KEY": (_str, ""),
     "GRIP_PUBLISH_URL": (_publish_urls, ""),
     "STREAM_TICKET_TTL_SECONDS": (_int(60, 7 * 24 * 3600), "3600"),

@@ -15,6 +15,19 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items):
+    """Items that share a node id (schemathesis' `parametrize()` names each operation's case alike) are
+    one test to pytest-xdist, which runs one of them: they join the `serial` part of `make test`, which
+    runs in one process."""
+    from collections import Counter
+
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1:
+            item.add_marker(pytest.mark.serial)
+
+
 @dataclass(frozen=True)
 class TestDatabase:
     __test__ = False  # not a test class, despite the name
@@ -145,8 +158,8 @@ def pgbouncer():
         for path in work.iterdir():
             path.chmod(0o644)
         command = [binary, str(work / "pgbouncer.ini")]
-        if os.geteuid() == 0:
-            command[1:1] = ["-u", "nobody"]  # pgbouncer refuses to run as root
+        if os.geteuid() == 0:  # pgbouncer refuses to run as root: it runs as a user that can reach the server
+            command[1:1] = ["-u", _server_reachable_as(first.get("host", ""))]
         log = (work / "stderr.log").open("wb")
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         started.append((process, log, work))
@@ -167,6 +180,13 @@ def pgbouncer():
         stop_process(process)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _server_reachable_as(host: str) -> str:
+    """The system user a root-started helper (PgBouncer) runs as to reach PostgreSQL at `host`: over TCP
+    anyone (nobody); over a Unix socket the owner of its directory, because the embedded server's socket
+    sits in its 0700 data directory, owned by the `embedded_postgres` user it runs as."""
+    return Path(host).owner() if host.startswith("/") else "nobody"
 
 
 @pytest.fixture

@@ -143,3 +143,18 @@ BEGIN
     RETURN v_row;
 END
 $$;
+
+-- The size of a JSON value as compact JSON text (no space after ':' or ','): what API.md's
+-- "≤ 16 KiB serialized" means and what the API's schema measures. jsonb's text form adds one space
+-- after each key's ':' and after each ',' between members or elements, so those are taken off.
+-- (Numbers are counted as PostgreSQL writes them: 1e2 is "100", where Python writes "100.0".)
+CREATE OR REPLACE FUNCTION activity._compact_json_octets(p_value jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT octet_length(p_value::text) - COALESCE((
+        SELECT sum(CASE jsonb_typeof(v) WHEN 'object' THEN 2 * (SELECT count(*) FROM jsonb_object_keys(v)) - 1
+                                        ELSE jsonb_array_length(v) - 1 END)
+          FROM jsonb_path_query(p_value, 'strict $.**') AS v
+         WHERE jsonb_typeof(v) IN ('object', 'array') AND v <> '{}'::jsonb AND v <> '[]'::jsonb), 0)
+$$;

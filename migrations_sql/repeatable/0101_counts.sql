@@ -182,6 +182,12 @@ BEGIN
     SELECT t.user_id, t.group_key, t.d_member, t.d_unread
       FROM t WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.user_id = t.user_id AND u.group_key = t.group_key)
      ORDER BY t.user_id, t.group_key;
+    -- a group left with no inbox member goes (as _recount keeps none): a member coming back
+    -- (unarchive, a snooze ending) inserts it again above; kept, every emptied group stayed forever
+    DELETE FROM notification_groups x
+     USING (SELECT DISTINCT d.user_id, d.group_key FROM unnest(p_deltas) AS d
+             WHERE d.group_key IS NOT NULL AND d.d_member < 0) t
+     WHERE x.user_id = t.user_id AND x.group_key = t.group_key AND x.notifications_count = 0;
     PERFORM _probe_groups(array_agg(d.user_id), array_agg(d.group_key))
        FROM (SELECT DISTINCT d.user_id, d.group_key FROM unnest(p_deltas) AS d
                JOIN notification_counters c ON c.user_id = d.user_id

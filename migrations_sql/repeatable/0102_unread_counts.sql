@@ -40,8 +40,13 @@ BEGIN
           FROM notification_counters c WHERE c.user_id = p_user_id;
     END IF;
     IF p_by_type IS NOT FALSE AND p_known_version IS DISTINCT FROM v_version THEN
-        SELECT COALESCE(jsonb_object_agg(t.notification_type, t.inbox_unread), '{}') INTO v_by_type
-          FROM notification_type_counters t WHERE t.user_id = p_user_id AND t.inbox_unread > 0;
+        -- the whole body from this one statement (one snapshot): read apart, a commit in between
+        -- gave by_type of version V+1 beside the counts and the ETag of V
+        SELECT c.inbox_unread, c.inbox_unseen, c.version,
+               (SELECT COALESCE(jsonb_object_agg(t.notification_type, t.inbox_unread), '{}')
+                  FROM notification_type_counters t WHERE t.user_id = p_user_id AND t.inbox_unread > 0)
+          INTO v_unread, v_unseen, v_version, v_by_type
+          FROM notification_counters c WHERE c.user_id = p_user_id;
     END IF;
     RETURN QUERY SELECT v_unread, v_unseen, v_by_type, v_version;
 END
@@ -107,22 +112,31 @@ END
 $$;
 
 -- The clock job: for up to p_limit users whose counts the clock has changed (a snooze ended, a
--- notification expired) and that nobody has folded yet, fold it in and return the new counts of
--- those whose counts changed. Several replicas may run it at once: SKIP LOCKED hands each user
--- to one of them, and a user a writer holds is left for the next run (the writer folds it).
-CREATE OR REPLACE FUNCTION activity.sp_advance_clocks(p_limit integer)
-RETURNS TABLE(user_id uuid, unread_count bigint, unseen_count bigint, version bigint)
+-- notification expired) and that nobody has folded yet, fold it in; one row per user folded, with
+-- its counts and whether they changed (`changed`: the ones to publish). Folding stops once the
+-- call has run p_max_ms (the rest stays due for the next call), so a large backlog progresses
+-- batch by batch under any statement_timeout. The caller calls again while a call folded anyone:
+-- the count of changed users says nothing (a user can be due and change nothing: an archived
+-- notification expiring). Several replicas may run it at once: SKIP LOCKED hands each user to one
+-- of them, and a user a writer holds is left for the next run (the writer folds it).
+CREATE OR REPLACE FUNCTION activity.sp_advance_clocks(p_limit integer, p_max_ms integer)
+RETURNS TABLE(user_id uuid, unread_count bigint, unseen_count bigint, version bigint, changed boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     v_users uuid[];
     v_versions bigint[];
-    v_uid uuid;
+    v_folded integer := 0;
+    v_until timestamptz;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         PERFORM _invalid('limit', 'limit must be between 1 and 10000');
     END IF;
+    IF p_max_ms IS NULL OR p_max_ms < 1 OR p_max_ms > 60000 THEN
+        PERFORM _invalid('max_ms', 'max_ms must be between 1 and 60000');
+    END IF;
+    v_until := clock_timestamp() + p_max_ms * interval '1 millisecond';
     SELECT array_agg(d.user_id ORDER BY d.user_id), array_agg(d.version ORDER BY d.user_id)
       INTO v_users, v_versions
       FROM (SELECT c.user_id, c.version FROM notification_counters c
@@ -133,14 +147,24 @@ BEGIN
     IF v_users IS NULL THEN
         RETURN;
     END IF;
-    FOREACH v_uid IN ARRAY v_users LOOP
-        PERFORM _fold_locked(v_uid);
+    WHILE v_folded < cardinality(v_users) AND (v_folded = 0 OR clock_timestamp() < v_until) LOOP
+        v_folded := v_folded + 1;
+        PERFORM _fold_locked(v_users[v_folded]);
     END LOOP;
     RETURN QUERY
-    SELECT c.user_id, c.inbox_unread, c.inbox_unseen, c.version
-      FROM unnest(v_users, v_versions) AS b(uid, version)
+    SELECT c.user_id, c.inbox_unread, c.inbox_unseen, c.version, c.version <> b.version
+      FROM unnest(v_users[1:v_folded], v_versions[1:v_folded]) AS b(uid, version)
       JOIN notification_counters c ON c.user_id = b.uid
-     WHERE c.version <> b.version
      ORDER BY c.user_id;
 END
+$$;
+
+-- The previous release's form: the changed users only, no time bound.
+CREATE OR REPLACE FUNCTION activity.sp_advance_clocks(p_limit integer)
+RETURNS TABLE(user_id uuid, unread_count bigint, unseen_count bigint, version bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+    SELECT r.user_id, r.unread_count, r.unseen_count, r.version
+      FROM activity.sp_advance_clocks(p_limit, 60000) r
+     WHERE r.changed
 $$;

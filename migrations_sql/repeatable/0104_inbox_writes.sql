@@ -92,6 +92,7 @@ BEGIN
     PERFORM _apply(ARRAY[_row_delta(v_old, v_new, v_at)], v_at);
 
     UPDATE email_outbox o SET status = 'cancelled'
-     WHERE o.user_id = p_user_id AND o.notification_id = p_notification_id AND o.status = 'pending';
+     WHERE o.user_id = p_user_id AND o.notification_id = p_notification_id AND o.status = 'pending'
+       AND COALESCE(cardinality(o.notification_ids), 1) = 1;  -- a digest's retry goes as made
 END
 $$;

@@ -65,6 +65,7 @@ BEGIN
             UPDATE email_outbox m SET status = 'cancelled'
               FROM gone g
              WHERE m.user_id = g.user_id AND m.notification_id = g.notification_id AND m.status = 'pending'
+               AND COALESCE(cardinality(m.notification_ids), 1) = 1  -- a digest's retry goes as made
         )
         SELECT array_agg(_row_delta(g::notifications, NULL::notifications, v_at)) INTO v_deltas FROM gone g;
     ELSE

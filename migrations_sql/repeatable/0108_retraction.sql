@@ -89,6 +89,7 @@ BEGIN
         UPDATE email_outbox o SET status = 'cancelled'
           FROM gone g
          WHERE o.user_id = g.user_id AND o.notification_id = g.notification_id AND o.status = 'pending'
+           AND COALESCE(cardinality(o.notification_ids), 1) = 1  -- a digest's retry goes as made
     )
     SELECT count(*), array_agg(_row_delta(g::notifications, NULL::notifications, c.folded_at))
                          FILTER (WHERE c.user_id IS NOT NULL)

@@ -44,7 +44,7 @@ DECLARE
     v_results text[];
     v_created uuid[];
     v_rows inbox_notification[];
-    v_now timestamptz := clock_timestamp();
+    v_now timestamptz;  -- created_at = delivered_at: stamped once the users' rows are locked
     v_found bigint;
     v_eligible uuid[];
     v_deltas count_delta[];
@@ -74,7 +74,7 @@ BEGIN
     IF char_length(p_action_url) > 2048 OR p_action_url !~* '^https?://[^[:space:]]+$' THEN
         PERFORM _invalid('action_url', 'action_url must be an http(s) URL of at most 2048 characters');
     END IF;
-    IF jsonb_typeof(v_payload) <> 'object' OR octet_length(v_payload::text) > 16384 THEN
+    IF jsonb_typeof(v_payload) <> 'object' OR _compact_json_octets(v_payload) > 16384 THEN  -- as the API measures
         PERFORM _invalid('payload', 'payload must be a JSON object of at most 16 KiB');
     END IF;
     IF v_priority NOT IN ('low', 'normal', 'high', 'urgent') THEN
@@ -114,6 +114,10 @@ BEGIN
     SELECT u, 0, 0, now() FROM unnest(v_eligible) AS u ORDER BY u
     ON CONFLICT (user_id) DO NOTHING;
     PERFORM 1 FROM notification_counters c WHERE c.user_id = ANY (v_eligible) ORDER BY c.user_id FOR UPDATE;
+    -- Stamped under every eligible user's lock, not at entry: whatever committed for these users
+    -- before it is earlier, whatever commits after is later, so delivery order is commit order per
+    -- user and mark-read `before` a shown row never reaches one committed after it (API.md §4).
+    v_now := clock_timestamp();
 
     -- 3. store and queue in one statement, user by user in ascending order; a taken dedupe key
     --    (ON CONFLICT waits for a concurrent inserter) stores nothing. Each new row's contribution
@@ -131,12 +135,19 @@ BEGIN
         RETURNING n.*
     ), mail AS (
         -- e-mail when the channel is on globally and not turned off for the type; quiet
-        -- hours defer it to their end unless the notification is urgent
-        INSERT INTO email_outbox (user_id, notification_id, recipient, subject, body, available_at)
+        -- hours defer it to their end unless the notification is urgent; a daily digest's row
+        -- waits for the user's next slot (kind: 0200_email.sql, the e-mail digests)
+        INSERT INTO email_outbox (user_id, notification_id, recipient, subject, body, available_at, kind)
         SELECT i.user_id, i.notification_id, x.email, p_title, COALESCE(p_message, p_title),
-               CASE WHEN v_priority = 'urgent' OR s.quiet_hours_start IS NULL THEN now()
+               CASE WHEN v_priority = 'urgent' THEN now()
+                    WHEN s.email_digest_frequency = 'daily'
+                        THEN email_daily_slot(s.email_digest_at, s.email_digest_timezone, now())
+                    WHEN s.quiet_hours_start IS NULL THEN now()
                     ELSE COALESCE(quiet_hours_end(s.quiet_hours_start, s.quiet_hours_end,
-                                                  s.quiet_hours_timezone, now()), now()) END
+                                                  s.quiet_hours_timezone, now()), now()) END,
+               CASE WHEN v_priority = 'urgent' THEN 'urgent'
+                    WHEN s.email_digest_frequency = 'daily' THEN 'daily'
+                    ELSE 'batched' END
           FROM ins i
           JOIN users x ON x.user_id = i.user_id
           LEFT JOIN notification_settings s ON s.user_id = i.user_id

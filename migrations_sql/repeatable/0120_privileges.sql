@@ -28,6 +28,7 @@ GRANT EXECUTE ON FUNCTION
     activity.sp_get_unread_count(uuid, boolean, bigint),
     activity.sp_get_unread_counts_many(uuid[]),
     activity.sp_advance_clocks(integer),
+    activity.sp_advance_clocks(integer, integer),
     activity.sp_inbox_mark_read(uuid, uuid, boolean),
     activity.sp_inbox_list(uuid, text, text[], integer, timestamptz, uuid),
     activity.sp_inbox_get(uuid, uuid),
@@ -41,5 +42,7 @@ GRANT EXECUTE ON FUNCTION
                                     timestamptz, text, boolean),
     activity.sp_get_notification_settings(uuid),
     activity.sp_update_notification_settings(uuid, jsonb),
+    activity.sp_settings_get(uuid),
+    activity.sp_settings_update(uuid, jsonb),
     activity.sp_schema_version()
 TO notifications_api;

@@ -7,7 +7,7 @@
 -- Privileges: every function is SECURITY DEFINER, owned by notifications_owner, with a pinned
 -- search_path; EXECUTE is revoked from PUBLIC and granted to exactly one NOLOGIN group: the
 -- subscription functions to notifications_api, the outbox ones to notifications_push_worker
--- (0155_push.sql), the purge to notifications_retention (notifications_api/db/grants.py lists them).
+-- (0165_push.sql), the purge to notifications_retention (notifications_api/db/grants.py lists them).
 -- Errors: NA422 invalid argument (DETAIL = argument name), NA401/NA403 as in 0100_helpers.sql,
 -- NAP04 subscription not found.
 --
@@ -28,7 +28,7 @@ AS $$
 $$;
 
 -- A deleted subscription's unfinished deliveries go with it (push_outbox has no foreign key: see
--- 0155_push.sql). Reads the user's rows through the primary key. Returns how many were dropped.
+-- 0165_push.sql). Reads the user's rows through the primary key. Returns how many were dropped.
 CREATE OR REPLACE FUNCTION activity._drop_push_deliveries(p_user_id uuid, p_subscription_ids uuid[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp

@@ -60,6 +60,7 @@ def request_body(delivery: Delivery) -> dict:
         "subject": delivery.subject,
         "text": delivery.body,
         "notification_id": str(delivery.notification_id),
+        "notification_ids": [str(n) for n in delivery.notification_ids or (delivery.notification_id,)],
         "idempotency_key": str(delivery.delivery_id),
     }
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 import psycopg
 
-CLAIM_SIGNATURE = "activity.sp_claim_email_deliveries(text, integer, integer, integer)"
-CLAIM = "SELECT * FROM activity.sp_claim_email_deliveries(%s::text, %s::int, %s::int, %s::int)"
+CLAIM_SIGNATURE = "activity.sp_claim_emails(text, integer, integer, integer, integer)"
+CLAIM = "SELECT * FROM activity.sp_claim_emails(%s::text, %s::int, %s::int, %s::int, %s::int)"
 COMPLETE = "SELECT activity.sp_complete_email_delivery(%s::uuid, %s::uuid, %s::text)"
 RETRY = ("SELECT activity.sp_retry_email_delivery("
          "%s::uuid, %s::uuid, %s::text, %s::text, %s::float8, %s::int)")
@@ -20,14 +20,17 @@ CAN_CLAIM = "SELECT has_function_privilege(%s::text, 'EXECUTE')"
 
 @dataclass(frozen=True)
 class Delivery:
+    """One e-mail: a single notification's, or a user's digest (docs/EMAIL.md)."""
+
     user_id: UUID
-    delivery_id: UUID
-    notification_id: UUID
+    delivery_id: UUID  # the e-mail's idempotency key: the same for every retry of it
+    notification_id: UUID  # the newest in it
     recipient: str
     subject: str
     body: str
     attempts: int  # including the one about to be made
     created_at: datetime
+    notification_ids: tuple[UUID, ...] = ()  # every notification in it, newest first
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,10 @@ def can_claim(conn: psycopg.Connection) -> bool:
 
 
 def claim(conn: psycopg.Connection, worker: str, limit: int, lease_seconds: int,
-          max_attempts: int) -> list[Delivery]:
-    return [Delivery(*row) for row in conn.execute(CLAIM, (worker, limit, lease_seconds, max_attempts))]
+          max_attempts: int, delay_seconds: int = 0) -> list[Delivery]:
+    """Lease up to `limit` e-mails; `delay_seconds`: EMAIL_DIGEST_DELAY_SECONDS (0: one per notification)."""
+    rows = conn.execute(CLAIM, (worker, limit, lease_seconds, max_attempts, delay_seconds))
+    return [Delivery(*row[:8], tuple(row[8] or ())) for row in rows]
 
 
 def complete(conn: psycopg.Connection, delivery: Delivery, worker: str) -> bool:

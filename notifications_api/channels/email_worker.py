@@ -1,8 +1,9 @@
-"""The e-mail delivery worker: lease due outbox rows, POST each to the Email API, record the outcome.
+"""The e-mail delivery worker: lease due e-mails, POST each to the Email API, record the outcome.
 
-Run by `notifications-api deliver-emails` (docs/EMAIL.md). Any number of workers may run: rows
-are leased with FOR UPDATE SKIP LOCKED. SIGTERM/SIGINT: stop claiming, finish the request in
-flight, hand the rest of the batch back, exit 0.
+Run by `notifications-api deliver-emails` (docs/EMAIL.md). An e-mail is a user's digest of what is
+still unseen once EMAIL_DIGEST_DELAY_SECONDS have passed (0: one per notification). Any number of
+workers may run: e-mails are leased with FOR UPDATE SKIP LOCKED, users composed under a lock.
+SIGTERM/SIGINT: stop claiming, finish the request in flight, hand the rest of the batch back, exit 0.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class WorkerSettings:
     email_api_url: str
     email_api_key: str = ""
     max_attempts: int = 8  # EMAIL_MAX_ATTEMPTS
+    digest_delay_seconds: int = 600  # EMAIL_DIGEST_DELAY_SECONDS (0: one e-mail per notification, v1)
     batch_size: int = 50
     lease_seconds: int = 60
     poll_interval: float = 2.0
@@ -74,6 +76,8 @@ class WorkerSettings:
         elif self.lease_seconds <= self.connect_timeout + self.read_timeout + self.lease_margin:
             found.append(f"--lease-seconds must exceed the connect and read timeouts plus a margin "
                          f"({self.connect_timeout:g} + {self.read_timeout:g} + {self.lease_margin:g} s)")
+        if not 0 <= self.digest_delay_seconds <= 7 * 24 * 3600:
+            found.append("EMAIL_DIGEST_DELAY_SECONDS must be between 0 and 604800")
         if self.poll_interval <= 0:
             found.append("--poll-interval must be positive")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
@@ -96,6 +100,9 @@ class WorkerMetrics:
                             registry=r)
         self.failed = Counter(f"{PREFIX}_emails_failed",
                               "Deliveries the Email API refused for good (4xx other than 429).", registry=r)
+        self.per_email = Histogram(f"{PREFIX}_email_notifications_per_email",
+                                   "Notifications in each e-mail the Email API accepted (1: not a digest).",
+                                   registry=r, buckets=(1, 2, 3, 5, 10, 20, 50, 100, 1000))
         self.send_seconds = Histogram(f"{PREFIX}_email_send_duration_seconds",
                                       "Duration of one request to the Email API.", registry=r,
                                       buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
@@ -183,7 +190,8 @@ class EmailWorker:
             while not self.stopping:
                 try:
                     batch = self._db(outbox.claim, self.name, self.settings.batch_size,
-                                     self.settings.lease_seconds, self.settings.max_attempts)
+                                     self.settings.lease_seconds, self.settings.max_attempts,
+                                     self.settings.digest_delay_seconds)
                 except DB_ERRORS as exc:
                     if once:
                         raise
@@ -256,8 +264,14 @@ class EmailWorker:
             fields["error"] = outcome.error  # network-level: no response body, no address in it
         if outcome.kind == "sent":
             if self._record_call(outbox.complete, delivery, self.name):
+                count = len(delivery.notification_ids) or 1
                 self.metrics.sent.inc()
+                self.metrics.per_email.observe(count)
                 log.info("e-mail sent", extra={"event": "email_sent", **fields})
+                if len(delivery.notification_ids) > 1 or self.settings.digest_delay_seconds:
+                    log.info("e-mail digest sent", extra={
+                        "event": "email_digest_sent", "worker": self.name, "user_id": str(delivery.user_id),
+                        "delivery_id": str(delivery.delivery_id), "count": count})
             else:
                 log.warning("e-mail sent after the lease was lost",
                             extra={"event": "email_lease_lost", **fields})

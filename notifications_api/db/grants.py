@@ -21,12 +21,14 @@ API_FUNCTIONS = (
     "sp_inbox_list", "sp_inbox_get", "sp_inbox_mark_read", "sp_bulk_update", "sp_inbox_snooze",
     "sp_inbox_create", "sp_retract_notifications", "sp_get_unread_counts_many", "sp_advance_clocks",
     "sp_inbox_groups",
+    # e-mail digests (issue 25): the settings with email_digest (the v1 names stay for the previous release)
+    "sp_settings_get", "sp_settings_update",
     # Web Push subscriptions, endpoints 17-19 (migrations_sql/repeatable/0210_push.sql)
     "sp_push_subscribe", "sp_push_subscriptions", "sp_push_unsubscribe",
 )
 # The e-mail delivery worker's (migrations_sql/repeatable/0200_email.sql).
 EMAIL_FUNCTIONS = (
-    "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
+    "sp_claim_emails", "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
     "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
 )
 # The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.

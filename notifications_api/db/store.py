@@ -42,11 +42,11 @@ RETRACT = _select("sp_retract_notifications", RETRACT_COLUMNS,
 DELETE = "SELECT activity.sp_delete_notification(%s::uuid, %s::uuid, %s::boolean)"
 UNREAD = ("SELECT unread_count, unseen_count, by_type, version"
           " FROM activity.sp_get_unread_count(%s::uuid, %s::boolean, %s::bigint)")
-SETTINGS = "SELECT * FROM activity.sp_get_notification_settings(%s::uuid)"
-UPDATE_SETTINGS = "SELECT * FROM activity.sp_update_notification_settings(%s::uuid, %s::jsonb)"
+SETTINGS = "SELECT * FROM activity.sp_settings_get(%s::uuid)"
+UPDATE_SETTINGS = "SELECT * FROM activity.sp_settings_update(%s::uuid, %s::jsonb)"
 COUNTS_COLUMNS = ("user_id", "unread_count", "unseen_count", "version")
 COUNTS_MANY = _select("sp_get_unread_counts_many", COUNTS_COLUMNS, "%s::uuid[]")
-ADVANCE_CLOCKS = _select("sp_advance_clocks", COUNTS_COLUMNS, "%s::int")
+ADVANCE_CLOCKS = _select("sp_advance_clocks", COUNTS_COLUMNS + ("changed",), "%s::int, %s::int")
 
 
 def list_notifications(db: Database, user_id: str, status: str | None, types: list[str] | None,
@@ -120,11 +120,12 @@ def unread_counts_many(db: Database, user_ids: list[str | UUID]) -> list[dict[st
     return _dicts(COUNTS_COLUMNS, db.call("sp_get_unread_counts_many", COUNTS_MANY, (list(user_ids),)))
 
 
-def advance_clocks(db: Database, limit: int) -> list[dict[str, Any]]:
-    """Fold the clock (snooze ends, expiries) into the counts of up to `limit` due users; the
-    users whose counts changed, with their new counts (same keys as unread_counts_many). Safe to
-    run on several replicas at once."""
-    return _dicts(COUNTS_COLUMNS, db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit,)))
+def advance_clocks(db: Database, limit: int, max_ms: int) -> list[dict[str, Any]]:
+    """Fold the clock (snooze ends, expiries) into the counts of up to `limit` due users, for at
+    most about `max_ms`; every user folded, with their new counts (the keys of unread_counts_many)
+    and `changed`. Safe to run on several replicas at once."""
+    rows = db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit, max_ms))
+    return _dicts(COUNTS_COLUMNS + ("changed",), rows)
 
 
 def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, Any],
@@ -138,11 +139,11 @@ def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, A
 
 
 def get_settings(db: Database, user_id: str) -> tuple:
-    return db.call("sp_get_notification_settings", SETTINGS, (user_id,))[0]
+    return db.call("sp_settings_get", SETTINGS, (user_id,))[0]
 
 
 def update_settings(db: Database, user_id: str, patch: dict[str, Any]) -> tuple:
-    return db.call("sp_update_notification_settings", UPDATE_SETTINGS,
+    return db.call("sp_settings_update", UPDATE_SETTINGS,
                    (user_id, Jsonb(patch, dumps=_dumps)))[0]
 
 

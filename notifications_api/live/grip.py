@@ -33,13 +33,18 @@ def hold_headers(user_id: str) -> dict[str, str]:
     return {"Grip-Hold": "stream", "Grip-Channel": channel(user_id), "Grip-Keep-Alive": KEEP_ALIVE}
 
 
+def encode(data: Any) -> str:
+    """An event's data: JSON on one line (what the stream sends and the publisher measures)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def event(name: str, data: Any, event_id: int | None = None, retry_ms: int | None = None) -> str:
     """One server-sent event (text/event-stream); data is JSON on one line."""
     lines = []
     if event_id is not None:
         lines.append(f"id: {event_id}")
     lines.append(f"event: {name}")
-    lines.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    lines.append("data: " + encode(data))
     if retry_ms is not None:
         lines.append(f"retry: {retry_ms}")
     return "\n".join(lines) + "\n\n"

@@ -46,7 +46,10 @@ def verify(config: dict[str, Any], ticket: str) -> str:
     """The ticket's user id, or ApiError 401 (`token_expired` when only its time is up)."""
     for key in _keys(config):
         try:
+            # the leeway of user tokens: a ticket minted on a pod whose clock runs ahead (iat in
+            # our future) or behind (exp already past here) still verifies on this one
             claims = jwt.decode(ticket, key, algorithms=[ALGORITHM], audience=AUDIENCE,
+                                leeway=config["JWT_LEEWAY_SECONDS"],
                                 options={"require": ["exp", "sub", "aud"]})
         except jwt.InvalidSignatureError:
             continue  # maybe signed with the previous secret

@@ -67,8 +67,8 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, push
           batch_size: int) -> None:
     """Retention: purge notifications, then the e-mail and push outboxes, in batches until nothing is left.
 
-    Connects as the configured database user, which must be the retention login (a member of
-    notifications_retention): the API's login may not purge.
+    Connects as RETENTION_DATABASE_URL, else the configured database user; either must be the retention
+    login (a member of notifications_retention): the API's login may not purge.
     """
     import psycopg
 
@@ -78,6 +78,8 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, push
 
     env = environment()
     require_database(env)
+    if env.get("RETENTION_DATABASE_URL"):
+        env = {**env, "DATABASE_URL": env["RETENTION_DATABASE_URL"]}
     database = Database(load(env, need_secrets=False))
     notifications = outbox = pushes = 0
     try:
@@ -91,7 +93,8 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, push
     except ApiError as exc:
         if isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
             fail("purge refused: the configured database user is not a member of notifications_retention; "
-                 "connect as the retention login (DB_USER=retention_user, see deploy/postgres/roles.sql)")
+                 "connect as the retention login (RETENTION_DATABASE_URL, or DB_USER=retention_user; "
+                 "see deploy/postgres/roles.sql)")
         fail(f"purge stopped after {notifications} notification(s) and {outbox} e-mail outbox row(s): "
              f"{exc.code}: {exc.detail}")
     finally:

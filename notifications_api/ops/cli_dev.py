@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 
 from ..config import SECRETS, read_environment
-from .cli_env import (DEV_APP_USER, DEV_DATABASE, DEV_DATA_DIR_ENV, DEV_ENV_FILE, environment, fail, load,
-                      no_database_hint, read_dev_secrets)
+from .cli_env import (DEV_APP_USER, DEV_DATABASE, DEV_DATA_DIR_ENV, DEV_DEFAULTS, DEV_ENV_FILE,
+                      DEV_GRIP_SIG_KEY_FILE, DEV_PUSHPIN_DIR, DEV_RETENTION_USER, DEV_WORKER_USER,
+                      environment, fail, load, no_database_hint, read_dev_secrets, with_dev_defaults)
 
 
 DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"
 DEMO_EMAIL = "demo@example.com"
-DEV_WORKER_USER = "email_worker"
 DEMO_NOTIFICATIONS = (  # (dedupe key, type, title, message); the key makes re-seeding a no-op
     ("demo-welcome", "system", "Welcome to the Notifications API", "This is a demo notification."),
     ("demo-comment-1", "comment", "Ana commented on your post", "Nice route!"),
@@ -46,8 +46,7 @@ def dev(data_dir: str) -> None:
         fail("`dev` is for development; run gunicorn directly in production", 2)
     data.mkdir(parents=True, exist_ok=True)
     env.update(_dev_secrets(env, data / DEV_ENV_FILE))
-    env.setdefault("ENABLE_DOCS", "true")  # /docs on for development unless .env says otherwise
-    env.setdefault("ENABLE_UI_DEMO", "true")  # /ui/demo, the web inbox for the demo user (docs/WEB.md)
+    env = with_dev_defaults(env)  # docs and UI demo on, loopback only, unless the environment or .env says so
     config = load(env)  # fail fast, before starting anything
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
@@ -57,9 +56,13 @@ def dev(data_dir: str) -> None:
         config = load(env)  # now with GRIP_SIG_KEY and GRIP_PUBLISH_URL
     try:
         if embedded:
+            from ..db import admin
+
             env["DATABASE_URL"], demo_id = _prepare_embedded_database(data)
-            if env.get("EMAIL_API_URL"):
-                env["WORKER_DATABASE_URL"] = _provision_dev_email_worker(data)
+            env["WORKER_DATABASE_URL"] = _provision_dev_login(data, DEV_WORKER_USER,
+                                                              admin.provision_worker_user)
+            # not served with: so that `notifications-api purge` works beside `make run`
+            _provision_dev_login(data, DEV_RETENTION_USER, admin.provision_retention_user)
             _print_demo_requests(config, demo_id, data)
         else:
             click.echo("serving against the configured database (DATABASE_URL/DB_HOST); "
@@ -95,9 +98,10 @@ def _start_dev_pushpin(env: dict[str, str], data: Path, config: dict):
             click.echo("pushpin is not installed (apt-get install pushpin): the stream endpoint "
                        "answers one event and `retry:` (clients poll)")
         return None
-    env.setdefault("GRIP_SIG_KEY", _stored_secret(data / "grip-sig-key"))
-    pushpin = devpushpin.Pushpin(data / "pushpin", env["GRIP_SIG_KEY"],
-                                 http_port=int(env.get("PUSHPIN_PORT") or 7999))
+    env.setdefault("GRIP_SIG_KEY", _stored_secret(data / DEV_GRIP_SIG_KEY_FILE))
+    pushpin = devpushpin.Pushpin(data / DEV_PUSHPIN_DIR, env["GRIP_SIG_KEY"],
+                                 http_port=int(env.get("PUSHPIN_PORT") or 7999),
+                                 host=env.get("HOST") or DEV_DEFAULTS["HOST"])
     try:
         pushpin.start(f"127.0.0.1:{config['PORT']}")
     except devpushpin.PushpinError as exc:
@@ -180,17 +184,17 @@ def _prepare_embedded_database(data: Path) -> tuple[str, str | None]:
     return make_conninfo(owner, user=DEV_APP_USER, password=password), demo_id
 
 
-def _provision_dev_email_worker(data: Path) -> str:
-    """The e-mail worker's login (member of notifications_worker) in the embedded database; its conninfo."""
+def _provision_dev_login(data: Path, login: str, provision) -> str:
+    """A worker's login in the embedded database (`provision`: the db.admin function that makes it a
+    member of its one group), its password kept in .data/<login>.password; its conninfo."""
     from psycopg.conninfo import make_conninfo
 
-    from ..db import admin
     from . import devdb
 
     owner = make_conninfo(devdb.start(data / "pg"), dbname=DEV_DATABASE)  # already running: joins it
-    password = _stored_secret(data / f"{DEV_WORKER_USER}.password")
-    admin.provision_worker_user(owner, DEV_WORKER_USER, password)
-    return make_conninfo(owner, user=DEV_WORKER_USER, password=password)
+    password = _stored_secret(data / f"{login}.password")
+    provision(owner, login, password)
+    return make_conninfo(owner, user=login, password=password)
 
 
 def _start_email_worker(env: dict[str, str]) -> subprocess.Popen | None:

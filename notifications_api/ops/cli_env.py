@@ -18,7 +18,18 @@ DEV_DATA_DIR_ENV = "DEV_DATA_DIR"
 DEV_ENV_FILE = "dev.env"
 START_DEV = "start `make run` (in another terminal; it stops that database when it exits)"
 DEV_DATABASE = "activity_platform"
+# make run's logins, one per group (docs/PRODUCTION.md's roles): name -> the variable of its conninfo
 DEV_APP_USER = "api_user"
+DEV_WORKER_USER = "email_worker"
+DEV_RETENTION_USER = "retention_user"
+DEV_LOGINS = {DEV_APP_USER: "DATABASE_URL", DEV_WORKER_USER: "WORKER_DATABASE_URL",
+              DEV_RETENTION_USER: "RETENTION_DATABASE_URL"}
+# What `make run` serves with unless the environment or .env says otherwise (the commands beside it see
+# the same): Swagger UI and the web inbox demo (docs/WEB.md) on, and loopback only (the tour prints a
+# 24-hour token).
+DEV_DEFAULTS = {"ENABLE_DOCS": "true", "ENABLE_UI_DEMO": "true", "HOST": "127.0.0.1"}
+DEV_GRIP_SIG_KEY_FILE = "grip-sig-key"
+DEV_PUSHPIN_DIR = "pushpin"
 
 
 def dev_data_dir() -> Path:
@@ -28,10 +39,11 @@ def dev_data_dir() -> Path:
 def environment() -> dict[str, str]:
     """What load_config sees (os.environ over `.env`) plus, in development, what `make run` set up.
 
-    So that `check-config`, `issue-token`, `preflight`, `migrate`, ... work beside `make run` with no
-    extra setting: the secrets it generated (.data/dev.env) and, while it runs, its embedded
-    PostgreSQL's socket (as the app user; MIGRATION_DATABASE_URL as the superuser). Anything set in
-    the environment or `.env` wins; nothing is discovered for ENVIRONMENT other than development.
+    So that `check-config`, `issue-token`, `preflight`, `migrate`, `purge`, `stream-clock`, ... work beside
+    `make run` with no extra setting: the secrets it generated (.data/dev.env), its defaults (DEV_DEFAULTS)
+    and, while they run, its embedded PostgreSQL (each of its logins; MIGRATION_DATABASE_URL as the
+    superuser) and its Pushpin. Anything set in the environment or `.env` wins; nothing is discovered for
+    ENVIRONMENT other than development.
     """
     env = read_environment()
     if env.get("ENVIRONMENT", "development").strip().lower() != "development":
@@ -41,22 +53,45 @@ def environment() -> dict[str, str]:
     found = {name: stored[name] for name in SECRETS if name in stored}
     if not env.get("DATABASE_URL") and not env.get("DB_HOST"):
         found.update(dev_database(data))
-    return {**found, **env}
+    if not env.get("GRIP_PUBLISH_URL"):
+        found.update(dev_pushpin(data))
+    return with_dev_defaults({**found, **env})
+
+
+def with_dev_defaults(env: dict[str, str]) -> dict[str, str]:
+    """`env` with DEV_DEFAULTS for what it leaves unset or empty."""
+    return {**env, **{name: value for name, value in DEV_DEFAULTS.items() if not env.get(name)}}
 
 
 def dev_database(data: Path) -> dict[str, str]:
-    """DATABASE_URL and MIGRATION_DATABASE_URL of `make run`'s embedded server, when it is running."""
+    """The conninfos of `make run`'s embedded server, when it is running: MIGRATION_DATABASE_URL (the
+    superuser) and one per login it provisioned (DATABASE_URL, WORKER_DATABASE_URL,
+    RETENTION_DATABASE_URL)."""
     from psycopg.conninfo import make_conninfo
 
     from . import devdb
 
     server = devdb.running_conninfo(data / "pg")
-    password = data / f"{DEV_APP_USER}.password"
-    if server is None or not password.is_file():
+    if server is None or not (data / f"{DEV_APP_USER}.password").is_file():
         return {}
     owner = make_conninfo(server, dbname=DEV_DATABASE)
-    return {"DATABASE_URL": make_conninfo(owner, user=DEV_APP_USER, password=password.read_text().strip()),
-            "MIGRATION_DATABASE_URL": owner}
+    found = {"MIGRATION_DATABASE_URL": owner}
+    for login, variable in DEV_LOGINS.items():
+        password = data / f"{login}.password"
+        if password.is_file():
+            found[variable] = make_conninfo(owner, user=login, password=password.read_text().strip())
+    return found
+
+
+def dev_pushpin(data: Path) -> dict[str, str]:
+    """GRIP_PUBLISH_URL and GRIP_SIG_KEY of the Pushpin `make run` started, while it runs."""
+    from . import devpushpin
+
+    url = devpushpin.running_publish_url(data / DEV_PUSHPIN_DIR)
+    key = data / DEV_GRIP_SIG_KEY_FILE
+    if url is None or not key.is_file():
+        return {}
+    return {"GRIP_PUBLISH_URL": url, "GRIP_SIG_KEY": key.read_text().strip()}
 
 
 def no_database_hint(env: dict[str, str]) -> str | None:

@@ -12,7 +12,7 @@ from .cli_env import environment, fail, load
 @click.command("deliver-emails")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (default: until SIGTERM).")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=50, show_default=True,
-              help="Deliveries leased per claim.")
+              help="E-mails leased per claim.")
 @click.option("--lease-seconds", type=click.IntRange(1, 3600), default=60, show_default=True,
               help="How long a claimed batch is ours; a dead worker's rows go to another worker after it.")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
@@ -40,7 +40,8 @@ def deliver_emails(once: bool, batch_size: int, lease_seconds: int, poll_interva
     logs.configure(config)
     settings = WorkerSettings(
         email_api_url=config["EMAIL_API_URL"], email_api_key=config["EMAIL_API_KEY"],
-        max_attempts=config["EMAIL_MAX_ATTEMPTS"], batch_size=batch_size, lease_seconds=lease_seconds,
+        max_attempts=config["EMAIL_MAX_ATTEMPTS"], digest_delay_seconds=config["EMAIL_DIGEST_DELAY_SECONDS"],
+        batch_size=batch_size, lease_seconds=lease_seconds,
         poll_interval=poll_interval, connect_timeout=connect_timeout, read_timeout=read_timeout,
         prepare_threshold=config["DB_PREPARE_THRESHOLD"])
     try:
@@ -82,6 +83,7 @@ def stream_clock(once: bool, interval: float) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        publisher.close()  # the last tick's counts are still on their way to Pushpin
         database.close()
 
 

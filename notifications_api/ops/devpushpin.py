@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 INTERNAL_CONF = Path("/usr/lib/pushpin/internal.conf")
+PUBLISH_URL_FILE = "publish-url"  # written while it runs, so that other commands find it
 BINARIES = ("pushpin", "zurl", "condure")
 
 
@@ -35,7 +36,7 @@ stats_connection_ttl=120
 
 [runner]
 services=condure,pushpin-proxy,pushpin-handler
-http_port={http_port}
+http_port={host}:{http_port}
 logdir={logdir}
 log_level={log_level}
 client_buffer_size=8192
@@ -66,8 +67,12 @@ push_in_sub_specs=tcp://127.0.0.1:{push_in_sub}
 push_in_sub_connect=false
 push_in_http_addr=127.0.0.1
 push_in_http_port={publish_port}
+# Pushpin 1.36 (Debian's) reads only push_in_max_headers_size and push_in_max_body_size; later
+# releases read the push_in_http_ names (fastly/pushpin#48086). Both are set (unknown keys are ignored).
 push_in_http_max_headers_size=10000
 push_in_http_max_body_size=10000000
+push_in_max_headers_size=10000
+push_in_max_body_size=10000000
 stats_spec=ipc://{rundir}/pp-stats
 command_spec=tcp://127.0.0.1:{command}
 message_rate=100000
@@ -105,8 +110,9 @@ class Pushpin:
     """pushpin + zurl in `directory`, routing every request to `origin` (host:port)."""
 
     def __init__(self, directory: Path, sig_key: str, maxconn: int = 5000, http_port: int = 0,
-                 log_level: int = 1):
+                 log_level: int = 1, host: str = "127.0.0.1"):
         self.directory = directory
+        self.host = host  # the client port's address (Pushpin's default is every interface)
         # 1: warnings only. 2 also logs each request line, query string (a stream ticket) included.
         self.log_level = log_level
         self.origin = ""
@@ -136,6 +142,7 @@ class Pushpin:
         conf = rundir / "pushpin.conf"
         conf.write_text(PUSHPIN_CONF.format(rundir=rundir, logdir=logdir, http_port=self.http_port,
                                             publish_port=self.publish_port, sig_key=self.sig_key,
+                                            host=f"[{self.host}]" if ":" in self.host else self.host,
                                             maxconn=self.maxconn, log_level=self.log_level, **self.ports))
         zurl_conf = rundir / "zurl.conf"
         zurl_conf.write_text(ZURL_CONF.format(rundir=rundir))
@@ -168,6 +175,7 @@ class Pushpin:
             if time.monotonic() > deadline:
                 raise PushpinError(f"pushpin did not hold a stream:\n{self.log()}")
             time.sleep(0.1)
+        (self.directory / PUBLISH_URL_FILE).write_text(self.publish_url + "\n")
 
     @staticmethod
     def _listening(port: int) -> bool:
@@ -183,6 +191,7 @@ class Pushpin:
                          for p in sorted(logdir.glob("*")) if p.is_file())
 
     def stop(self) -> None:
+        (self.directory / PUBLISH_URL_FILE).unlink(missing_ok=True)
         for process in reversed(self.processes):
             if process.poll() is None:
                 try:  # the runner's children (condure, proxy, handler) are in its session
@@ -195,6 +204,17 @@ class Pushpin:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(5)
         self.processes = []
+
+
+def running_publish_url(directory: Path) -> str | None:
+    """The publish URL of the Pushpin started in `directory` (by another process: `make run`) while it
+    listens there, else None."""
+    try:
+        url = (directory / PUBLISH_URL_FILE).read_text().strip()
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return url if Pushpin._listening(port) else None
 
 
 class PushpinError(Exception):

@@ -38,10 +38,13 @@ def _int(name, default):
     return int(_env.get(name) or default)
 
 
-bind = f"0.0.0.0:{_int('PORT', 8003)}"
+# HOST: every interface by default (a container, behind the load balancer); `make run` sets 127.0.0.1
+# unless HOST is given. An IPv6 address is bracketed as gunicorn expects.
+_host = (_env.get("HOST") or "0.0.0.0").strip()
+bind = f"{f'[{_host}]' if ':' in _host else _host}:{_int('PORT', 8003)}"
 workers = _int("WEB_CONCURRENCY", 2)
 worker_class = "gthread"
-threads = _int("GUNICORN_THREADS", 4)  # DB_POOL_MAX_SIZE should be >= this
+threads = _int("GUNICORN_THREADS", 4)  # DB_POOL_MAX_SIZE should be > this (+1: the stream publisher thread)
 timeout = _int("GUNICORN_TIMEOUT", 30)  # DB_POOL_TIMEOUT (default 5 s) stays well below it
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Longer than the load balancer's idle timeout (60 s on AWS ALB and most others), so the
@@ -163,6 +166,15 @@ def freeze_gc():
 
 
 def worker_exit(server, worker):
+    """Publish what the worker's stream publisher still holds (a graceful restart loses nothing
+    queued), then close the pool it publishes from."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", None) or {}
+    publisher = extensions.get("notifications_publisher")
+    if publisher is not None:
+        try:
+            publisher.close()
+        except Exception:
+            server.log.exception("closing the stream publisher failed")
     database = _database(worker)
     if database is not None:
         try:

@@ -1,6 +1,7 @@
 """The notifications resource: services create them; the end user lists, reads, changes and counts theirs."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -125,6 +126,26 @@ def _dedupe_key(body: dict) -> str | None:
     return key
 
 
+RETRY_PUBLISH_SECONDS = 60  # a `duplicate` this young may be a retry after a lost answer
+
+
+def _to_publish(results: list[dict]) -> list[dict]:
+    """The notifications to publish: each created one, and each `duplicate` created within the last
+    RETRY_PUBLISH_SECONDS. A producer whose create committed but whose answer was lost retries and
+    gets `duplicate`: whether the first attempt got to publish is unknown (its worker may have died
+    after the commit), so it is published again; streams may see a notification twice (same
+    notification_id; the stream's description says so) but never miss one."""
+    young = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=RETRY_PUBLISH_SECONDS)
+    chosen: dict[str, dict] = {}
+    for result in results:
+        notification = result["notification"]
+        retried = (result["result"] == "duplicate"
+                   and dt.datetime.fromisoformat(notification["created_at"]) > young)
+        if result["result"] == "created" or retried:
+            chosen.setdefault(notification["notification_id"], notification)  # a repeated user id: once
+    return list(chosen.values())
+
+
 @bp.post("/notifications")
 @openapi.doc(
     "createNotifications", "Create a notification for one user or fan out to many (internal services)",
@@ -171,7 +192,7 @@ def create_notification():
         results.append({"user_id": str(row["user_id"]), "result": result,
                         "notification": row if result in ("created", "duplicate") else None})
     metrics.record_notifications_created(body["notification_type"], created)
-    publisher.changed((), [r["notification"] for r in results if r["result"] == "created"])
+    publisher.changed((), _to_publish(results))
     headers = {}
     if duplicates == len(results):
         headers["Idempotent-Replayed"] = "true"

@@ -23,21 +23,25 @@ EXAMPLE_SETTINGS = {
     "type_preferences": {"reaction": {"in_app": False, "email": False}, "comment": {"email": False}},
     "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"},
     "updated_at": "2026-11-26T03:42:21.123456Z",
+    "email_digest": {"frequency": "daily", "at": "08:30", "timezone": "Europe/Amsterdam"},
 }
 
 
 def _settings_dict(row: tuple) -> dict:
-    in_app, email, push, type_preferences, quiet_hours, updated_at = row
+    in_app, email, push, type_preferences, quiet_hours, updated_at, email_digest = row
     return {"in_app_enabled": in_app, "email_enabled": email, "push_enabled": push,
             "type_preferences": type_preferences or {}, "quiet_hours": quiet_hours,
-            "updated_at": updated_at}  # API text already (db_types.configure)
+            "updated_at": updated_at,  # API text already (db_types.configure)
+            "email_digest": email_digest}
 
 
 @bp.get("/notifications/settings")
 @openapi.doc(
     "getSettings", "The caller's notification settings", tag="settings",
     description="A user who never saved settings gets the defaults: every channel on, no type preferences, "
-                "`quiet_hours` and `updated_at` null. Only the type overrides that are set are returned.",
+                "`quiet_hours` and `updated_at` null, `email_digest` "
+                "`{\"frequency\": \"batched\", \"at\": null, \"timezone\": null}`. Only the type overrides "
+                "that are set are returned.",
     query=no_query, responses={200: openapi.ok("The settings.", SettingsSchema, EXAMPLE_SETTINGS)})
 @user_required
 @ratelimit.user_read
@@ -52,7 +56,14 @@ def get_settings():
     description="Only the fields sent change. `quiet_hours: null` turns quiet hours off; in "
                 "`type_preferences` a type set to `null` removes its override and a channel map is merged "
                 "channel by channel. Channels: `in_app`, `email`, `push`. Quiet hours `start` must differ "
-                f"from `end`; time zones are IANA names; at most {MAX_TYPE_PREFERENCES} type entries.",
+                f"from `end`; time zones are IANA names; at most {MAX_TYPE_PREFERENCES} type entries. "
+                "`email_digest` is replaced whole (`null` restores `batched`): `daily` needs `at` "
+                "(HH:MM) and `timezone` (IANA), `batched` takes them null; errors are keyed by path "
+                "(`email_digest.at`). "
+                "A daily digest goes once a day at that local time with what is still unseen (nothing when "
+                "nothing is), whatever the server's digest delay; quiet hours do not apply to it; `urgent` "
+                "notifications still go at once. Changing it moves the e-mails already waiting to the new "
+                "schedule.",
     request=openapi.body(SettingsPatchSchema, "The fields to change.", {
         "push_enabled": False, "type_preferences": {"reaction": {"in_app": False}, "mention": None},
         "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"}}),

@@ -13,7 +13,7 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema, fields, validate
 
-from ..live import grip, tickets
+from ..live import grip, publisher, tickets
 from ..web import openapi, ratelimit
 from ..db import store
 from ..web.auth import user_required
@@ -26,6 +26,7 @@ from ..web.responses import json_response
 bp = Blueprint("stream", __name__)
 
 EVENT_STREAM = "text/event-stream"
+RESUBSCRIBE_SECONDS = 0.5  # after a hold, when the counts are published again
 
 
 class StreamQuerySchema(Schema):
@@ -53,9 +54,14 @@ EventSource sends is not needed: every connection starts with the current counts
 - `counts` — `{"unread_count": int, "unseen_count": int}` (the inbox's, as endpoint 6). Always the
   first event, then after every change of the counts (create, read, unread, seen, archive, unarchive,
   delete, snooze, wake, retract, bulk) within 1 s of the commit, and within 60 s of a change only the
-  clock makes (a snooze ending, an expiry).
+  clock makes (a snooze ending, an expiry). Through Pushpin the counts are sent once more about 0.5 s
+  after the stream opens (possibly the same as the first): a change committed while the stream was
+  being set up is never missed.
 - `notification` — the notification object, for each notification created for the user; it comes
-  just before the `counts` event that includes it.
+  just before the `counts` event that includes it. It may come twice (the same `notification_id`):
+  when a producer retries a create whose answer it lost, the `duplicate` is published again if it is
+  less than 60 s old (whether the first attempt got to publish cannot be known). Clients keep one
+  per `notification_id`.
 
 Through Pushpin (a `Grip-Sig` verifying with `GRIP_SIG_KEY`) the stream stays open (a comment line
 keeps it alive every 20 s). Otherwise (no proxy, or a `Grip-Sig` that does not verify) the response
@@ -116,7 +122,8 @@ def ticket_or_user_required(view: Callable) -> Callable:
     "createStreamTicket", "A ticket for the live-update stream",
     description="For `GET .../notifications/stream?ticket=…` only (browsers' EventSource cannot send "
                 "headers), bound to the caller, valid `STREAM_TICKET_TTL_SECONDS` (default 3600) and "
-                "reusable until then. Never logged. No body; any query parameter is `422`.",
+                "reusable until then (checked with the `JWT_LEEWAY_SECONDS` leeway of user tokens, for "
+                "clock skew between API pods). Never logged. No body; any query parameter is `422`.",
     responses={201: {"description": "The ticket.", "headers": openapi.response_headers(*openapi.RATE_HEADERS),
                      "content": {"application/json": {
                          "schema": TICKET_SCHEMA,
@@ -161,6 +168,10 @@ def stream():
     if grip.from_proxy(request.headers.get("Grip-Sig"), config["GRIP_SIG_KEY"]):
         headers.update(grip.hold_headers(g.user_id))
         body = first
+        # Pushpin subscribes the channel only once it has this response: an event published since
+        # the counts above were read is lost to this stream. The counts again, once it surely
+        # holds it (an older one is ignored by its id), close that gap.
+        publisher.changed_later(g.user_id, RESUBSCRIBE_SECONDS)
     else:  # nobody will hold this stream: one event, then EventSource retries after the interval
         body = first + f"retry: {config['POLL_INTERVAL_SECONDS'] * 1000}\n\n"
     return Response(body, status=200, headers=headers, mimetype=EVENT_STREAM)

@@ -219,7 +219,9 @@ HEADERS: dict[str, dict] = {
         "example": 2,
     },
     "RateLimit-Limit": {
-        "description": "Requests allowed in the current window (sent when rate limiting is enabled).",
+        "description": "Requests allowed in the current window (sent when rate limiting is enabled). "
+                       "With several limits (per minute and per hour), all three headers describe the "
+                       "most restrictive one: the fewest requests left, then the later reset.",
         "schema": {"type": "integer", "minimum": 0},
     },
     "RateLimit-Remaining": {
@@ -631,7 +633,8 @@ def build_spec(app: Flask, now: datetime | None = None) -> dict[str, Any]:
         ("CreateResult", schemas.CreateResultSchema), ("CreateResponse", schemas.CreateResponseSchema),
         ("ChannelPreferences", schemas.ChannelPreferencesSchema), ("QuietHours", schemas.QuietHoursSchema),
         ("Settings", schemas.SettingsSchema), ("Problem", schemas.ProblemSchema),
-        ("Health", schemas.HealthSchema), ("CreateNotification", schemas.CreateNotificationSchema),
+        ("Health", schemas.HealthSchema), ("Index", schemas.IndexSchema),
+        ("CreateNotification", schemas.CreateNotificationSchema),
         ("MarkRead", schemas.MarkReadSchema), ("SettingsPatch", schemas.SettingsPatchSchema),
     ):
         spec.components.schema(name, schema=schema)

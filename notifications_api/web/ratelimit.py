@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import logging
 import math
+import os
 import threading
 import time
 from typing import Any, Callable, TypeVar
@@ -25,7 +26,8 @@ from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_st
 from limits.strategies import FixedWindowRateLimiter
 from limits.util import WindowStats
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.connection import Connection
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from .. import metrics
@@ -136,6 +138,7 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
         self.redis = redis
         self.health = StorageHealth(redis.get_connection().ping) if redis else None
         self._incr_script = redis.get_connection().register_script(INCR_SCRIPT) if redis else None
+        self._own = threading.local()  # each thread's connection: (pid, redis.Connection)
 
     @property
     def primary(self) -> Storage:
@@ -151,13 +154,52 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
     def _incr(self, key: str, expiry: int, cost: int) -> tuple[int, float]:
         if self.redis is not None and self.health.use_redis():
             try:
-                count, ttl_ms = self._incr_script(keys=[self.redis.prefixed_key(key)], args=[expiry, cost])
+                count, ttl_ms = self._run_script(self.redis.prefixed_key(key), expiry, cost)
             except STORAGE_ERRORS as exc:
                 self.health.failed(exc)
             else:
                 self.health.succeeded()
                 return int(count), time.time() + int(ttl_ms) / 1000
         return self.memory.incr(key, expiry, cost), self.memory.get_expiry(key)
+
+    def _run_script(self, key: str, expiry: int, cost: int) -> tuple[int, int]:
+        """INCR_SCRIPT as one EVALSHA on this thread's own connection, not through the client.
+
+        The client's path (pool checkout and return under a lock, a readiness poll, the retry
+        wrapper, observability counters) costs more CPU than the command on a kept connection
+        (docs/PERFORMANCE.md, "Figures from the code"). Same command, key and reply. A
+        connection that was closed or holds an unread reply is replaced before sending, as the
+        pool does on checkout; an error leaves it disconnected (the next hit reconnects) and is
+        the caller's failover. NOSCRIPT (a flushed or restarted Redis) goes through the client's
+        script object once, which loads the script.
+        """
+        connection = self._connection()
+        try:
+            connection.connect()  # a no-op when connected; a refused connect fails over at once
+            try:
+                stale = connection.can_read()  # a stray reply; EOF (closed by Redis, a proxy) raises
+            except STORAGE_ERRORS:
+                stale = True
+            if stale:
+                connection.disconnect()
+                connection.connect()
+            connection.send_command("EVALSHA", self._incr_script.sha, 1, key, expiry, cost)
+            return connection.read_response()
+        except NoScriptError:
+            return self._incr_script(keys=[key], args=[expiry, cost])
+        except BaseException:
+            connection.disconnect()
+            raise
+
+    def _connection(self) -> Connection:
+        """This thread's connection, made by the storage's pool with its settings (timeouts, client
+        name, Sentinel discovery) but not lent by it: it closes when the thread ends (or, after a
+        fork, is replaced)."""
+        pid = os.getpid()
+        own = getattr(self._own, "connection", None)
+        if own is None or own[0] != pid:
+            own = self._own.connection = (pid, self.redis.get_connection().connection_pool.make_connection())
+        return own[1]
 
     def _read(self, read: Callable[[Storage], Any]) -> Any:
         if self.redis is not None and self.health.use_redis():
@@ -229,7 +271,9 @@ def _user_key() -> str:
 
 
 def _service_key() -> str:
-    return g.service
+    """One budget per service, whichever of its tokens it used: a rotation's overlap
+    (SERVICE_TOKEN_PREVIOUS) must not double it. g.service still tells them apart in the logs."""
+    return SERVICE
 
 
 def _setting(name: str) -> Callable[[], str]:
@@ -302,14 +346,22 @@ def _route_limit(limit_setting: str, scope: str, key_func: Callable[[], str]) ->
 def _hit(state: RateLimitState, items: list[RateLimitItem], key: str, scope: str,
          rejected: Callable[[RateLimitItem], None]) -> None:
     """Count this request against each limit (smallest window first); 429 at the first one spent.
-    The limit _finish reports: the spent one, else the smallest window (as Flask-Limiter picks)."""
+    The limit _finish reports: the spent one, else the most restrictive (_most_restrictive)."""
     strategy = state.strategy
     for item in items:
         if not strategy.hit(item, key, scope):
             g.rate_limit = item, strategy.get_window_stats(item, key, scope)
             rejected(item)
             raise TooManyRequests()
-    g.rate_limit = items[0], strategy.get_window_stats(items[0], key, scope)
+    g.rate_limit = _most_restrictive([(item, strategy.get_window_stats(item, key, scope)) for item in items])
+
+
+def _most_restrictive(windows: list[tuple[RateLimitItem, WindowStats]]) -> tuple[RateLimitItem, WindowStats]:
+    """The limit the RateLimit-* headers report when none is spent: the one with the fewest requests
+    left (then the later reset), i.e. the one that will refuse first. Flask-Limiter reports the
+    smallest window, which with "600/minute;5000/hour" promised 590 left to a client about to get
+    the hour's 429."""
+    return min(windows, key=lambda window: (window[1].remaining, -window[1].reset_time))
 
 
 @limiter.request_filter
@@ -349,10 +401,13 @@ def _anonymous_failure() -> tuple[int, WindowStats]:
     """Spend the client IP's anonymous budget on this failed request; the limit and window to report."""
     state = current_app.extensions[EXTENSION]
     key = client_ip()
+    windows = []
     for item in state.anonymous:  # smallest window first, as Flask-Limiter orders them
         if not state.strategy.hit(item, key, ANONYMOUS):
-            break
-    return item.amount, state.strategy.get_window_stats(item, key, ANONYMOUS)
+            return item.amount, state.strategy.get_window_stats(item, key, ANONYMOUS)
+        windows.append((item, state.strategy.get_window_stats(item, key, ANONYMOUS)))
+    item, window = _most_restrictive(windows)
+    return item.amount, window
 
 
 def _seconds_until(timestamp: float) -> int:
@@ -370,7 +425,10 @@ def _finish(response: Response) -> Response:
     current = limiter.current_limit if routed is None else None
     if routed is not None:
         amount, (reset_at, remaining) = routed[0].amount, routed[1]
-    elif current is not None:
+    elif current is not None:  # Flask-Limiter's defaults (the anonymous budget)
+        if not current.breached:
+            current = min(limiter.current_limits, key=lambda limit: (limit.window.remaining,
+                                                                     -limit.window.reset_time))
         amount, (reset_at, remaining) = current.limit.amount, current.window
     elif (response.status_code in ANONYMOUS_FAILURES and request.blueprint != HEALTH
             and g.get("user_id") is None and g.get("service") is None):
@@ -403,4 +461,27 @@ def init_app(app: Flask) -> None:
         app.extensions[STORAGE_CHECK] = state.strategy.health.check
     config["RATELIMIT_ENABLED"] = True
     limiter.init_app(app)
+    _gate_default_limits(app)
     app.after_request(_finish)
+
+
+def _gate_default_limits(app: Flask) -> None:
+    """Flask-Limiter's before_request check runs only where its default limits can apply.
+
+    On a route _route_limit guards (and an unmetered one) the check ends at the request filter,
+    yet what it does first (resolving the endpoint, filtering limits, its exemption scopes and
+    per-request context) costs more CPU than the Redis hit it does not make (docs/PERFORMANCE.md,
+    "Figures from the code"). Same check, same order among the hooks; it is skipped exactly when
+    _route_limited() would have made it a no-op. tests/edge/test_limiter_library.py fails if
+    Flask-Limiter stops registering the hook this replaces.
+    """
+    hooks = app.before_request_funcs.setdefault(None, [])
+    check = limiter._check_request_limit
+    if check not in hooks:
+        raise RuntimeError("Flask-Limiter's before_request check is not registered where "
+                           "ratelimit._gate_default_limits expects it (Flask-Limiter changed)")
+
+    def check_default_limits() -> None:
+        if not _route_limited():
+            check()
+    hooks[hooks.index(check)] = check_default_limits

@@ -315,20 +315,53 @@ class ChannelPreferencesSchema(Schema):
     push = StrictBoolean()
 
 
+class IanaZone(fields.String):
+    """An IANA time zone name (quiet hours, the daily e-mail digest)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text not in iana_zones():
+            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+        return text
+
+
 class QuietHoursSchema(Schema):
     start = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
     end = fields.String(required=True, validate=FullMatch(TIME_RE, error="Must be HH:MM."))
-    timezone = fields.String(required=True)
-
-    @validates("timezone")
-    def _zone(self, value: str, data_key: str) -> None:
-        if value not in iana_zones():
-            raise ValidationError("Must be an IANA time zone name such as Europe/Amsterdam.")
+    timezone = IanaZone(required=True)
 
     @validates_schema
     def _distinct(self, data: dict, **kwargs) -> None:
         if data.get("start") and data.get("start") == data.get("end"):
             raise ValidationError("Must differ from start.", "end")
+
+
+class EmailDigestSchema(Schema):
+    """API.md "E-mail digests": batched (default) or daily at a local time; replaced whole."""
+
+    frequency = fields.String(required=True, validate=validate.OneOf(("batched", "daily")),
+                              metadata={"description": "`batched`: one e-mail once the oldest unseen "
+                                        "notification has waited EMAIL_DIGEST_DELAY_SECONDS; `daily`: one a "
+                                        "day at `at` local time."})
+    at = fields.String(allow_none=True, load_default=None,
+                       validate=FullMatch(TIME_RE, error="Must be HH:MM."),
+                       metadata={"description": "HH:MM, required with daily, null with batched. A time "
+                                 "that does not exist that day (DST) goes at the next minute that does; one "
+                                 "that happens twice goes once."})
+    timezone = IanaZone(allow_none=True, load_default=None,
+                        metadata={"description": "IANA name, required with daily, null with batched."})
+
+    @validates_schema
+    def _by_frequency(self, data: dict, **kwargs) -> None:
+        daily = data.get("frequency") == "daily"
+        errors = {}
+        for field in ("at", "timezone"):
+            if daily and data.get(field) is None:
+                errors[field] = ["Required with frequency daily."]
+            elif not daily and data.get(field) is not None:
+                errors[field] = ["Must be null with frequency batched."]
+        if errors and "frequency" in data:
+            raise ValidationError(errors)
 
 
 class TypeName(fields.String):
@@ -347,6 +380,8 @@ class SettingsPatchSchema(Schema):
         keys=TypeName(), values=fields.Nested(ChannelPreferencesSchema, allow_none=True),
         validate=validate.Length(max=MAX_TYPE_PREFERENCES))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
+    email_digest = fields.Nested(EmailDigestSchema, allow_none=True, metadata={
+        "description": "Replaced whole; null restores the default (batched)."})
 
 
 # ---- responses (documented in OpenAPI; the views use the fast dumpers below) -------------
@@ -445,6 +480,7 @@ class SettingsSchema(Schema):
                                    required=True)
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, required=True)
     updated_at = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
+    email_digest = fields.Nested(EmailDigestSchema, required=True)
 
 
 class ProblemSchema(Schema):
@@ -460,6 +496,18 @@ class ProblemSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class IndexLinksSchema(Schema):
+    api = fields.String(required=True, metadata={"description": "The notifications collection."})
+    health = fields.String(required=True)
+    docs = fields.String(metadata={"description": "Swagger UI (only with ENABLE_DOCS)."})
+    openapi = fields.String(metadata={"description": "The OpenAPI document (only with ENABLE_DOCS)."})
+
+
+class IndexSchema(Schema):
+    name = fields.String(required=True)
+    links = fields.Nested(IndexLinksSchema, required=True)
 
 
 # ---- loading helpers ---------------------------------------------------------------------

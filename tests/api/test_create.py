@@ -121,3 +121,53 @@ def test_expires_at_beyond_year_9999_is_refused(client, service_headers, user, u
 def test_location_is_absolute(client, service_headers, user):
     response = post(client, service_headers, base(user))
     assert response.headers["Location"].startswith("http://localhost/api/v1/notifications/")
+
+
+def _payload_of(size: int) -> dict:
+    """A payload of many short keys that is exactly `size` bytes as compact JSON (jsonb's own text
+    form, with a space after every ':' and ',', is ~25% longer)."""
+    import json
+    payload = {f"k{n:04d}": 0 for n in range((size - 20) // 10)}
+    payload["pad"] = ""
+    payload["pad"] = "x" * (size - len(json.dumps(payload, separators=(",", ":"))))
+    assert len(json.dumps(payload, separators=(",", ":")).encode()) == size
+    return payload
+
+
+def test_the_payload_limit_is_one_measure_in_the_api_and_the_database(client, service_headers, user):
+    """16 KiB serialized (API.md) as compact JSON, on both sides of the boundary: the database
+    must not refuse with its own longer measure what the API's schema let through."""
+    response = post(client, service_headers, base(user, payload=_payload_of(16 * 1024)))
+    assert response.status_code == 201, response.get_json()
+    assert len(response.get_json()["results"][0]["notification"]["payload"]) > 1600
+    response = post(client, service_headers, base(user, payload=_payload_of(16 * 1024 + 1)))
+    assert_problem(response, 422, "validation_error")
+    assert "payload" in response.get_json()["errors"]
+
+
+def test_a_retried_create_publishes_its_young_duplicate_again(app, client, service_headers, user, database):
+    """A create that committed but whose answer was lost: the producer's retry gets `duplicate`, and
+    the notification is published again (the first attempt may never have published it); an old
+    duplicate (not a retry) is not."""
+    import psycopg
+    published = []
+    extension = app.extensions["notifications_publisher"]
+    original_changed = extension.changed
+    extension.changed = lambda user_ids, notifications=(): published.append(
+        [n["notification_id"] for n in notifications])
+    try:
+        first = post(client, service_headers, base(user, dedupe_key="lost-answer"))
+        retry = post(client, service_headers, base(user, dedupe_key="lost-answer"))
+        fan_out = post(client, service_headers, {"user_ids": [user], "notification_type": "comment",
+                                                 "title": "Ana commented", "dedupe_key": "lost-answer"})
+        with psycopg.connect(database.admin, autocommit=True) as conn:
+            conn.execute("UPDATE activity.notifications SET created_at = created_at - interval '2 minutes'"
+                         " WHERE user_id = %s AND dedupe_key = 'lost-answer'", (user,))
+        old = post(client, service_headers, base(user, dedupe_key="lost-answer"))
+    finally:
+        extension.changed = original_changed
+    notification_id = first.get_json()["results"][0]["notification"]["notification_id"]
+    assert retry.get_json()["results"][0]["result"] == "duplicate"
+    assert fan_out.status_code == 200, fan_out.get_json()
+    assert old.get_json()["results"][0]["result"] == "duplicate"
+    assert published == [[notification_id], [notification_id], [notification_id], []]

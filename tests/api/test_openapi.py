@@ -46,6 +46,7 @@ CONTRACT = {
     ("get", f"{PREFIX}/push/subscriptions"),
     ("delete", f"{PREFIX}/push/subscriptions"),
     ("delete", f"{PREFIX}/push/subscriptions/{{subscription_id}}"),
+    ("get", "/"),
     ("get", "/health"),
     ("get", "/health/live"),
     ("get", "/metrics"),

@@ -5,7 +5,8 @@ from test_errors import assert_problem
 
 P = "/api/v1/notifications/settings"
 DEFAULTS = {"in_app_enabled": True, "email_enabled": True, "push_enabled": True,
-            "type_preferences": {}, "quiet_hours": None, "updated_at": None}
+            "type_preferences": {}, "quiet_hours": None, "updated_at": None,
+            "email_digest": {"frequency": "batched", "at": None, "timezone": None}}
 
 
 def test_defaults(client, user, user_headers):

@@ -27,7 +27,7 @@ def test_unread_counts_many_and_advance_clocks(app, make_user, notify, database)
                          " '1 hour' WHERE user_id = %s", (b,))
             conn.execute("UPDATE activity.notification_counters SET folded_at = folded_at - interval '1 hour',"
                          " next_change_at = now() - interval '1 second' WHERE user_id = %s", (b,))
-        advanced = [r for r in store.advance_clocks(db, 1000) if r["user_id"] in (a, b)]
+        advanced = [r for r in store.advance_clocks(db, 1000, 1000) if r["user_id"] in (a, b)]
         assert advanced == [{"user_id": b, "unread_count": 0, "unseen_count": 0,
-                             "version": by_user[b]["version"] + 1}]
-        assert b not in [r["user_id"] for r in store.advance_clocks(db, 1000)]  # folded once
+                             "version": by_user[b]["version"] + 1, "changed": True}]
+        assert b not in [r["user_id"] for r in store.advance_clocks(db, 1000, 1000)]  # folded once

@@ -17,9 +17,25 @@ ONE_FILE = Path(__file__).resolve().parent / "previous_release" / "one_function_
 
 # Functions whose definition changed after the split, on purpose: name -> why.
 REWRITTEN: dict[str, str] = {
-    "sp_inbox_create": "its counts go through _row_delta/_apply like every writer's, not an inline copy of the rule",
+    "sp_inbox_create": "its counts go through _row_delta/_apply like every writer's, not an inline copy of the rule;"
+                       " delivered_at is stamped under the users' locks (issue 26)",
+    "sp_get_unread_count": "the counts and the per-type rows are read by one statement, one snapshot (issue 26)",
+    "sp_advance_clocks": "the previous release's form calls the new (limit, max_ms) one (issue 26)",
+    "_apply": "a group left with no inbox member is deleted (issue 26)",
     "_probe_groups": "a group's inbox members are the not-snoozed ones (as _in_inbox), not delivered_at <= now():"
                      " a fan-out's new row, delivered at clock_timestamp(), is its group's latest",
+    # issue 25 (e-mail digests)
+    "sp_update_notification_settings": "the previous release's shape over sp_settings_update (email_digest)",
+    "sp_delete_notification": "a digest awaiting its retry is not cancelled by one of its notifications",
+    "sp_bulk_update": "a digest awaiting its retry is not cancelled by one of its notifications",
+    "sp_retract_notifications": "a digest awaiting its retry is not cancelled by one of its notifications",
+}
+# Functions added after the split, on purpose (a rollback to the one-file layout leaves them, unused).
+ADDED = {"sp_settings_get", "sp_settings_update", "_settings_email_digest", "email_daily_slot", "_local_instant",
+         "_compact_json_octets"}  # issue 26: the payload measured as the API measures it
+# Overloads added after the split (their name was there before): signature -> why.
+ADDED_OVERLOADS: dict[str, str] = {
+    "activity.sp_advance_clocks(integer,integer)": "every user folded, and a time bound per call (issue 26)",
 }
 
 # Every function of schema activity: signature -> (definition, ACL, owner).
@@ -52,7 +68,9 @@ def recorded(conninfo: str) -> set[str]:
 
 
 def assert_same_functions(before, after, rewritten=()):
-    assert sorted(after) == sorted(before)  # none added, none removed
+    added = {sig for sig in after
+             if sig.split("(")[0].removeprefix("activity.") in ADDED or sig in ADDED_OVERLOADS}
+    assert sorted(set(after) - added) == sorted(before)  # none added (but ADDED), none removed
     for sig, (definition, acl, owner) in before.items():
         assert (after[sig][1], after[sig][2]) == (acl, owner), sig
         if sig.split("(")[0].removeprefix("activity.") not in rewritten:

@@ -440,3 +440,18 @@ def test_schema_version_is_readable_by_the_app(db_app):
     names = [r["filename"] for r in rows]
     assert "0001_schema.sql" in names and "repeatable/0100_helpers.sql" in names
     assert all(len(r["checksum"]) == 64 for r in rows)
+
+
+def test_the_payload_limit_measures_compact_json(db_app, db_user):
+    """sp_inbox_create measures the payload as the API does (compact JSON), not as jsonb's text."""
+    import json
+    u = db_user()
+    payload = {f"k{n:04d}": [n, {"a": None}] for n in range(600)}
+    payload["pad"] = ""
+    payload["pad"] = "é" * ((16384 - len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())) // 2)
+    size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+    assert 16383 <= size <= 16384
+    create_one(db_app, u, payload=payload)
+    payload["pad"] += "xx"
+    with sqlstate("NA422", "payload"):
+        create(db_app, u, payload=payload)

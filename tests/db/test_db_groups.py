@@ -109,3 +109,22 @@ def test_creates_into_one_group_racing_bulk_reads_end_exact(db_env, db_admin, db
     assert not errors, errors
     with psycopg.connect(db_env.app, autocommit=True) as conn:
         exact(conn, db_admin, u)
+
+
+def test_a_group_whose_members_all_left_keeps_no_row_and_comes_back_with_one(db_app, db_admin, db_user):
+    """Issue 26: an emptied group's counters row used to stay (zeros) forever."""
+    u = db_user()
+    first = create_one(db_app, u, group_key="post:1")
+    second = create_one(db_app, u, group_key="post:1")
+
+    def rows():
+        return db_admin.execute("SELECT group_key, notifications_count FROM activity.notification_groups"
+                                " WHERE user_id = %s", (u,)).fetchall()
+    assert rows() == [("post:1", 2)]
+    call(db_app, "sp_delete_notification", user_id=u, notification_id=first["notification_id"], permanent=False)
+    call(db_app, "sp_delete_notification", user_id=u, notification_id=second["notification_id"], permanent=True)
+    assert rows() == []
+    assert groups_truth(db_admin, u) == {}
+    call(db_app, "sp_bulk_update", user_id=u, action="unarchive", notification_ids=[first["notification_id"]])
+    assert rows() == [("post:1", 1)]
+    assert groups_answer(db_app, u) == groups_truth(db_admin, u)

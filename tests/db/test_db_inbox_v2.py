@@ -7,6 +7,7 @@ import random
 import uuid
 
 import psycopg
+import pytest
 from db_helpers import call, counts, create, create_one, run_step, run_threads, sqlstate, travel, truth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -78,6 +79,7 @@ def test_bulk_validation(db_app, db_user):
         call(db_app, "sp_bulk_update", user_id=uuid.uuid4(), action="read", all=True)
 
 
+@pytest.mark.serial  # its 5 s statement_timeout is a bound
 def test_bulk_archive_of_100_000_in_one_call(db_env, db_app, db_admin, db_user):
     u = db_user()
     create_one(db_app, u)

@@ -65,5 +65,11 @@ def test_the_flask_limiter_internals_ratelimit_uses_are_unchanged():
     # _route_limit counts user/service routes itself and keeps them out of the default (IP) limits
     # with a request filter; a shared limit's key is key_for(key, scope), which it reuses.
     assert ratelimit._route_limited in ratelimit.limiter._request_filters
+    # _gate_default_limits wraps the before_request check Flask-Limiter registers in init_app.
+    app = Flask(__name__)
+    app.config["RATELIMIT_ENABLED"] = True
+    bare = flask_limiter.Limiter(ratelimit.client_ip, app=app, storage_uri="memory://")
+    assert bare._check_request_limit in app.before_request_funcs[None]
+    assert list(inspect.signature(bare._check_request_limit).parameters) == ["callable_name", "in_middleware"]
     item = parse("5/minute")
     assert item.key_for("user", "user-read") == "LIMITER/user/user-read/5/1/minute"

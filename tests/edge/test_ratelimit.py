@@ -202,12 +202,13 @@ def test_a_guarded_route_spends_its_own_budget_not_the_ip_budget(make_app, make_
 
 
 def test_each_limit_of_a_setting_counts_and_the_spent_one_is_reported(make_app, make_user, bearer):
-    # Several limits in one setting: every hit counts against each; the headers show the smallest
-    # window's until one is spent, then the spent one's.
+    # Several limits in one setting: every hit counts against each; the headers show the most
+    # restrictive one's (the fewest left: here the hour's 1, not the minute's 2; issue 26), then the
+    # spent one's.
     client = make_app(RATE_LIMIT_USER_READ="3/minute;2/hour").test_client()
     headers = bearer(make_user())
     first = client.get(COUNT, headers=headers)
-    assert first.status_code == 200 and first.headers["RateLimit-Limit"] == "3" and remaining(first) == 2
+    assert first.status_code == 200 and first.headers["RateLimit-Limit"] == "2" and remaining(first) == 1
     assert client.get(COUNT, headers=headers).status_code == 200
     response = client.get(COUNT, headers=headers)
     assert response.status_code == 429
@@ -352,3 +353,69 @@ def test_a_refused_user_is_remembered_as_refused(make_app, make_user, bearer):
         if status == 401:
             assert response.headers["WWW-Authenticate"] == "Bearer"
         assert len(calls) == 2  # the view's own call, then one check for all the refusals after it
+
+
+def test_the_headers_report_the_most_restrictive_window_on_every_path(make_app, make_user, bearer):
+    """With a per-minute and a per-hour limit, the hour's is the one that will refuse first:
+    Remaining must not promise the minute's 9 when the hour leaves 2 (routed, Flask-Limiter's
+    anonymous defaults, and an anonymous failure alike)."""
+    app = make_app(RATE_LIMIT_USER_READ="10/minute;3/hour", RATE_LIMIT_ANONYMOUS="10/minute;3/hour")
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})  # anonymous defaults
+    client = app.test_client()
+    headers = bearer(make_user())
+    for expected in (2, 1, 0):
+        response = client.get(COUNT, headers=headers)
+        assert response.status_code == 200
+        assert (response.headers["RateLimit-Limit"], remaining(response)) == ("3", expected)
+        assert int(response.headers["RateLimit-Reset"]) > 60  # the hour's window
+    assert_rate_limited_by_the_hour(client.get(COUNT, headers=headers))
+    response = client.get("/openapi-like")
+    assert (response.headers["RateLimit-Limit"], remaining(response)) == ("3", 2)
+    response = client.get(COUNT, headers={"Authorization": "Bearer not.a.token"})  # an anonymous failure
+    assert response.status_code == 401
+    assert (response.headers["RateLimit-Limit"], remaining(response)) == ("3", 1)
+
+
+def assert_rate_limited_by_the_hour(response):
+    assert response.status_code == 429
+    assert response.headers["RateLimit-Limit"] == "3" and remaining(response) == 0
+    assert int(response.headers["Retry-After"]) > 60
+
+
+def test_the_previous_service_token_shares_the_services_budget(make_app, secrets_config):
+    """Rotating SERVICE_TOKEN must not double the service's budget for the overlap."""
+    previous = "previous-" + "p" * 40
+    client = make_app(RATE_LIMIT_SERVICE="3/minute", SERVICE_TOKEN_PREVIOUS=previous).test_client()
+    current = {"X-Service-Token": secrets_config["SERVICE_TOKEN"]}
+    old = {"X-Service-Token": previous}
+    answers = [client.post(CREATE, json={}, headers=which) for which in (current, old, current, old)]
+    assert [r.status_code for r in answers] == [422, 422, 422, 429]
+    assert [remaining(r) for r in answers] == [2, 1, 0, 0]
+
+
+def test_flask_limiters_check_runs_only_where_its_default_limits_apply(make_app, make_user, bearer,
+                                                                       monkeypatch):
+    """Guarded and unmetered routes skip Flask-Limiter's evaluation (its cost, issue 30); the
+    anonymous endpoints still get it, in the same place among the before_request hooks."""
+    import flask_limiter
+    checked: list[str | None] = []
+    original = flask_limiter.Limiter._check_request_limit
+
+    def counting(self, *args, **kwargs):
+        from flask import request
+        checked.append(request.endpoint)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(flask_limiter.Limiter, "_check_request_limit", counting)
+    app = make_app(RATE_LIMIT_ANONYMOUS="2/minute")
+    app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})
+    hooks = app.before_request_funcs[None]
+    assert not any(getattr(hook, "__func__", None) is counting for hook in hooks)  # replaced ...
+    gate = [hook for hook in hooks if hook.__name__ == "check_default_limits"]
+    assert len(gate) == 1  # ... by the gate, once
+    client = app.test_client()
+    headers = bearer(make_user())
+    assert [client.get(COUNT, headers=headers).status_code for _ in range(3)] == [200] * 3
+    assert client.get("/health/live").status_code == 200
+    assert checked == []
+    assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
+    assert checked == ["openapi_like"] * 3

@@ -68,6 +68,7 @@ def test_redis_outage_falls_back_to_memory_and_recovers(two_servers, redis_serve
     assert [remaining(first.get(COUNT, headers)), remaining(second.get(COUNT, headers))] == [3, 2]
 
 
+@pytest.mark.serial
 def test_frozen_redis_never_holds_a_request(two_servers, redis_server, make_user, bearer):
     first, second = two_servers(RATE_LIMIT_USER_READ="1000/minute")
     headers = bearer(make_user())

@@ -38,6 +38,7 @@ def test_limits_are_counted_on_the_primary_the_sentinel_names(
     assert body["status"] == "ok" and body["checks"]["rate_limit_storage"] == "ok"
 
 
+@pytest.mark.serial
 def test_a_frozen_sentinel_costs_a_request_at_most_the_redis_timeout(make_app, make_user, bearer, sentinel):
     app = make_app(REDIS_URL=sentinel.url, RATE_LIMIT_USER_READ="3/minute")
     client = app.test_client()

@@ -65,8 +65,9 @@ class FakeEmailApi:
 
 
 def fast_settings(url: str, **overrides) -> WorkerSettings:
-    """Worker settings for tests: short timeouts and lease, millisecond backoff."""
+    """Worker settings for tests: short timeouts and lease, millisecond backoff, no digest delay (v1)."""
     values = dict(email_api_url=url, email_api_key=API_KEY, max_attempts=3, batch_size=10, lease_seconds=3,
+                  digest_delay_seconds=0,
                   poll_interval=0.05, connect_timeout=0.5, read_timeout=1.0, retry_base=0.01, retry_cap=0.02)
     values.update(overrides)
     return WorkerSettings(**values)
@@ -95,7 +96,7 @@ def worker_command(*args: str) -> list[str]:
 def worker_env(tmp_path, **extra: str) -> dict[str, str]:
     """A clean environment for a worker subprocess: no .env, no JWT_SECRET/SERVICE_TOKEN."""
     return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "ENV_FILE": "/dev/null",
-            "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO", **extra}
+            "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO", "EMAIL_DIGEST_DELAY_SECONDS": "0", **extra}
 
 
 def metric(worker: EmailWorker, name: str, **labels: str) -> float:

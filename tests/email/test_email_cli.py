@@ -57,7 +57,7 @@ def _invoke(tmp_path, **env: str):
     try:
         return CliRunner().invoke(cli, ["deliver-emails", "--once"],
                                   env={**clean, "ENV_FILE": "/dev/null", "HOME": str(tmp_path),
-                                       "LOG_LEVEL": "INFO", **env})
+                                       "LOG_LEVEL": "INFO", "EMAIL_DIGEST_DELAY_SECONDS": "0", **env})
     finally:  # the command configures logging for its process: give the test session its own back
         root.handlers[:] = handlers
         root.setLevel(level)

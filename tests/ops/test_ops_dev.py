@@ -16,9 +16,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from machine_tools import skip_unless_ci, stop_process
+from notifications_api.ops import devpushpin
 from ops_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +34,8 @@ def _dev_env(data: Path, port: int) -> dict[str, str]:
            and k not in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "SERVICE_TOKEN", "METRICS_TOKEN",
                          "ENVIRONMENT", "ENABLE_DOCS", "PROMETHEUS_MULTIPROC_DIR", "MIGRATIONS_DIR",
                          "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    env.update({"ENV_FILE": os.devnull, "DEV_DATA_DIR": str(data), "PORT": str(port),
+    env.pop("HOST", None)
+    env.update({"ENV_FILE": os.devnull, "DEV_DATA_DIR": str(data), "PORT": str(port), "PUSHPIN_PORT": str(free_port()),
                 "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2", "PYTHONUNBUFFERED": "1"})
     return env
 
@@ -117,6 +120,18 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
         for item in ("database reachable", "migrations current", "stored functions executable",
                      "app user cannot read tables"):
             assert f"✓ {item}" in checklist, checklist
+        assert "✗ docs off: ENABLE_DOCS is true" in checklist, checklist  # what the server serves with
+        purged = _cli(env, "purge")  # as make run's retention login
+        assert purged.returncode == 0 and "purged 0 notification(s)" in purged.stdout, purged.stdout + purged.stderr
+        assert "error" not in purged.stderr, purged.stderr
+        # the development server and its Pushpin listen on loopback only (HOST unset)
+        listening = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN"}
+        assert listening[port] == "127.0.0.1", listening
+        if devpushpin.available():  # (.ci/run installs it)
+            assert "pushpin started on" in output, output[-3000:]
+            assert listening[int(env["PUSHPIN_PORT"])] == "127.0.0.1", listening
+            clock = _cli(env, "stream-clock", "--once")  # finds make run's Pushpin
+            assert clock.returncode == 0 and "published the counts of" in clock.stdout, clock.stdout + clock.stderr
 
         # A SIGTERM to the whole group (make and the dev runner; make forwards its own copy too).
         os.killpg(make.pid, signal.SIGTERM)
@@ -145,7 +160,8 @@ def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, en
     from notifications_api.ops import cli_env
 
     (tmp_path / "dev.env").write_text("JWT_SECRET=generated-jwt\nSERVICE_TOKEN=generated-service\n")
-    for name in ("JWT_SECRET", "SERVICE_TOKEN", "ENVIRONMENT", "DATABASE_URL", "DB_HOST"):
+    for name in ("JWT_SECRET", "SERVICE_TOKEN", "ENVIRONMENT", "DATABASE_URL", "DB_HOST", "ENABLE_DOCS", "HOST",
+                 "GRIP_PUBLISH_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ENV_FILE", os.devnull)
     monkeypatch.setenv("DEV_DATA_DIR", str(tmp_path))
@@ -154,5 +170,10 @@ def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, en
     env = cli_env.environment()
     assert (env.get("JWT_SECRET") == "generated-jwt") is discovered
     assert "DATABASE_URL" not in env  # no embedded server running there
+    assert "GRIP_PUBLISH_URL" not in env  # nor its Pushpin
+    # what `make run` serves with unless told otherwise (preflight's "docs off" then says what is served)
+    assert (env.get("ENABLE_DOCS"), env.get("HOST")) == (("true", "127.0.0.1") if discovered else (None, None))
     monkeypatch.setenv("JWT_SECRET", "set-by-the-operator")
+    monkeypatch.setenv("ENABLE_DOCS", "false")
     assert cli_env.environment()["JWT_SECRET"] == "set-by-the-operator"  # the environment always wins
+    assert cli_env.environment()["ENABLE_DOCS"] == "false"

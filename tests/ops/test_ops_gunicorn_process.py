@@ -102,3 +102,17 @@ def test_workers_are_recycled_rarely_and_not_together(tmp_path):
     assert done.returncode == 0, done.stderr
     max_requests, jitter = map(int, done.stdout.split())
     assert max_requests >= 100_000 and jitter >= max_requests // 20
+
+
+@pytest.mark.parametrize("host, bind", [(None, "0.0.0.0:8003"), ("", "0.0.0.0:8003"),
+                                        ("127.0.0.1", "127.0.0.1:8003"), ("::1", "[::1]:8003")])
+def test_bind_is_host_and_port(tmp_path, host, bind):
+    """HOST: every interface by default (the image), loopback or any address when given (`make run`)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT")}
+    env["ENV_FILE"] = os.devnull
+    if host is not None:
+        env["HOST"] = host
+    done = subprocess.run([sys.executable, "-c", "from notifications_api.ops import gunicorn_conf as c; print(c.bind)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == bind

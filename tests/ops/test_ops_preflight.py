@@ -1,7 +1,9 @@
 """preflight: every item ✓ against the test deployment; each bad setting ✗ with the right reason."""
 from __future__ import annotations
 
+import re
 import shutil
+from pathlib import Path
 
 import jwt
 import psycopg
@@ -25,6 +27,7 @@ EMAIL_ITEMS = ["e-mail outbox functions"]
 PUSH_ITEMS = ["push outbox functions", "Web Push key"]  # only when VAPID_PRIVATE_KEY is set
 BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS + PUSH_ITEMS]
 EMAIL_API_URL = "https://email-api.example.internal/v1/send"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def by_item(checks) -> dict:
@@ -228,6 +231,18 @@ def test_all_pass_with_email_on(production_env):
     assert [c.item for c in checks] == [item for item in ITEMS if item not in PUSH_ITEMS]
     assert [c.line() for c in checks if not c.ok] == []
     assert "executable by notifications_worker, not by the app user" in by_item(checks)[EMAIL_ITEMS[0]].reason
+
+
+def test_the_runbook_states_the_counts_a_good_run_prints(production_env):
+    """docs/PRODUCTION.md's "A good run ends with N passed" and its numbered final checklist follow the code."""
+    runbook = (ROOT / "docs" / "PRODUCTION.md").read_text()
+    stated = re.search(r"A good run ends with `(\d+) passed, 0 failed` \(`(\d+) passed` with `EMAIL_API_URL`", runbook)
+    assert stated, "docs/PRODUCTION.md no longer states what a good preflight run prints"
+    assert int(stated.group(1)) == len(preflight.run(production_env))
+    assert int(stated.group(2)) == len(preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL}))
+    checklist = runbook[runbook.index("## 10. Final checklist"):]
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. ", checklist, re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
 
 
 def test_email_item_not_checked_when_the_database_is_unreachable(production_env, database):

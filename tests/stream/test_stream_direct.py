@@ -56,7 +56,8 @@ def test_ticket_is_issued_for_the_user_and_opens_their_stream(client, app, make_
 def test_bad_expired_and_misused_tickets(client, app, make_user):
     user = make_user()
     good, _ = tickets.issue(app.config, user)
-    expired, _ = tickets.issue(app.config, user, now=time.time() - app.config["STREAM_TICKET_TTL_SECONDS"] - 1)
+    expired, _ = tickets.issue(app.config, user, now=time.time() - app.config["STREAM_TICKET_TTL_SECONDS"]
+                               - app.config["JWT_LEEWAY_SECONDS"] - 1)
     cases = {
         good[:-2] + ("AA" if not good.endswith("AA") else "BB"): "invalid_token",  # tampered signature
         "not-a-ticket": "invalid_token",
@@ -99,6 +100,23 @@ def test_a_ticket_survives_secret_rotation_and_expires_after_its_ttl(app):
     with pytest.raises(ApiError) as raised:
         tickets.verify(retired, old)
     assert raised.value.code == "invalid_token"
+
+
+def test_a_ticket_from_a_pod_whose_clock_is_off_verifies_within_the_leeway(app):
+    """Tickets get the leeway of user tokens (JWT_LEEWAY_SECONDS): minted on a pod 20 s ahead
+    (iat in this pod's future) or long enough ago to be 20 s expired here, they still verify."""
+    user = "00000000-0000-4000-8000-000000000001"
+    leeway = app.config["JWT_LEEWAY_SECONDS"]
+    assert leeway >= 20
+    ahead, _ = tickets.issue(app.config, user, now=time.time() + 20)
+    assert tickets.verify(app.config, ahead) == user
+    ttl = app.config["STREAM_TICKET_TTL_SECONDS"]
+    just_expired, _ = tickets.issue(app.config, user, now=time.time() - ttl - 20)
+    assert tickets.verify(app.config, just_expired) == user
+    long_expired, _ = tickets.issue(app.config, user, now=time.time() - ttl - leeway - 5)
+    with pytest.raises(ApiError) as raised:
+        tickets.verify(app.config, long_expired)
+    assert raised.value.code == "token_expired"
 
 
 def test_only_a_grip_sig_signed_with_our_key_is_held(client, app, make_user):

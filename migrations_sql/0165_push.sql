@@ -1,4 +1,4 @@
--- 0155: Web Push (issue 24; API.md "Delivery channels (v3)"): the browsers' subscriptions, the push
+-- 0165: Web Push (issue 24; API.md "Delivery channels (v3)"): the browsers' subscriptions, the push
 -- outbox, and the NOLOGIN group of the push worker. The functions are in repeatable/0210_push.sql.
 --
 -- Both tables are keyed by user_id first (docs/SCALING.md). An endpoint belongs to one user at a
