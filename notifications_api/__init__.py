@@ -8,6 +8,7 @@ from flask import Flask
 
 from .web import access_log, cors, headers, openapi, proxy, ratelimit
 from .db import pool as db
+from .db import replica
 from . import errors, logs
 from .live import publisher
 from .config import load_config
@@ -21,6 +22,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     logs.configure(config)
     errors.init_app(app)
     db.init_app(app)
+    replica.init_app(app)  # a read pool on the standbys when DATABASE_READ_URL is set
     publisher.init_app(app)  # live updates to Pushpin (no thread until the first event)
     from .views import metrics  # (views are imported once the app is built: bench/layers.py)
     metrics.init_app(app)  # its timer is the first before_request hook, its after_request the last

@@ -243,6 +243,12 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "DB_POOL_TIMEOUT": (_float(0.1), "5"),
     "DB_STATEMENT_TIMEOUT_MS": (_int(0), "5000"),
     "DB_PREPARE_THRESHOLD": (_prepare_threshold, "5"),
+    # Reads on streaming standbys (db/replica.py, docs/SCALING.md): unset, everything uses the primary.
+    "DATABASE_READ_URL": (_str, ""),
+    "DB_READ_HOST": (_str, ""),
+    "DB_READ_PORT": (_ports, "5432"),
+    "DB_READ_TARGET_SESSION_ATTRS": (_choice(TARGET_SESSION_ATTRS), "standby"),
+    "DB_MAX_REPLICA_LAG_SECONDS": (_float(0.0), "5"),
     "JWT_SECRET": (_str, ""),
     "JWT_SECRET_PREVIOUS": (_str, ""),
     "JWT_ALGORITHM": (_choice(JWT_ALGORITHMS, upper=True), "HS256"),
@@ -287,7 +293,7 @@ OPTIONAL_SECRETS = ("JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TO
 # Keys whose values never appear in logs or error messages.
 SENSITIVE = frozenset(SECRETS + OPTIONAL_SECRETS
                       + ("DB_PASSWORD", "REDIS_PASSWORD", "REDIS_URL", "EMAIL_API_KEY", "DATABASE_URL",
-                         "VAPID_PRIVATE_KEY"))
+                         "DATABASE_READ_URL", "VAPID_PRIVATE_KEY"))
 
 
 def read_environment() -> dict[str, str]:
@@ -330,6 +336,10 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         config["DATABASE_CONNINFO"] = database_conninfo(config)
     except ProgrammingError:  # an unparseable DATABASE_URL: _check reports it (without the URL)
         config["DATABASE_CONNINFO"] = config["DATABASE_URL"]
+    try:
+        config["DATABASE_READ_CONNINFO"] = database_read_conninfo(config)
+    except ProgrammingError:
+        config["DATABASE_READ_CONNINFO"] = config["DATABASE_READ_URL"]
     problems.extend(_check(config, source))
     if problems:
         raise ConfigError(problems)
@@ -363,6 +373,7 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     if config["REDIS_URL"]:
         problems.extend(_redis_url_problems(config))
     problems.extend(_target_session_attrs_problems(config))
+    problems.extend(_read_url_problems(config))
     if config["GRIP_PUBLISH_URL"] and not config["GRIP_SIG_KEY"]:
         problems.append("GRIP_SIG_KEY is required when GRIP_PUBLISH_URL is set "
                         "(without it no stream is ever held, so nothing published arrives)")
@@ -452,6 +463,37 @@ def database_conninfo(config: Mapping[str, Any]) -> str:
                          dbname=config["DB_NAME"], user=config["DB_USER"],
                          password=config["DB_PASSWORD"] or None, sslmode=config["DB_SSLMODE"],
                          target_session_attrs=attrs)
+
+
+def database_read_conninfo(config: Mapping[str, Any]) -> str | None:
+    """The standbys' connection string, or None (no read target: every read uses the primary).
+
+    DATABASE_READ_URL when set (one host or libpq's multi-host form), else DB_READ_HOST/DB_READ_PORT
+    with everything else (database, login, TLS) as the primary's. Always with
+    DB_READ_TARGET_SESSION_ATTRS (default standby: a read pool never lands on the primary).
+    """
+    attrs = config["DB_READ_TARGET_SESSION_ATTRS"]
+    if config["DATABASE_READ_URL"]:
+        return make_conninfo(config["DATABASE_READ_URL"], target_session_attrs=attrs)
+    if not config["DB_READ_HOST"]:
+        return None
+    return make_conninfo(config["DATABASE_CONNINFO"], host=config["DB_READ_HOST"],
+                         port=config["DB_READ_PORT"], target_session_attrs=attrs)
+
+
+def _read_url_problems(config: Mapping[str, Any]) -> list[str]:
+    if config["DATABASE_READ_URL"] and config["DB_READ_HOST"]:
+        return ["set DATABASE_READ_URL or DB_READ_HOST, not both"]
+    if not config["DATABASE_READ_URL"]:
+        return []
+    try:
+        given = conninfo_to_dict(config["DATABASE_READ_URL"]).get("target_session_attrs")
+    except ProgrammingError:
+        return ["DATABASE_READ_URL is not a valid libpq URL or conninfo"]
+    if given and given != config["DB_READ_TARGET_SESSION_ATTRS"]:
+        return [f"DATABASE_READ_URL asks for target_session_attrs={given} but DB_READ_TARGET_SESSION_ATTRS "
+                f"is {config['DB_READ_TARGET_SESSION_ATTRS']}: set DB_READ_TARGET_SESSION_ATTRS instead"]
+    return []
 
 
 REDIS_URL_SCHEMES = ("redis", "rediss", "redis+sentinel")

@@ -89,6 +89,20 @@ class _Metrics:
             f"{PREFIX}_db_outage_seconds",
             "From the first failed call of an outage to the next success, per worker.",
             buckets=OUTAGE_BUCKETS)
+        # Reads on standbys (db/replica.py): who answered each routable read and why; skips; lag.
+        self.db_reads = Counter(f"{PREFIX}_db_reads_total",
+                                "Routable reads by target (standby, primary) and reason (replayed: the "
+                                "standby had it; own_write, version, fold, missing, conflict, lag, "
+                                "down, floor_unknown, not_standby: why the primary answered).",
+                                ("target", "reason"))
+        self.replica_skips = Counter(f"{PREFIX}_db_replica_skips_total",
+                                     "Times a standby was skipped for a while, by reason (lag, down).",
+                                     ("reason",))
+        self.replica_lag = Gauge(f"{PREFIX}_db_replica_lag_seconds",
+                                 "How long the standby's oldest received, unreplayed WAL has waited "
+                                 "(or since its WAL receiver went missing).",
+                                 multiprocess_mode="livemostrecent")
+        self._reads: dict[tuple[str, str], Any] = {}
         # Label children cached here: a dict lookup per event instead of labels() validation.
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], Any] = {}
@@ -182,6 +196,32 @@ def observe_database_event(event: str, label: str, value: float) -> None:
         metrics.db_discarded.labels(label).inc(value)
     elif event == "recovered":
         metrics.db_outages.observe(value)
+
+
+def observe_replica_event(event: str, value: Any) -> None:
+    """Replica.observers callback: ("standby"|"primary", reason) per read, ("skipped", reason),
+    ("lag", seconds)."""
+    metrics = get_metrics()
+    if event == "lag":
+        metrics.replica_lag.set(value)
+    elif event == "skipped":
+        metrics.replica_skips.labels(value).inc()
+    else:
+        child = metrics._reads.get((event, value))
+        if child is None:
+            child = metrics._add(metrics._reads, (event, value), metrics.db_reads, event, value)
+        child.inc()
+
+
+def preload_replica(reasons) -> None:
+    """Create the read-routing series (as 0) at start-up when standbys are configured."""
+    metrics = get_metrics()
+    for reason in reasons:
+        target = "standby" if reason == "replayed" else "primary"
+        if (target, reason) not in metrics._reads:
+            metrics._add(metrics._reads, (target, reason), metrics.db_reads, target, reason)
+    for reason in ("lag", "down"):
+        metrics.replica_skips.labels(reason)
 
 
 # --- Pool gauges ---------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ API_FUNCTIONS = (
     "sp_inbox_groups",
     # e-mail digests (issue 25): the settings with email_digest (the v1 names stay for the previous release)
     "sp_settings_get", "sp_settings_update",
+    # reads on standbys (repeatable/0300_replica_reads.sql): the write floor and a standby's position
+    "sp_wal_position", "sp_replica_status",
     # Web Push subscriptions, endpoints 17-19 (migrations_sql/repeatable/0210_push.sql)
     "sp_push_subscribe", "sp_push_subscriptions", "sp_push_unsubscribe",
 )

@@ -5,7 +5,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
 import psycopg
@@ -48,35 +48,45 @@ def _read_only_server(conn: psycopg.Connection) -> bool:
             or pgconn.parameter_status(b"default_transaction_read_only") == b"on")
 
 
+def make_pool(config: dict[str, Any], conninfo: str, *, timeout: float,
+              check: Callable[[psycopg.Connection], None], configure: Callable[[psycopg.Connection], None],
+              name: str, connect_timeout: int, application_name: str) -> ConnectionPool:
+    """A pool of autocommit connections, closed until opened in the worker (the primary's, and
+    db/replica.py's read pool)."""
+    return ConnectionPool(
+        conninfo,
+        open=False,
+        min_size=config["DB_POOL_MIN_SIZE"],
+        max_size=config["DB_POOL_MAX_SIZE"],
+        timeout=timeout,
+        check=check,
+        # A lost connection is re-opened by a retry chain that backs off 1, 2, 4, 8 s...: after
+        # a 10 s failover the pool would wait seconds more before trying the new primary. Chains
+        # end after one pool timeout instead; then each waiting request starts a fresh attempt.
+        reconnect_timeout=max(config["DB_POOL_TIMEOUT"], 1.0),
+        # No `reset` hook: with one, psycopg_pool hands every returned connection to a
+        # worker thread (a queue hop and a context switch per request, and a connection
+        # that is not back in the pool when the next request asks). The last-use time
+        # the check needs is stamped in call() instead.
+        configure=configure,
+        name=name,
+        kwargs={
+            "autocommit": True,  # one function call = one transaction = one round trip
+            "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
+            "connect_timeout": connect_timeout,
+            "application_name": application_name,
+        },
+    )
+
+
 class Database:
     """One pool per process, opened after fork (gunicorn post_worker_init) or on first use."""
 
     def __init__(self, config: dict[str, Any]):
         self.timeout = config["DB_POOL_TIMEOUT"]
-        self.pool = ConnectionPool(
-            config["DATABASE_CONNINFO"],
-            open=False,
-            min_size=config["DB_POOL_MIN_SIZE"],
-            max_size=config["DB_POOL_MAX_SIZE"],
-            timeout=self.timeout,
-            check=self._checkout_check,
-            # A lost connection is re-opened by a retry chain that backs off 1, 2, 4, 8 s...: after
-            # a 10 s failover the pool would wait seconds more before trying the new primary. Chains
-            # end after one pool timeout instead; then each waiting request starts a fresh attempt.
-            reconnect_timeout=max(self.timeout, 1.0),
-            # No `reset` hook: with one, psycopg_pool hands every returned connection to a
-            # worker thread (a queue hop and a context switch per request, and a connection
-            # that is not back in the pool when the next request asks). The last-use time
-            # the check needs is stamped in call() instead.
-            configure=rows.configure,
-            name="notifications",
-            kwargs={
-                "autocommit": True,  # one function call = one transaction = one round trip
-                "prepare_threshold": config["DB_PREPARE_THRESHOLD"],
-                "connect_timeout": max(1, int(self.timeout)),
-                "application_name": "notifications-api",
-            },
-        )
+        self.pool = make_pool(config, config["DATABASE_CONNINFO"], timeout=self.timeout,
+                              check=self._checkout_check, configure=rows.configure, name="notifications",
+                              connect_timeout=max(1, int(self.timeout)), application_name="notifications-api")
         self._opened = False
         self.outage = Outage()
         self._connect_errors_seen = 0
@@ -86,18 +96,40 @@ class Database:
         # ("recovered", "", seconds the outage lasted). metrics.py turns them into series.
         self.event_observers: list[Callable[[str, str, float], None]] = []
         self._checkout = threading.local()  # failed checks during this thread's current checkout
+        self.replica: Any = None  # db/replica.py's Replica when DATABASE_READ_URL is set
+
+    def read(self, function: str, query: str, params: Sequence[Any], user_id: str,
+             stale: Callable[[list[tuple]], bool] | None = None) -> list[tuple]:
+        """A read-only call about one user, which a standby may answer (db/replica.py) unless
+        `stale(rows)` says its answer is older than the caller knows. The primary's without standbys."""
+        if self.replica is None:
+            return self.call(function, query, params)
+        return self.replica.read(function, query, params, user_id, stale)
+
+    def write(self, function: str, query: str, params: Sequence[Any] | dict[str, Any],
+              user_ids: Iterable[Any] | Callable[[list[tuple]], Iterable[Any]]) -> list[tuple]:
+        """A call that changes these users' data (or `user_ids(rows)`'s): with standbys, their next
+        reads wait for a standby that has replayed it."""
+        rows = self.call(function, query, params)
+        if self.replica is not None:
+            self.replica.wrote(user_ids(rows) if callable(user_ids) else user_ids)
+        return rows
 
     def open(self) -> None:
         with self._lock:
             if not self._opened:
                 self.pool.open(wait=False)
                 self._opened = True
+        if self.replica is not None:
+            self.replica.open()
 
     def close(self) -> None:
         with self._lock:
             if self._opened:
                 self.pool.close(timeout=5)
                 self._opened = False
+        if self.replica is not None:
+            self.replica.close()
 
     def call(self, function: str, query: str, params: Sequence[Any] | dict[str, Any],
              timeout: float | None = None) -> list[tuple]:

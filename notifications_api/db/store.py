@@ -53,8 +53,9 @@ def list_notifications(db: Database, user_id: str, status: str | None, types: li
                        limit: int, after: tuple[datetime, UUID] | None) -> list[dict[str, Any]]:
     """A page in delivery order; `after` is the (delivered_at, notification_id) of the last item seen."""
     delivered_at, notification_id = after or (None, None)
-    return _dicts(OUT, db.call("sp_inbox_list", LIST,
-                               (user_id, status, types or None, limit, delivered_at, notification_id)))
+    return _dicts(OUT, db.read("sp_inbox_list", LIST,
+                               (user_id, status, types or None, limit, delivered_at, notification_id),
+                               user_id))
 
 
 def list_groups(db: Database, user_id: str, unread: bool, limit: int,
@@ -62,50 +63,54 @@ def list_groups(db: Database, user_id: str, unread: bool, limit: int,
     """A page of groups, newest latest member first: the group's numbers and its latest member's
     fields (group_key is the latest member's); `after` is the last group's latest (delivered_at, id)."""
     delivered_at, notification_id = after or (None, None)
-    return _dicts(GROUP_COLUMNS, db.call("sp_inbox_groups", GROUPS,
-                                         (user_id, unread, limit, delivered_at, notification_id)))
+    return _dicts(GROUP_COLUMNS, db.read("sp_inbox_groups", GROUPS,
+                                         (user_id, unread, limit, delivered_at, notification_id), user_id))
 
 
 def get_notification(db: Database, user_id: str, notification_id: UUID) -> dict[str, Any]:
-    return _dicts(OUT, db.call("sp_inbox_get", GET, (user_id, notification_id)))[0]
+    return _dicts(OUT, db.read("sp_inbox_get", GET, (user_id, notification_id), user_id))[0]
 
 
 def mark_read(db: Database, user_id: str, notification_id: UUID, read: bool) -> dict[str, Any]:
-    return _dicts(OUT, db.call("sp_inbox_mark_read", MARK, (user_id, notification_id, read)))[0]
+    return _dicts(OUT, db.write("sp_inbox_mark_read", MARK, (user_id, notification_id, read), (user_id,)))[0]
 
 
 def snooze(db: Database, user_id: str, notification_id: UUID, until: datetime | None) -> dict[str, Any]:
     """Snooze until `until`, or wake now (None)."""
-    return _dicts(OUT, db.call("sp_inbox_snooze", SNOOZE, (user_id, notification_id, until)))[0]
+    return _dicts(OUT, db.write("sp_inbox_snooze", SNOOZE, (user_id, notification_id, until), (user_id,)))[0]
 
 
 def bulk_update(db: Database, user_id: str, action: str, selectors: dict[str, Any]) -> dict[str, int]:
     """One action on the notifications the selectors pick: updated_count, unread_count, unseen_count."""
-    return _dicts(BULK_COLUMNS, db.call("sp_bulk_update", BULK, (
+    return _dicts(BULK_COLUMNS, db.write("sp_bulk_update", BULK, (
         user_id, action, selectors.get("notification_ids"), selectors.get("notification_type"),
         selectors.get("group_key"), selectors.get("status"), bool(selectors.get("all")),
-        selectors.get("before"))))[0]
+        selectors.get("before")), (user_id,)))[0]
 
 
 def retract(db: Database, selectors: dict[str, Any], limit: int = 10000) -> dict[str, Any]:
     """Delete (for every user, or user_ids) what the producer takes back: retracted_count, has_more,
     user_ids (the users whose counts changed, for the live updates; not part of the response)."""
-    return _dicts(RETRACT_COLUMNS, db.call("sp_retract_notifications", RETRACT, (
+    return _dicts(RETRACT_COLUMNS, db.write("sp_retract_notifications", RETRACT, (
         selectors.get("dedupe_key"), selectors.get("target_type"), selectors.get("target_id"),
         selectors.get("notification_type"), selectors.get("actor_user_id"), selectors.get("user_ids"),
-        limit)))[0]
+        limit), lambda rows: rows[0][2] or ()))[0]
 
 
 def delete_notification(db: Database, user_id: str, notification_id: UUID, permanent: bool) -> None:
-    db.call("sp_delete_notification", DELETE, (user_id, notification_id, permanent))
+    db.write("sp_delete_notification", DELETE, (user_id, notification_id, permanent), (user_id,))
 
 
 def unread_counts(db: Database, user_id: str, known_version: int | None = None,
                   by_type: bool = True) -> dict[str, Any]:
     """unread_count, unseen_count, by_type, version. When `known_version` is still the current
     version (or by_type is False), by_type is None (the per-type rows were not read)."""
+    # A standby whose version is older than the one the client holds is behind for this user: a
+    # 304 or a body from it would go back in time (the client's ETag is itself a floor).
+    stale = None if known_version is None else (lambda rows: rows[0][3] < known_version)
     return _dicts(("unread_count", "unseen_count", "by_type", "version"),
-                  db.call("sp_get_unread_count", UNREAD, (user_id, by_type, known_version)))[0]
+                  db.read("sp_get_unread_count", UNREAD, (user_id, by_type, known_version), user_id,
+                          stale))[0]
 
 
 def check_user(db: Database, user_id: str) -> None:
@@ -124,27 +129,28 @@ def advance_clocks(db: Database, limit: int, max_ms: int) -> list[dict[str, Any]
     """Fold the clock (snooze ends, expiries) into the counts of up to `limit` due users, for at
     most about `max_ms`; every user folded, with their new counts (the keys of unread_counts_many)
     and `changed`. Safe to run on several replicas at once."""
-    rows = db.call("sp_advance_clocks", ADVANCE_CLOCKS, (limit, max_ms))
+    rows = db.write("sp_advance_clocks", ADVANCE_CLOCKS, (limit, max_ms),
+                    lambda rows: (row[0] for row in rows))
     return _dicts(COUNTS_COLUMNS + ("changed",), rows)
 
 
 def create_notifications(db: Database, user_ids: list[UUID], fields: dict[str, Any],
                          queue_email: bool) -> list[dict[str, Any]]:
     """One dict per input user id: result and the notification's fields."""
-    return _dicts(CREATE_COLUMNS, db.call("sp_inbox_create", CREATE, (
+    return _dicts(CREATE_COLUMNS, db.write("sp_inbox_create", CREATE, (
         user_ids, fields["notification_type"], fields["title"], fields.get("message"),
         fields.get("actor_user_id"), fields.get("target_type"), fields.get("target_id"),
         fields.get("action_url"), Jsonb(fields.get("payload") or {}), fields.get("priority", "normal"),
-        fields.get("group_key"), fields.get("expires_at"), fields.get("dedupe_key"), queue_email)))
+        fields.get("group_key"), fields.get("expires_at"), fields.get("dedupe_key"), queue_email), user_ids))
 
 
 def get_settings(db: Database, user_id: str) -> tuple:
-    return db.call("sp_settings_get", SETTINGS, (user_id,))[0]
+    return db.read("sp_settings_get", SETTINGS, (user_id,), user_id)[0]
 
 
 def update_settings(db: Database, user_id: str, patch: dict[str, Any]) -> tuple:
-    return db.call("sp_settings_update", UPDATE_SETTINGS,
-                   (user_id, Jsonb(patch, dumps=_dumps)))[0]
+    return db.write("sp_settings_update", UPDATE_SETTINGS,
+                    (user_id, Jsonb(patch, dumps=_dumps)), (user_id,))[0]
 
 
 def _dumps(obj: Any) -> str:

@@ -9,9 +9,11 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from ..db.grants import API_FUNCTIONS
 from ..db.pool import EXTENSION as DB_EXTENSION
+from ..db.replica import REASONS
 from ..errors import ApiError
 from ..metrics import (EXTENSION, METHODS, UNMATCHED_ROUTE, ensure_refresher, get_metrics, PoolState,
-                       observe_database_event, observe_function, preload_functions, refresh_pool)
+                       observe_database_event, observe_function, observe_replica_event, preload_functions,
+                       preload_replica, refresh_pool)
 from ..web.auth import bearer_token
 
 bp = Blueprint("metrics", __name__)
@@ -55,6 +57,9 @@ def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = state
     database.observers.append(observe_function)
     database.event_observers.append(observe_database_event)
+    if database.replica is not None:
+        database.replica.observers.append(observe_replica_event)
+        preload_replica(REASONS)
     app.register_blueprint(bp)
     preload_functions(API_FUNCTIONS)  # the ones the API calls (db/grants.py)
     multiprocess = metrics.multiprocess

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from hostile_helpers import PREFIX
+
 _spec = importlib.util.spec_from_file_location(
     "api_fixtures_for_hostile", Path(__file__).resolve().parents[1] / "api" / "conftest.py")
 _api = importlib.util.module_from_spec(_spec)
@@ -13,21 +15,6 @@ _spec.loader.exec_module(_api)
 
 app_config, app, client, user_headers, service_headers, user = (
     _api.app_config, _api.app, _api.client, _api.user_headers, _api.service_headers, _api.user)
-
-PREFIX = "/api/v1"
-
-
-def assert_problem(response, *statuses: int) -> dict:
-    """A 4xx (or one of `statuses`) problem document whose request_id is the X-Request-ID header."""
-    assert response.status_code < 500, (response.status_code, response.get_data()[:300])
-    if statuses:
-        assert response.status_code in statuses, (response.status_code, response.get_data()[:300])
-    assert 400 <= response.status_code < 500, (response.status_code, response.get_data()[:300])
-    assert response.mimetype == "application/problem+json", response.get_data()[:300]
-    body = response.get_json()
-    assert body["status"] == response.status_code and body["code"] and body["detail"]
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    return body
 
 
 @pytest.fixture

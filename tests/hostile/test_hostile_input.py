@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import PREFIX, assert_problem
+from hostile_helpers import PREFIX, assert_problem
 
 ID = "00000000-0000-4000-8000-00000000abcd"
 BODY_ENDPOINTS = [
