@@ -135,3 +135,10 @@ bench-email: $(VENV)/.installed-dev
 .PHONY: bench-stream
 bench-stream: $(VENV)/.installed-dev
 	$(BIN)/python bench/stream.py $(STREAM_BENCH_ARGS)
+
+# Web Push (docs/PERFORMANCE.md "Web Push"; needs node): a fan-out to 1 000 users x 2 browsers against
+# a local push service: the create's cost with push on/off, pushes/s of one worker process, the
+# deliveries query against a large history. BENCH_DATABASE_URL (else TEST_DATABASE_URL), a superuser URL.
+.PHONY: bench-push
+bench-push: $(VENV)/.installed-dev
+	$(BIN)/python bench/push.py $(PUSH_BENCH_ARGS)

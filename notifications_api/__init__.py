@@ -39,11 +39,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:
-    from .views import health, index, notifications, retractions, settings, stream, ui
+    from .views import health, index, notifications, push, retractions, settings, stream, ui
     app.register_blueprint(index.bp)
     app.register_blueprint(health.bp)
     ui.init_app(app)  # /ui/: the web inbox's files (and, with ENABLE_UI_DEMO, its demo page)
     # In any order: /notifications/settings, /stream, /groups... never read as a notification id (the
     # uuid converter; and Werkzeug tries literal path parts before variables whatever the order).
-    for resource in (notifications, retractions, settings, stream):
+    for resource in (notifications, retractions, settings, stream, push):
         app.register_blueprint(resource.bp, url_prefix=prefix)

@@ -138,6 +138,77 @@ def _publish_urls(value: str) -> tuple[str, ...]:
     return urls
 
 
+# Web Push (API.md "Delivery channels (v3)", docs/PUSH.md)
+DEFAULT_PUSH_HOSTS = ("fcm.googleapis.com", "updates.push.services.mozilla.com", "*.push.apple.com",
+                      "*.notify.windows.com")
+_HOST_LABELS = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+# Domains that are never a real contact (RFC 2606 / 6761), for VAPID_SUBJECT in production.
+PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net", "localhost")
+PLACEHOLDER_SUFFIXES = (".example", ".test", ".invalid", ".localhost", ".local", ".example.com",
+                        ".example.org", ".example.net")
+
+
+def _push_hosts(value: str) -> tuple[str, ...]:
+    """PUSH_ALLOWED_HOSTS: `host`, `*.suffix` (one or more labels) or `http://host:port` (a test push
+    service over plain HTTP; refused in production)."""
+    entries = tuple(entry.lower() for entry in _csv(value))
+    for entry in entries:
+        if entry.startswith("http://"):
+            if not re.fullmatch(r"http://" + _HOST_LABELS + r":\d{1,5}", entry):
+                raise ValueError(f"{entry!r} is not an http://host:port origin")
+        elif not re.fullmatch(r"(\*\.)?" + _HOST_LABELS, entry) or "." not in entry.lstrip("*."):
+            raise ValueError(f"{entry!r} is not a host name or *.domain")
+    return entries
+
+
+def load_vapid_private_key(value: str):
+    """VAPID_PRIVATE_KEY as a P-256 private key object: base64url of the raw 32-byte scalar (what
+    `web-push generate-vapid-keys` and `notifications-api vapid-keys` print) or a PKCS#8/SEC1 PEM.
+    ValueError (saying nothing of the value) when it is neither."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            raise ValueError("is not a readable PEM private key") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise ValueError("must be a P-256 (prime256v1) key")
+        return key
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        raise ValueError("is neither base64url nor a PEM key") from None
+    if len(raw) != 32:
+        raise ValueError("must be the base64url of a 32-byte P-256 private key, or a PEM key")
+    try:
+        return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+    except ValueError:
+        raise ValueError("is not a valid P-256 private key") from None
+
+
+def vapid_subject_problem(subject: str, production: bool) -> str | None:
+    """Why VAPID_SUBJECT cannot be used (push services such as Apple's refuse a subject that is not a
+    real contact), or None."""
+    lowered = subject.strip().lower()
+    if lowered.startswith("mailto:"):
+        match = re.fullmatch(r"mailto:[^@\s/]+@([a-z0-9.-]+\.[a-z]{2,})", lowered)
+    elif lowered.startswith("https://"):
+        match = re.fullmatch(r"https://([a-z0-9.-]+\.[a-z]{2,})(:\d{1,5})?(/\S*)?", lowered)
+    else:
+        return "must be a mailto: address or an https: URL"
+    if not match:
+        return "must be mailto:someone@your-domain or https://your-domain"
+    domain = match.group(1)
+    if production and (domain in PLACEHOLDER_DOMAINS or domain.endswith(PLACEHOLDER_SUFFIXES)):
+        return f"names a placeholder domain ({domain}): push services refuse it; use a real contact"
+    return None
+
+
 def _prepare_threshold(value: str) -> int | None:
     if value.strip() == "":
         return None
@@ -210,6 +281,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "GRIP_SIG_KEY": (_str, ""),
     "GRIP_PUBLISH_URL": (_publish_urls, ""),
     "STREAM_TICKET_TTL_SECONDS": (_int(60, 7 * 24 * 3600), "3600"),
+    "VAPID_PRIVATE_KEY": (_str, ""),
+    "VAPID_SUBJECT": (_str, ""),
+    "PUSH_ALLOWED_HOSTS": (_push_hosts, ",".join(DEFAULT_PUSH_HOSTS)),
+    "PUSH_TTL_SECONDS": (_int(0, 28 * 24 * 3600), "86400"),
+    "PUSH_MAX_ATTEMPTS": (_int(1, 100), "5"),
 }
 
 SECRETS = ("JWT_SECRET", "SERVICE_TOKEN")
@@ -217,7 +293,7 @@ OPTIONAL_SECRETS = ("JWT_SECRET_PREVIOUS", "SERVICE_TOKEN_PREVIOUS", "METRICS_TO
 # Keys whose values never appear in logs or error messages.
 SENSITIVE = frozenset(SECRETS + OPTIONAL_SECRETS
                       + ("DB_PASSWORD", "REDIS_PASSWORD", "REDIS_URL", "EMAIL_API_KEY", "DATABASE_URL",
-                         "DATABASE_READ_URL"))
+                         "DATABASE_READ_URL", "VAPID_PRIVATE_KEY"))
 
 
 def read_environment() -> dict[str, str]:
@@ -303,6 +379,7 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
                         "(without it no stream is ever held, so nothing published arrives)")
     if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+    problems.extend(_push_problems(config))
     if config["ENVIRONMENT"] == "production":
         for name in SECRETS + OPTIONAL_SECRETS:
             weakness = config[name] and secret_weakness(config[name])
@@ -330,6 +407,31 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             problems.append("ENABLE_DOCS must be false in production")
         if config["ENABLE_UI_DEMO"]:
             problems.append("ENABLE_UI_DEMO must be false in production (its page hands out a user's token)")
+    return problems
+
+
+def _push_problems(config: Mapping[str, Any]) -> list[str]:
+    """VAPID_PRIVATE_KEY readable, VAPID_SUBJECT a real contact with it, no plain-HTTP push service in
+    production. (Never the key's value in a message.)"""
+    problems = []
+    production = config["ENVIRONMENT"] == "production"
+    if config["VAPID_PRIVATE_KEY"]:
+        try:
+            load_vapid_private_key(config["VAPID_PRIVATE_KEY"])
+        except ValueError as exc:
+            problems.append(f"VAPID_PRIVATE_KEY {exc} (`notifications-api vapid-keys` makes one)")
+        if not config["VAPID_SUBJECT"]:
+            problems.append("VAPID_SUBJECT is required with VAPID_PRIVATE_KEY (mailto:you@your-domain or "
+                            "https://your-domain: push services contact the sender through it)")
+    if config["VAPID_SUBJECT"]:
+        problem = vapid_subject_problem(config["VAPID_SUBJECT"], production)
+        if problem:
+            problems.append(f"VAPID_SUBJECT {problem}")
+    if production:
+        plain = [entry for entry in config["PUSH_ALLOWED_HOSTS"] if entry.startswith("http://")]
+        if plain:
+            problems.append(f"PUSH_ALLOWED_HOSTS allows plain HTTP ({', '.join(plain)}): test push services "
+                            "only, never in production")
     return problems
 
 

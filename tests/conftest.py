@@ -75,18 +75,15 @@ def database(pg_server):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-@pytest.fixture
-def retention_login(pg_server):
-    """Factory: retention_login(admin_conninfo) -> conninfo of a new retention login (member of
-    notifications_retention) in that database; the roles are dropped at teardown."""
-    from notifications_api.db import admin
-
+def _logins(pg_server, provision, prefix: str):
+    """Factory of job logins: make(admin_conninfo) -> conninfo of a new login provisioned by
+    `provision` (an admin.provision_*_user) in that database; the roles are dropped at teardown."""
     made = []
 
     def make(admin_conninfo: str) -> str:
-        role, password = f"nt_ret_{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(24)
+        role, password = f"{prefix}_{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(24)
         made.append((admin_conninfo, role))
-        admin.provision_retention_user(admin_conninfo, role, password)
+        provision(admin_conninfo, role, password)
         return make_conninfo(admin_conninfo, user=role, password=password)
 
     yield make
@@ -98,6 +95,24 @@ def retention_login(pg_server):
             pass
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def retention_login(pg_server):
+    """Factory: retention_login(admin_conninfo) -> conninfo of a new retention login (member of
+    notifications_retention) in that database; the roles are dropped at teardown."""
+    from notifications_api.db import admin
+
+    yield from _logins(pg_server, admin.provision_retention_user, "nt_ret")
+
+
+@pytest.fixture(scope="session")
+def push_worker_login(pg_server):
+    """Factory: push_worker_login(admin_conninfo) -> conninfo of a new push worker login (member of
+    notifications_push_worker only, as production's push_worker); dropped at the session's end."""
+    from notifications_api.db import admin
+
+    yield from _logins(pg_server, admin.provision_push_worker_user, "nt_push")
 
 
 @pytest.fixture

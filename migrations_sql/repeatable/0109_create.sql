@@ -161,6 +161,9 @@ BEGIN
       FROM ins i JOIN notification_counters c ON c.user_id = i.user_id;
     PERFORM _apply(v_deltas);
 
+    -- 3b. Web Push: one delivery per subscription of each user it was created for (0210_push.sql)
+    PERFORM _queue_push(v_rows);
+
     -- 4. the originals behind taken dedupe keys: a new statement (READ COMMITTED) sees
     --    what a concurrent creator committed. A suppressed user's retry is `duplicate` too.
     --    A key stays taken until its notification is deleted or purged, even once it has

@@ -7,7 +7,7 @@ from uuid import UUID
 import psycopg
 from psycopg import errors, sql
 
-from .grants import APP_GROUP, OWNER_ROLE, RETENTION_GROUP, WORKER_GROUP
+from .grants import APP_GROUP, OWNER_ROLE, PUSH_WORKER_GROUP, RETENTION_GROUP, WORKER_GROUP
 
 # Session settings of every login, kept on the role (ALTER ROLE ... IN DATABASE ... SET): PgBouncer
 # refuses the libpq `options` startup parameter, and the app's timestamp loader expects UTC/ISO.
@@ -32,7 +32,8 @@ def ensure_database(server_conninfo: str, dbname: str) -> bool:
 def provision_app_user(conninfo: str, username: str, password: str | None,
                        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
     """Create (or re-password) the app's LOGIN role: member of notifications_api plus CONNECT, no more."""
-    _provision_login(conninfo, username, password, APP_GROUP, forbidden=(OWNER_ROLE, RETENTION_GROUP),
+    _provision_login(conninfo, username, password, APP_GROUP,
+                     forbidden=(OWNER_ROLE, RETENTION_GROUP, PUSH_WORKER_GROUP),
                      what="the app needs a plain login role", statement_timeout_ms=statement_timeout_ms)
 
 
@@ -49,6 +50,16 @@ def provision_worker_user(conninfo: str, username: str, password: str | None,
                      statement_timeout_ms=statement_timeout_ms)
 
 
+def provision_push_worker_user(conninfo: str, username: str, password: str | None,
+                               statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
+    """Create (or re-password) the push worker's LOGIN role: member of notifications_push_worker plus
+    CONNECT. Run after migrating; it may not be privileged, an owner, or any other job's login."""
+    _provision_login(conninfo, username, password, PUSH_WORKER_GROUP,
+                     forbidden=(OWNER_ROLE, APP_GROUP, WORKER_GROUP, RETENTION_GROUP),
+                     what="the push worker needs its own plain login role",
+                     statement_timeout_ms=statement_timeout_ms)
+
+
 def provision_retention_user(conninfo: str, username: str, password: str | None,
                              statement_timeout_ms: int = RETENTION_STATEMENT_TIMEOUT_MS) -> None:
     """Create (or re-password) the retention job's LOGIN role: member of notifications_retention plus CONNECT.
@@ -57,7 +68,7 @@ def provision_retention_user(conninfo: str, username: str, password: str | None,
     privileged, an owner, the app login or the e-mail worker's.
     """
     _provision_login(conninfo, username, password, RETENTION_GROUP,
-                     forbidden=(OWNER_ROLE, APP_GROUP, WORKER_GROUP),
+                     forbidden=(OWNER_ROLE, APP_GROUP, WORKER_GROUP, PUSH_WORKER_GROUP),
                      what="retention needs its own plain login role",
                      statement_timeout_ms=statement_timeout_ms)
 

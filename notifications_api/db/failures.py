@@ -14,6 +14,7 @@ FUNCTION_ERRORS = {
     "NA401": (401, "user_not_found", "The token's user does not exist."),
     "NA403": (403, "user_inactive", "The token's user is inactive."),
     "NA404": (404, "notification_not_found", "No such notification."),
+    "NAP04": (404, "subscription_not_found", "No such push subscription."),
     "NAS09": (409, "notification_snoozed", "The notification is snoozed; wake it first."),
     "NAA09": (409, "notification_archived", "The notification is archived."),
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 APP_GROUP = "notifications_api"
 WORKER_GROUP = "notifications_worker"
+PUSH_WORKER_GROUP = "notifications_push_worker"
 RETENTION_GROUP = "notifications_retention"
 OWNER_ROLE = "notifications_owner"
 
@@ -24,6 +25,8 @@ API_FUNCTIONS = (
     "sp_settings_get", "sp_settings_update",
     # reads on standbys (repeatable/0300_replica_reads.sql): the write floor and a standby's position
     "sp_wal_position", "sp_replica_status",
+    # Web Push subscriptions, endpoints 17-19 (migrations_sql/repeatable/0210_push.sql)
+    "sp_push_subscribe", "sp_push_subscriptions", "sp_push_unsubscribe",
 )
 # The e-mail delivery worker's (migrations_sql/repeatable/0200_email.sql).
 EMAIL_FUNCTIONS = (
@@ -31,6 +34,13 @@ EMAIL_FUNCTIONS = (
     "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
 )
 # The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.
-RETENTION_FUNCTIONS = ("sp_purge_notifications", "sp_purge_email_outbox")
+# The Web Push worker's (migrations_sql/repeatable/0210_push.sql).
+PUSH_FUNCTIONS = (
+    "sp_claim_push_deliveries", "sp_complete_push_deliveries", "sp_retry_push_delivery",
+    "sp_fail_push_delivery", "sp_gone_push_subscription", "sp_release_push_deliveries",
+    "sp_push_queue_stats",
+)
+RETENTION_FUNCTIONS = ("sp_purge_notifications", "sp_purge_email_outbox", "sp_purge_push_outbox")
 
-GRANTS = {APP_GROUP: API_FUNCTIONS, WORKER_GROUP: EMAIL_FUNCTIONS, RETENTION_GROUP: RETENTION_FUNCTIONS}
+GRANTS = {APP_GROUP: API_FUNCTIONS, WORKER_GROUP: EMAIL_FUNCTIONS, PUSH_WORKER_GROUP: PUSH_FUNCTIONS,
+          RETENTION_GROUP: RETENTION_FUNCTIONS}

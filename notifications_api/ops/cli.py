@@ -12,8 +12,8 @@ from . import cli_database, cli_dev, cli_docs, cli_tokens, cli_workers
 COMMANDS = (
     cli_dev.check_config, cli_dev.dev, cli_dev.preflight,
     cli_database.migrate, cli_database.create_user, cli_database.purge,
-    cli_workers.deliver_emails, cli_workers.stream_clock,
-    cli_tokens.issue_token, cli_docs.openapi,
+    cli_workers.deliver_emails, cli_workers.deliver_push, cli_workers.stream_clock,
+    cli_tokens.issue_token, cli_tokens.vapid_keys, cli_docs.openapi,
 )
 
 

@@ -59,10 +59,13 @@ def create_user(database_url: str | None, email: str, user_id: uuid.UUID | None,
               help="Delete sent and cancelled e-mail outbox rows queued more than this many days ago.")
 @click.option("--email-failed-days", type=click.IntRange(min=0), default=30, show_default=True,
               help="Delete failed and dead e-mail outbox rows queued more than this many days ago.")
+@click.option("--push-days", type=click.IntRange(min=0), default=7, show_default=True,
+              help="Delete sent, failed and cancelled push deliveries finished more than this many days ago.")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True,
               help="Rows per call (one short transaction each).")
-def purge(archived_days: int, email_sent_days: int, email_failed_days: int, batch_size: int) -> None:
-    """Retention: purge notifications, then the e-mail outbox, in batches until nothing is left.
+def purge(archived_days: int, email_sent_days: int, email_failed_days: int, push_days: int,
+          batch_size: int) -> None:
+    """Retention: purge notifications, then the e-mail and push outboxes, in batches until nothing is left.
 
     Connects as RETENTION_DATABASE_URL, else the configured database user; either must be the retention
     login (a member of notifications_retention): the API's login may not purge.
@@ -78,13 +81,15 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, batc
     if env.get("RETENTION_DATABASE_URL"):
         env = {**env, "DATABASE_URL": env["RETENTION_DATABASE_URL"]}
     database = Database(load(env, need_secrets=False))
-    notifications = outbox = 0
+    notifications = outbox = pushes = 0
     try:
         while deleted := retention.purge_notifications(database, archived_days, batch_size):
             notifications += deleted
         while deleted := retention.purge_email_outbox(database, email_sent_days, email_failed_days,
                                                       batch_size):
             outbox += deleted
+        while deleted := retention.purge_push_outbox(database, push_days, batch_size):
+            pushes += deleted
     except ApiError as exc:
         if isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
             fail("purge refused: the configured database user is not a member of notifications_retention; "
@@ -96,3 +101,4 @@ def purge(archived_days: int, email_sent_days: int, email_failed_days: int, batc
         database.close()
     click.echo(f"purged {notifications} notification(s)")
     click.echo(f"purged {outbox} e-mail outbox row(s)")
+    click.echo(f"purged {pushes} push delivery row(s)")

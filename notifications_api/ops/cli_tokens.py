@@ -1,4 +1,4 @@
-"""Token commands: `issue-token` (development and testing only)."""
+"""Token and key commands: `issue-token` (development and testing only), `vapid-keys`."""
 from __future__ import annotations
 
 import uuid
@@ -19,3 +19,17 @@ def issue_token(user_id: uuid.UUID, hours: float) -> None:
     if config["ENVIRONMENT"] == "production":
         fail("issue-token is refused with ENVIRONMENT=production; user tokens come from the Auth API", 2)
     click.echo(sign(config, str(user_id), hours=hours))
+
+
+@click.command("vapid-keys")
+def vapid_keys() -> None:
+    """Print a new VAPID key pair for Web Push (docs/PUSH.md).
+
+    VAPID_PRIVATE_KEY goes into the secrets (never a ConfigMap); the public key is what
+    GET {prefix}/push/vapid-public-key serves. Changing the key invalidates every subscription.
+    """
+    from ..channels.push_crypto import generate_vapid_keys
+
+    private, public = generate_vapid_keys()
+    click.echo(f"VAPID_PRIVATE_KEY={private}")
+    click.echo(f"# public key (served by /push/vapid-public-key): {public}")

@@ -1,4 +1,4 @@
-"""Worker commands: `deliver-emails` (channels/) and `stream-clock` (live/)."""
+"""Worker commands: `deliver-emails` and `deliver-push` (channels/), `stream-clock` (live/)."""
 from __future__ import annotations
 
 import signal
@@ -85,3 +85,55 @@ def stream_clock(once: bool, interval: float) -> None:
     finally:
         publisher.close()  # the last tick's counts are still on their way to Pushpin
         database.close()
+
+
+@click.command("deliver-push")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (default: until SIGTERM).")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=200, show_default=True,
+              help="Deliveries leased per claim.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Requests in flight at once (also the keep-alive sockets per push service).")
+@click.option("--lease-seconds", type=click.IntRange(1, 3600), default=60, show_default=True,
+              help="How long a claimed batch is ours; a dead worker's rows go to another worker after it.")
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Seconds between polls when nothing is due.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds to connect to a push service (TCP and TLS).")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait on each read of its answer.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address for --metrics-port.")
+def deliver_push(once: bool, batch_size: int, concurrency: int, lease_seconds: int, poll_interval: float,
+                 connect_timeout: float, read_timeout: float, metrics_port: int, metrics_addr: str) -> None:
+    """Web Push worker: send queued pushes to the browsers' push services (docs/PUSH.md).
+
+    Connects as WORKER_DATABASE_URL (a member of notifications_push_worker), else the configured database.
+    """
+    import psycopg
+
+    from .. import logs
+    from ..channels.email_worker import WorkerSetupError
+    from ..channels.push_worker import PushSettings, serve
+    from ..config import load_vapid_private_key
+
+    env = environment()
+    config = load(env, need_secrets=False)
+    logs.configure(config)
+    if not config["VAPID_PRIVATE_KEY"]:
+        fail("VAPID_PRIVATE_KEY is not set: push is not configured (`notifications-api vapid-keys`)", 2)
+    settings = PushSettings(
+        vapid_private_key=load_vapid_private_key(config["VAPID_PRIVATE_KEY"]),
+        vapid_subject=config["VAPID_SUBJECT"], allowed_hosts=config["PUSH_ALLOWED_HOSTS"],
+        ttl_seconds=config["PUSH_TTL_SECONDS"], max_attempts=config["PUSH_MAX_ATTEMPTS"],
+        batch_size=batch_size, concurrency=concurrency, lease_seconds=lease_seconds,
+        poll_interval=poll_interval, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        prepare_threshold=config["DB_PREPARE_THRESHOLD"])
+    try:
+        code = serve(env.get("WORKER_DATABASE_URL") or config["DATABASE_CONNINFO"], settings, once=once,
+                     metrics_port=metrics_port, metrics_addr=metrics_addr)
+    except WorkerSetupError as exc:
+        fail(str(exc), 2)
+    except psycopg.Error as exc:
+        fail(f"database error: {str(exc).strip()}")
+    sys.exit(code)

@@ -30,9 +30,13 @@ FUNCTIONS = grants.API_FUNCTIONS
 EMAIL_FUNCTIONS = grants.EMAIL_FUNCTIONS
 FORBIDDEN_FUNCTIONS = grants.RETENTION_FUNCTIONS
 WORKER_GROUP = grants.WORKER_GROUP
+PUSH_FUNCTIONS = grants.PUSH_FUNCTIONS
+PUSH_WORKER_GROUP = grants.PUSH_WORKER_GROUP
 # What the login role must set for its sessions (admin.SESSION_SETTINGS, deploy/postgres/roles.sql).
 UTC_NAMES = ("UTC", "Etc/UTC")
 EMAIL_ITEM = "e-mail outbox functions"
+PUSH_ITEM = "push outbox functions"
+VAPID_ITEM = "Web Push key"
 ALL_TABLE_PRIVILEGES = "SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER"
 READABLE_KINDS = ("r", "p", "v", "m", "f")  # tables, partitioned tables, views, materialized, foreign
 
@@ -69,8 +73,12 @@ def run(env: Mapping[str, str]) -> list[Check]:
     checks += [_environment_check(config), _debug_check(config), _log_level_check(config),
                _secrets_check(config), _metrics_token_check(config), _db_password_check(config),
                _cors_check(config), _docs_check(config), _rate_limit_check(config), _redis_check(config)]
-    checks += _database_checks(config, migrate.default_directory(env), email=bool(config["EMAIL_API_URL"]))
+    push = bool(config["VAPID_PRIVATE_KEY"])
+    checks += _database_checks(config, migrate.default_directory(env), email=bool(config["EMAIL_API_URL"]),
+                               push=push)
     checks += [_jwt_check(config), _jwt_audience_check(config), _service_token_check(config)]
+    if push:
+        checks.append(_vapid_check(config))
     if config["GRIP_PUBLISH_URL"]:
         checks.append(_publish_check(config))
     return checks
@@ -246,10 +254,11 @@ DATABASE_ITEMS = ("database reachable", "database TLS", "session settings", "mig
                   "app user cannot create objects")
 
 
-def _database_checks(config: dict, directory: Path, email: bool = False) -> list[Check]:
-    """The database items; with `email` (EMAIL_API_URL set: the API queues e-mails) the outbox item too."""
+def _database_checks(config: dict, directory: Path, email: bool = False, push: bool = False) -> list[Check]:
+    """The database items; with `email` (EMAIL_API_URL set: the API queues e-mails) the outbox item too;
+    with `push` (VAPID_PRIVATE_KEY set) the push worker group's item."""
     conninfo = config["DATABASE_CONNINFO"]
-    items = DATABASE_ITEMS + ((EMAIL_ITEM,) if email else ())
+    items = DATABASE_ITEMS + ((EMAIL_ITEM,) if email else ()) + ((PUSH_ITEM,) if push else ())
     try:
         conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                application_name="notifications-api-preflight")
@@ -278,6 +287,9 @@ def _database_checks(config: dict, directory: Path, email: bool = False) -> list
                    ("app user cannot create objects", lambda: _create_check(conn)))
         if email:
             queries += ((EMAIL_ITEM, lambda: _email_functions_check(conn)),)
+        if push:
+            queries += ((PUSH_ITEM, lambda: _worker_functions_check(conn, PUSH_ITEM, PUSH_WORKER_GROUP,
+                                                                    PUSH_FUNCTIONS)),)
         for item, check in queries:
             try:
                 checks.append(check())
@@ -403,28 +415,50 @@ def _functions_check(conn: psycopg.Connection) -> Check:
 
 
 def _email_functions_check(conn: psycopg.Connection) -> Check:
-    """The outbox functions exist, run as their owner, and only the worker group may execute them."""
-    item = EMAIL_ITEM
-    if conn.execute("SELECT to_regrole(%s) IS NULL", (WORKER_GROUP,)).fetchone()[0]:
-        return Check(False, item, f"role {WORKER_GROUP} does not exist: run deploy/postgres/roles.sql, "
+    return _worker_functions_check(conn, EMAIL_ITEM, WORKER_GROUP, EMAIL_FUNCTIONS)
+
+
+def _worker_functions_check(conn: psycopg.Connection, item: str, group: str, names: tuple[str, ...]) -> Check:
+    """A worker's outbox functions exist, run as their owner, and only its group may execute them."""
+    if conn.execute("SELECT to_regrole(%s) IS NULL", (group,)).fetchone()[0]:
+        return Check(False, item, f"role {group} does not exist: run deploy/postgres/roles.sql, "
                                   "then `notifications-api migrate`")
-    rows = _function_facts(conn, WORKER_GROUP, EMAIL_FUNCTIONS + FUNCTIONS)
-    email_rows = [row for row in rows if row[0] in EMAIL_FUNCTIONS]
-    not_for_worker = sorted({row[0] for row in email_rows if not row[3]})
-    for_app = sorted({row[0] for row in email_rows if row[4]})
+    rows = _function_facts(conn, group, names + FUNCTIONS)
+    own_rows = [row for row in rows if row[0] in names]
+    not_for_worker = sorted({row[0] for row in own_rows if not row[3]})
+    for_app = sorted({row[0] for row in own_rows if row[4]})
     worker_runs_api = sorted({row[0] for row in rows if row[0] in FUNCTIONS and row[3]})
     access = []
     if not_for_worker:
-        access.append(f"not executable by {WORKER_GROUP}: {', '.join(not_for_worker)}")
+        access.append(f"not executable by {group}: {', '.join(not_for_worker)}")
     if for_app:
         access.append(f"executable by the app user: {', '.join(for_app)}")
-    problems = _function_problems(email_rows, EMAIL_FUNCTIONS, access, " (run `notifications-api migrate`)")
+    problems = _function_problems(own_rows, names, access, " (run `notifications-api migrate`)")
     if worker_runs_api:
-        problems.append(f"{WORKER_GROUP} may execute the API's {', '.join(worker_runs_api)}")
+        problems.append(f"{group} may execute the API's {', '.join(worker_runs_api)}")
     if problems:
         return Check(False, item, "; ".join(problems))
-    return Check(True, item, f"all {len(EMAIL_FUNCTIONS)} present, SECURITY DEFINER, executable by "
-                             f"{WORKER_GROUP}, not by the app user")
+    return Check(True, item, f"all {len(names)} present, SECURITY DEFINER, executable by "
+                             f"{group}, not by the app user")
+
+
+def _vapid_check(config: dict) -> Check:
+    """VAPID_PRIVATE_KEY is a P-256 key and VAPID_SUBJECT a real contact (push services refuse others)."""
+    from ..config import load_vapid_private_key, vapid_subject_problem
+
+    try:
+        key = load_vapid_private_key(config["VAPID_PRIVATE_KEY"])
+    except ValueError as exc:
+        return Check(False, VAPID_ITEM, f"VAPID_PRIVATE_KEY {exc}")
+    problem = vapid_subject_problem(config["VAPID_SUBJECT"], production=True) if config["VAPID_SUBJECT"] \
+        else "is not set"
+    if problem:
+        return Check(False, VAPID_ITEM, f"VAPID_SUBJECT {problem}")
+    from ..channels.push_crypto import b64url, public_key_bytes
+
+    public = b64url(public_key_bytes(key))
+    return Check(True, VAPID_ITEM, f"a P-256 key (public key {public[:12]}…), VAPID_SUBJECT "
+                                   f"{config['VAPID_SUBJECT']}")
 
 
 def _tables_check(conn: psycopg.Connection) -> Check:

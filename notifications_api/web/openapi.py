@@ -266,6 +266,11 @@ PARAMETERS: dict[str, dict] = {
         "description": "The notification's id. Not a UUID: 404 not_found.",
         "schema": {"type": "string", "format": "uuid"},
     },
+    "SubscriptionId": {
+        "in": "path", "name": "subscription_id", "required": True,
+        "description": "The push subscription's id. Not a UUID: 404 not_found.",
+        "schema": {"type": "string", "format": "uuid"},
+    },
 }
 
 # status -> (component name, description, codes, example detail, extra headers)
@@ -282,9 +287,10 @@ PROBLEMS: dict[int, tuple[str, str, tuple[str, ...], str, tuple[str, ...]]] = {
                       "snoozed) or archived (snoozing an archived one).",
           ("notification_snoozed", "notification_archived"),
           "The notification is snoozed; wake it first.", ()),
-    404: ("NotFound", "No such notification (also another user's, an expired or a deleted one), or "
-                      "the path id is not a UUID.",
-          ("notification_not_found", "not_found"), "No such notification.", ()),
+    404: ("NotFound", "No such notification (also another user's, an expired or a deleted one), no such "
+                      "push subscription of the caller, the path id is not a UUID, or (push endpoints) push "
+                      "is not configured.",
+          ("notification_not_found", "subscription_not_found", "not_found"), "No such notification.", ()),
     405: ("MethodNotAllowed", "The path does not accept this method.", ("method_not_allowed",),
           "This method is not allowed on this resource.", ("Allow",)),
     413: ("PayloadTooLarge", "The body is over MAX_CONTENT_LENGTH (default 64 KiB).",
@@ -422,7 +428,8 @@ NO_QUERY = "Any query parameter is `422`."  # said of an operation with a body o
 # ---- docs beside the views -----------------------------------------------------------------
 
 DOCS_ATTRIBUTE = "openapi_operations"  # on a view: {method or None (any): Operation}
-PATH_PARAMETERS = {"notification_id": "NotificationId"}  # a rule's argument -> its parameter component
+# a rule's argument -> its parameter component
+PATH_PARAMETERS = {"notification_id": "NotificationId", "subscription_id": "SubscriptionId"}
 METHODS = ("get", "put", "post", "delete", "patch")  # documented, in this order; HEAD and OPTIONS never
 
 
@@ -614,6 +621,7 @@ def build_spec(app: Flask, now: datetime | None = None) -> dict[str, Any]:
         info={"description": _description()},
         tags=[{"name": "notifications", "description": "The end user's notifications (JWT)."},
               {"name": "settings", "description": "The end user's notification preferences (JWT)."},
+              {"name": "push", "description": "Web Push: the browsers of the end user (JWT; docs/PUSH.md)."},
               {"name": "internal", "description": "For internal services (service token)."},
               {"name": "operations",
                "description": "Health, metrics and these docs (not under the prefix)."}],

@@ -38,8 +38,8 @@ def test_no_literal_path_reads_as_a_notification_id_whatever_the_blueprint_order
     """/notifications/settings, /stream, /groups... go to their own views, however the blueprints are registered."""
     from flask import Flask
 
-    from notifications_api.views import notifications, retractions, settings, stream
-    resources = [notifications, retractions, settings, stream]
+    from notifications_api.views import notifications, push, retractions, settings, stream
+    resources = [notifications, retractions, settings, stream, push]
     routed = Flask(__name__)
     for resource in resources if order != "reversed" else reversed(resources):
         routed.register_blueprint(resource.bp, url_prefix=PREFIX)

@@ -41,6 +41,11 @@ CONTRACT = {
     ("get", f"{PREFIX}/notifications/stream"),
     ("get", f"{PREFIX}/notifications/settings"),
     ("patch", f"{PREFIX}/notifications/settings"),
+    ("get", f"{PREFIX}/push/vapid-public-key"),
+    ("post", f"{PREFIX}/push/subscriptions"),
+    ("get", f"{PREFIX}/push/subscriptions"),
+    ("delete", f"{PREFIX}/push/subscriptions"),
+    ("delete", f"{PREFIX}/push/subscriptions/{{subscription_id}}"),
     ("get", "/"),
     ("get", "/health"),
     ("get", "/health/live"),
@@ -330,17 +335,23 @@ def _request_examples(spec: dict):
 
 
 def test_every_request_example_is_accepted_by_the_server(app, client, notify, user, user_headers,
-                                                         service_headers):
+                                                         service_headers, make_app):
     """Examples are what example-based tools send first: none may be refused (an expired `until`)."""
+    from notifications_api.channels.push_crypto import generate_vapid_keys
+
+    # the push endpoints answer only with push configured (else 404 by design)
+    push_client = make_app(VAPID_PRIVATE_KEY=generate_vapid_keys()[0],
+                           VAPID_SUBJECT="mailto:push@notifications-api.dev").test_client()
     seen = []
     for method, path, operation, example in _request_examples(openapi.spec_for(app)):
         credential = service_headers if operation["security"] == openapi.SERVICE else user_headers(user)
         url = path.replace("{notification_id}", notify(user)["notification_id"])
-        response = client.open(url, method=method.upper(), json=example, headers=credential)
+        sender = push_client if f"{PREFIX}/push/" in path else client
+        response = sender.open(url, method=method.upper(), json=example, headers=credential)
         assert response.status_code in (200, 201), (method, path, example, response.get_json())
         seen.append(operation["operationId"])
     assert {"snoozeNotification", "createNotifications", "retractNotifications", "markNotificationsReadBulk",
-            "bulkUpdateNotifications", "updateSettings"} <= set(seen)
+            "bulkUpdateNotifications", "updateSettings", "createPushSubscription"} <= set(seen)
 
 
 def test_an_example_that_must_lie_ahead_is_computed_when_the_document_is_built(app, monkeypatch):

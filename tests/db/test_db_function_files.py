@@ -11,8 +11,9 @@ from notifications_api.db.migrate import migrate
 from notifications_api.ops.preflight import _migrations_check
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations_sql"
-# The repeatable files that changed when the functions were split (0200_email.sql did not, and
-# 0300_replica_reads.sql came later: both are copied as they are).
+# The repeatable files that changed when the functions were split (0200_email.sql did not, and the
+# files of later concerns — 0210_push.sql, 0300_replica_reads.sql — came later): numbered from 0200 on,
+# they are copied as they are.
 ONE_FILE = Path(__file__).resolve().parent / "previous_release" / "one_function_file"
 
 # Functions whose definition changed after the split, on purpose: name -> why.
@@ -56,8 +57,9 @@ def one_file_layout(tmp_path: Path) -> Path:
         shutil.copy(path, directory)
     for path in ONE_FILE.glob("*.sql"):
         shutil.copy(path, directory / "repeatable")
-    for name in ("0200_email.sql", "0300_replica_reads.sql"):
-        shutil.copy(MIGRATIONS / "repeatable" / name, directory / "repeatable")
+    for path in (MIGRATIONS / "repeatable").glob("*.sql"):
+        if int(path.name[:4]) >= 200:
+            shutil.copy(path, directory / "repeatable")
     return directory
 
 

@@ -66,7 +66,8 @@ def test_purge_loops_until_nothing_is_left(scratch_database, retention_login):
 
     result = invoke(["purge", "--archived-days", "30", "--batch-size", "1"], {"DATABASE_URL": retention_conninfo})
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines() == ["purged 4 notification(s)", "purged 0 e-mail outbox row(s)"]
+    assert result.output.strip().splitlines() == ["purged 4 notification(s)", "purged 0 e-mail outbox row(s)",
+                                                  "purged 0 push delivery row(s)"]
     with psycopg.connect(admin_conninfo) as conn:
         left = {row[0] for row in conn.execute("SELECT notification_id FROM activity.notifications")}
         unread = conn.execute("SELECT * FROM activity.sp_get_unread_count(%s, false)", (user,)).fetchone()[0]
@@ -105,7 +106,8 @@ def test_purge_also_empties_the_finished_email_outbox(scratch_database, retentio
                          " now() - make_interval(days => %s))", (user, status, age))
     result = invoke(["purge"], {"DATABASE_URL": retention_conninfo})
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines() == ["purged 0 notification(s)", "purged 3 e-mail outbox row(s)"]
+    assert result.output.strip().splitlines() == ["purged 0 notification(s)", "purged 3 e-mail outbox row(s)",
+                                                  "purged 0 push delivery row(s)"]
     with psycopg.connect(admin_conninfo) as conn:
         left = sorted(conn.execute("SELECT status, extract(day FROM now() - created_at)::int"
                                    " FROM activity.email_outbox").fetchall())

@@ -427,7 +427,7 @@ def test_alert_rules_parse_and_use_real_metrics():
     assert {"NotificationsApiLatencyP95High", "NotificationsApiDbPoolNearlyExhausted",
             "NotificationsApiErrorRateHigh", "NotificationsApiHealthFailing",
             "NotificationsApiDatabaseUnavailable"} <= set(alerts)
-    known = _exposed_metric_names() | {"up"}
+    known = _exposed_metric_names() | _push_worker_metric_names() | {"up"}
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         assert rule["annotations"]["summary"], name
@@ -440,6 +440,15 @@ def test_alert_rules_parse_and_use_real_metrics():
     assert "> 0.8" in alerts["NotificationsApiDbPoolNearlyExhausted"]["expr"]
     assert "> 0.01" in alerts["NotificationsApiErrorRateHigh"]["expr"]
     assert alerts["NotificationsApiHealthFailing"]["for"] == "30s"
+
+
+def _push_worker_metric_names() -> set[str]:
+    """The push worker serves its own registry (deliver-push --metrics-port)."""
+    from notifications_api.channels.push_worker import PushMetrics
+
+    suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
+    return {family.name + suffix for family in PushMetrics().registry.collect()
+            for suffix in suffixes[family.type]}
 
 
 def _exposed_metric_names() -> set[str]:
@@ -463,8 +472,9 @@ def test_runbook_final_checklist_is_what_preflight_checks():
     text = PRODUCTION.read_text()
     final = text[text.index("## 10. Final checklist"):text.index("Not automated")]
     assert re.findall(r"\*\*(.+?)\*\*", final) == ITEMS
-    from notifications_api.ops.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS
-    assert set(re.findall(r"`(sp_\w+)`", final)) == set(FUNCTIONS) | set(EMAIL_FUNCTIONS) | set(FORBIDDEN_FUNCTIONS)
+    from notifications_api.ops.preflight import EMAIL_FUNCTIONS, FORBIDDEN_FUNCTIONS, FUNCTIONS, PUSH_FUNCTIONS
+    assert set(re.findall(r"`(sp_\w+)`", final)) == \
+        set(FUNCTIONS) | set(EMAIL_FUNCTIONS) | set(PUSH_FUNCTIONS) | set(FORBIDDEN_FUNCTIONS)
 
 
 def test_runbook_commands_and_files_exist():

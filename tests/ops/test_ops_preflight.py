@@ -20,11 +20,12 @@ ITEMS = [
     "configuration valid", "ENVIRONMENT", "DEBUG", "LOG_LEVEL", "secrets strong", "/metrics protected",
     "database password", "CORS strict", "docs off", "rate limits", "Redis reachable", "database reachable",
     "database TLS", "session settings", "migrations current", "stored functions executable", "app user cannot read tables",
-    "app user cannot create objects", "e-mail outbox functions", "JWT validation", "JWT audience",
-    "service-token validation",
+    "app user cannot create objects", "e-mail outbox functions", "push outbox functions", "JWT validation",
+    "JWT audience", "service-token validation", "Web Push key",
 ]
 EMAIL_ITEMS = ["e-mail outbox functions"]
-BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS]
+PUSH_ITEMS = ["push outbox functions", "Web Push key"]  # only when VAPID_PRIVATE_KEY is set
+BASE_ITEMS = [item for item in ITEMS if item not in EMAIL_ITEMS + PUSH_ITEMS]
 EMAIL_API_URL = "https://email-api.example.internal/v1/send"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -227,7 +228,7 @@ def test_broken_service_token_validation_is_caught(production_env, monkeypatch):
 
 def test_all_pass_with_email_on(production_env):
     checks = preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL})
-    assert [c.item for c in checks] == ITEMS
+    assert [c.item for c in checks] == [item for item in ITEMS if item not in PUSH_ITEMS]
     assert [c.line() for c in checks if not c.ok] == []
     assert "executable by notifications_worker, not by the app user" in by_item(checks)[EMAIL_ITEMS[0]].reason
 
@@ -246,9 +247,10 @@ def test_the_runbook_states_the_counts_a_good_run_prints(production_env):
 
 def test_email_item_not_checked_when_the_database_is_unreachable(production_env, database):
     env = _with_conninfo(production_env, make_conninfo(database.app, host="127.0.0.1", port=str(free_port())))
-    checks = preflight.run({**env, "EMAIL_API_URL": EMAIL_API_URL})
+    checks = preflight.run(_push_env({**env, "EMAIL_API_URL": EMAIL_API_URL}))
     assert [c.item for c in checks] == ITEMS
     assert_fails(checks, EMAIL_ITEMS[0], "not checked")
+    assert_fails(checks, PUSH_ITEMS[0], "not checked")
 
 
 def test_email_functions_with_wrong_grants(production_env, scratch_database):
@@ -285,3 +287,32 @@ def test_worker_group_missing(production_env, monkeypatch):
     monkeypatch.setattr(preflight, "WORKER_GROUP", "nt_ops_no_such_group")
     checks = preflight.run({**production_env, "EMAIL_API_URL": EMAIL_API_URL})
     assert_fails(checks, EMAIL_ITEMS[0], "role nt_ops_no_such_group does not exist", "roles.sql")
+
+
+# --- Web Push (VAPID_PRIVATE_KEY set: the API queues pushes for the push worker) -----------------------
+
+def _push_env(env: dict) -> dict:
+    from notifications_api.channels.push_crypto import generate_vapid_keys
+
+    return {**env, "VAPID_PRIVATE_KEY": generate_vapid_keys()[0], "VAPID_SUBJECT": "mailto:push@acme-notify.io"}
+
+
+def test_all_pass_with_push_on(production_env):
+    checks = preflight.run(_push_env(production_env))
+    assert [c.item for c in checks] == [item for item in ITEMS if item not in EMAIL_ITEMS]
+    assert [c.line() for c in checks if not c.ok] == []
+    assert "executable by notifications_push_worker, not by the app user" in \
+        by_item(checks)["push outbox functions"].reason
+
+
+def test_push_functions_and_key_with_problems(production_env, scratch_database):
+    admin_conninfo, app_conninfo = scratch_database()
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute("REVOKE EXECUTE ON FUNCTION activity.sp_push_queue_stats() FROM notifications_push_worker")
+        conn.execute("GRANT EXECUTE ON FUNCTION activity.sp_release_push_deliveries(text) TO notifications_api")
+    env = {**_push_env(_with_conninfo(production_env, app_conninfo)), "VAPID_SUBJECT": "mailto:ops@example.com"}
+    checks = preflight.run(env)
+    assert_fails(checks, "push outbox functions", "not executable by notifications_push_worker: sp_push_queue_stats",
+                 "executable by the app user: sp_release_push_deliveries")
+    assert_fails(checks, "Web Push key", "placeholder")
+    assert "push outbox functions" not in by_item(preflight.run(_with_conninfo(production_env, app_conninfo)))
