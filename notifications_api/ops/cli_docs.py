@@ -4,11 +4,17 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 SNAPSHOT = "docs/openapi.json"
+# Examples that must lie ahead (a snooze's `until`, openapi.Ahead) are computed from the time the
+# document is built; the snapshot computes them from this fixed instant instead, so regenerating it
+# gives the same file whenever it runs. /openapi.json, built from the current time, is what a client
+# or a fuzzer should read: there those examples are always ahead.
+SNAPSHOT_INSTANT = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
 def reference_document() -> dict[str, Any]:
@@ -22,7 +28,7 @@ def reference_document() -> dict[str, Any]:
     app = create_app({**defaults, "ENABLE_DOCS": True, "LOG_LEVEL": "WARNING",
                       "JWT_SECRET": secrets.token_urlsafe(48), "SERVICE_TOKEN": secrets.token_urlsafe(48)})
     try:
-        return openapi.spec_for(app)
+        return openapi.build_spec(app, now=SNAPSHOT_INSTANT)
     finally:
         app.extensions["notifications_db"].close()
 
