@@ -23,6 +23,7 @@ import psycopg
 from . import email_outbox as outbox
 from .email_client import EmailApiClient, Outcome, backoff_delay
 from .email_outbox import Delivery
+from .outbox_worker import DB_ERRORS, OutboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,8 @@ PREFIX = "notifications_api"
 MAX_LEASE_MARGIN_SECONDS = 5.0
 # A Retry-After longer than this (a misconfigured or hostile server) is read as this.
 MAX_RETRY_AFTER_SECONDS = 3600.0
-# Attempts at recording an outcome when the database connection drops right after a send.
-RECORD_TRIES = 3
 MAX_DB_BACKOFF_SECONDS = 30.0
 QUEUE_STATUSES = ("pending", "due", "sending", "failed", "dead")
-DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class WorkerSetupError(Exception):
@@ -129,8 +127,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class EmailWorker:
+class EmailWorker(OutboxWorker):
     """One worker: a database connection, an Email API client, the loop."""
+
+    OUTBOX = outbox
+    APPLICATION_NAME = "notifications-email-worker"
+    RECORD_LOST = ("could not record a delivery outcome; its lease will expire and it is sent again with "
+                   "the same idempotency key")
+    STATS_LOST = "could not read the queue statistics"
 
     def __init__(self, conninfo: str, settings: WorkerSettings, *, name: str | None = None,
                  client: EmailApiClient | None = None, metrics: WorkerMetrics | None = None,
@@ -144,25 +148,7 @@ class EmailWorker:
         self.metrics = metrics or WorkerMetrics()
         self.rng = rng or random.Random()
         self.before_send = before_send  # test hook
-        self._stopping = False  # a plain flag: set from a signal handler (an Event's lock could deadlock)
-        self._conn: psycopg.Connection | None = None
-        self._stats_due = 0.0
-
-    # --- lifecycle ---------------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Ask the loop to stop after the request in flight (safe from a signal handler or thread)."""
-        self._stopping = True
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep, waking within 0.1 s of stop()."""
-        end = time.monotonic() + seconds
-        while not self._stopping and (left := end - time.monotonic()) > 0:
-            time.sleep(min(0.1, left))
+        super().__init__()
 
     def check(self) -> None:
         """Connect and make sure this role may run the worker; WorkerSetupError otherwise."""
@@ -292,59 +278,6 @@ class EmailWorker:
                 self.metrics.retried.inc()
                 log.info("e-mail will be retried", extra={
                     "event": "email_retry", "retry_in_seconds": round(delay, 3), **fields})
-
-    def _record_call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """An outcome must not be lost to a dropped connection: reconnect and try again a few times."""
-        for attempt in range(RECORD_TRIES):
-            try:
-                return self._db(function, *args)
-            except DB_ERRORS as exc:
-                if attempt == RECORD_TRIES - 1:
-                    log.error("could not record a delivery outcome; its lease will expire and it is sent "
-                              "again with the same idempotency key", extra={
-                                  "event": "database_exception", "worker": self.name,
-                                  "error": type(exc).__name__})
-                    return None
-                time.sleep(0.2 * 2 ** attempt)
-        return None
-
-    # --- database ----------------------------------------------------------------------------------
-
-    def _db(self, function: Callable[..., Any], *args: Any) -> Any:
-        if self._conn is None or self._conn.closed:
-            # No `options` startup parameter (PgBouncer refuses it): statement_timeout and the other
-            # session settings are the worker login's own (admin.provision_worker_user, roles.sql).
-            self._conn = psycopg.connect(
-                self.conninfo, autocommit=True, connect_timeout=5,
-                prepare_threshold=self.settings.prepare_threshold,
-                application_name="notifications-email-worker")
-        try:
-            return function(self._conn, *args)
-        except DB_ERRORS:
-            self._close()
-            raise
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    def refresh_stats(self) -> outbox.QueueStats:
-        stats = self._db(outbox.stats)
-        self.metrics.record_stats(stats)
-        return stats
-
-    def _refresh_stats(self) -> None:
-        if time.monotonic() < self._stats_due:
-            return
-        self._stats_due = time.monotonic() + self.settings.stats_interval
-        try:
-            self.refresh_stats()
-        except psycopg.Error as exc:
-            log.warning("could not read the queue statistics", extra={
-                "event": "database_exception", "worker": self.name, "error": type(exc).__name__})
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ import urllib3.exceptions
 from ..db.rows import format_timestamp
 from . import push_outbox as outbox
 from .email_client import parse_retry_after
-from .email_worker import (DB_ERRORS, MAX_DB_BACKOFF_SECONDS, MAX_RETRY_AFTER_SECONDS, RECORD_TRIES,
-                           WorkerSetupError, single_process_metrics, worker_name)
+from .email_worker import (MAX_DB_BACKOFF_SECONDS, MAX_RETRY_AFTER_SECONDS, WorkerSetupError,
+                           single_process_metrics, worker_name)
+from .outbox_worker import DB_ERRORS, OutboxWorker
 from .push_crypto import VapidSigner, b64url, encrypt
 from .push_outbox import PushDelivery
 from .push_sender import BlockedDestination, EndpointPolicy, PushSender, endpoint_origin
@@ -215,8 +216,13 @@ def classify(status: int, retry_after: str | None) -> PushOutcome:
 
 # --- the worker ------------------------------------------------------------------------------------
 
-class PushWorker:
+class PushWorker(OutboxWorker):
     """One worker process: a database connection, a sender with its pools, a thread pool, the loop."""
+
+    OUTBOX = outbox
+    APPLICATION_NAME = "notifications-push-worker"
+    RECORD_LOST = "could not record a push outcome; its lease will expire and it is sent again"
+    STATS_LOST = "could not read the push queue statistics"
 
     def __init__(self, conninfo: str, settings: PushSettings, *, name: str | None = None,
                  sender: PushSender | None = None, metrics: PushMetrics | None = None,
@@ -233,24 +239,8 @@ class PushWorker:
         self.metrics = metrics or PushMetrics()
         self.rng = rng or random.Random()
         self.before_send = before_send  # test hook (runs in the sending thread)
-        self._stopping = False
-        self._conn: psycopg.Connection | None = None
-        self._stats_due = 0.0
+        super().__init__()
         self._executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="push-send")
-
-    # --- lifecycle ---------------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        self._stopping = True
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    def _pause(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self._stopping and (left := end - time.monotonic()) > 0:
-            time.sleep(min(0.1, left))
 
     def check(self) -> None:
         """Connect and make sure this role may run the push worker; WorkerSetupError otherwise."""
@@ -444,57 +434,6 @@ class PushWorker:
             "event": "push_subscription_removed", "worker": self.name, "reason": reason, "status": status,
             "user_id": str(delivery.user_id), "subscription_id": str(delivery.subscription_id),
             "endpoint_origin": endpoint_origin(delivery.endpoint)})
-
-    def _record_call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """An outcome must not be lost to a dropped connection: reconnect and try again a few times."""
-        for attempt in range(RECORD_TRIES):
-            try:
-                return self._db(function, *args)
-            except DB_ERRORS as exc:
-                if attempt == RECORD_TRIES - 1:
-                    log.error("could not record a push outcome; its lease will expire and it is sent again",
-                              extra={"event": "database_exception", "worker": self.name,
-                                     "error": type(exc).__name__})
-                    return None
-                time.sleep(0.2 * 2 ** attempt)
-        return None
-
-    # --- database ----------------------------------------------------------------------------------
-
-    def _db(self, function: Callable[..., Any], *args: Any) -> Any:
-        if self._conn is None or self._conn.closed:
-            # session settings are the worker login's own (admin.provision_push_worker_user, roles.sql)
-            self._conn = psycopg.connect(
-                self.conninfo, autocommit=True, connect_timeout=5,
-                prepare_threshold=self.settings.prepare_threshold,
-                application_name="notifications-push-worker")
-        try:
-            return function(self._conn, *args)
-        except DB_ERRORS:
-            self._close()
-            raise
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-    def refresh_stats(self) -> outbox.PushQueueStats:
-        stats = self._db(outbox.stats)
-        self.metrics.record_stats(stats)
-        return stats
-
-    def _refresh_stats(self) -> None:
-        if time.monotonic() < self._stats_due:
-            return
-        self._stats_due = time.monotonic() + self.settings.stats_interval
-        try:
-            self.refresh_stats()
-        except psycopg.Error as exc:
-            log.warning("could not read the push queue statistics", extra={
-                "event": "database_exception", "worker": self.name, "error": type(exc).__name__})
 
 
 def _network_error(exc: Exception) -> str:
