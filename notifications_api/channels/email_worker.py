@@ -33,7 +33,6 @@ PREFIX = "notifications_api"
 MAX_LEASE_MARGIN_SECONDS = 5.0
 # A Retry-After longer than this (a misconfigured or hostile server) is read as this.
 MAX_RETRY_AFTER_SECONDS = 3600.0
-MAX_DB_BACKOFF_SECONDS = 30.0
 QUEUE_STATUSES = ("pending", "due", "sending", "failed", "dead")
 
 
@@ -135,6 +134,8 @@ class EmailWorker(OutboxWorker):
     RECORD_LOST = ("could not record a delivery outcome; its lease will expire and it is sent again with "
                    "the same idempotency key")
     STATS_LOST = "could not read the queue statistics"
+    KIND = "e-mail"
+    EVENT = "email"
 
     def __init__(self, conninfo: str, settings: WorkerSettings, *, name: str | None = None,
                  client: EmailApiClient | None = None, metrics: WorkerMetrics | None = None,
@@ -165,56 +166,13 @@ class EmailWorker(OutboxWorker):
                 f"database role {user!r} may not run the e-mail worker: connect as a member of "
                 "notifications_worker (WORKER_DATABASE_URL; `provision_worker_user` in db/admin.py)")
 
-    def run(self, once: bool = False) -> int:
-        """Deliver until stopped (once=True: until nothing is due). Returns the deliveries handled."""
-        handled = 0
-        failures = 0
-        log.info("e-mail worker started", extra={
-            "event": "email_worker_started", "worker": self.name, "once": once,
-            "batch_size": self.settings.batch_size, "lease_seconds": self.settings.lease_seconds})
-        try:
-            while not self.stopping:
-                try:
-                    batch = self._db(outbox.claim, self.name, self.settings.batch_size,
-                                     self.settings.lease_seconds, self.settings.max_attempts,
-                                     self.settings.digest_delay_seconds)
-                except DB_ERRORS as exc:
-                    if once:
-                        raise
-                    failures += 1
-                    delay = min(MAX_DB_BACKOFF_SECONDS, self.settings.poll_interval * 2 ** min(failures, 10))
-                    log.warning("database unavailable; retrying", extra={
-                        "event": "database_exception", "worker": self.name,
-                        "error": type(exc).__name__, "retry_in_seconds": round(delay, 1)})
-                    self._pause(delay)
-                    continue
-                failures = 0
-                self.metrics.heartbeat.set_to_current_time()
-                self._refresh_stats()
-                if batch:
-                    handled += self._deliver(batch)
-                elif once:
-                    break
-                else:
-                    self._pause(self.settings.poll_interval)
-        finally:
-            released = self._shutdown()
-            log.info("e-mail worker stopped", extra={
-                "event": "email_worker_stopped", "worker": self.name, "handled": handled,
-                "released": released})
-        return handled
+    def _claim(self) -> list[Delivery]:
+        s = self.settings
+        return self._db(outbox.claim, self.name, s.batch_size, s.lease_seconds, s.max_attempts,
+                        s.digest_delay_seconds)
 
-    def _shutdown(self) -> int | None:
-        """Hand back what this worker still leases (nothing when the batch finished); close."""
-        released = None
-        try:
-            released = self._db(outbox.release, self.name)
-        except psycopg.Error as exc:  # its leases expire on their own
-            log.warning("could not release leased deliveries", extra={
-                "event": "database_exception", "worker": self.name, "error": type(exc).__name__})
-        finally:
-            self._close()
-        return released
+    def _started_fields(self) -> dict[str, Any]:
+        return {"batch_size": self.settings.batch_size, "lease_seconds": self.settings.lease_seconds}
 
     # --- one batch ---------------------------------------------------------------------------------
 

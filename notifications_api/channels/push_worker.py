@@ -28,8 +28,7 @@ import urllib3.exceptions
 from ..db.rows import format_timestamp
 from . import push_outbox as outbox
 from .email_client import parse_retry_after
-from .email_worker import (MAX_DB_BACKOFF_SECONDS, MAX_RETRY_AFTER_SECONDS, WorkerSetupError,
-                           single_process_metrics, worker_name)
+from .email_worker import MAX_RETRY_AFTER_SECONDS, WorkerSetupError, single_process_metrics, worker_name
 from .outbox_worker import DB_ERRORS, OutboxWorker
 from .push_crypto import VapidSigner, b64url, encrypt
 from .push_outbox import PushDelivery
@@ -223,6 +222,8 @@ class PushWorker(OutboxWorker):
     APPLICATION_NAME = "notifications-push-worker"
     RECORD_LOST = "could not record a push outcome; its lease will expire and it is sent again"
     STATS_LOST = "could not read the push queue statistics"
+    KIND = "push"
+    EVENT = "push"
 
     def __init__(self, conninfo: str, settings: PushSettings, *, name: str | None = None,
                  sender: PushSender | None = None, metrics: PushMetrics | None = None,
@@ -258,61 +259,20 @@ class PushWorker(OutboxWorker):
                 "notifications_push_worker (WORKER_DATABASE_URL; `provision_push_worker_user` in "
                 "db/admin.py)")
 
-    def run(self, once: bool = False) -> int:
-        """Deliver until stopped (once=True: until nothing is due). Returns the deliveries handled."""
-        handled = 0
-        failures = 0
-        log.info("push worker started", extra={
-            "event": "push_worker_started", "worker": self.name, "once": once,
-            "batch_size": self.settings.batch_size, "concurrency": self.settings.concurrency})
-        try:
-            while not self.stopping:
-                try:
-                    batch = self._db(outbox.claim, self.name, self.settings.batch_size,
-                                     self.settings.lease_seconds, self.settings.max_attempts)
-                except DB_ERRORS as exc:
-                    if once:
-                        raise
-                    failures += 1
-                    delay = min(MAX_DB_BACKOFF_SECONDS, self.settings.poll_interval * 2 ** min(failures, 10))
-                    log.warning("database unavailable; retrying", extra={
-                        "event": "database_exception", "worker": self.name,
-                        "error": type(exc).__name__, "retry_in_seconds": round(delay, 1)})
-                    self._pause(delay)
-                    continue
-                failures = 0
-                self.metrics.heartbeat.set_to_current_time()
-                self._refresh_stats()
-                if batch:
-                    handled += self.deliver(batch)
-                elif once:
-                    break
-                else:
-                    self._pause(self.settings.poll_interval)
-        finally:
-            released = self._shutdown()
-            log.info("push worker stopped", extra={
-                "event": "push_worker_stopped", "worker": self.name, "handled": handled,
-                "released": released})
-        return handled
+    def _started_fields(self) -> dict[str, Any]:
+        return {"batch_size": self.settings.batch_size, "concurrency": self.settings.concurrency}
 
     def _shutdown(self) -> int | None:
-        released = None
         self._executor.shutdown(wait=True)
         try:
-            released = self._db(outbox.release, self.name)
-        except psycopg.Error as exc:  # its leases expire on their own
-            log.warning("could not release leased push deliveries", extra={
-                "event": "database_exception", "worker": self.name, "error": type(exc).__name__})
+            return super()._shutdown()
         finally:
-            self._close()
             if self._own_sender:
                 self.sender.close()
-        return released
 
     # --- one batch ---------------------------------------------------------------------------------
 
-    def deliver(self, batch: list[PushDelivery]) -> int:
+    def _deliver(self, batch: list[PushDelivery]) -> int:
         """Send a leased batch concurrently; record each outcome as it comes; one summary log line."""
         s = self.settings
         started = time.perf_counter()
