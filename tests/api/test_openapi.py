@@ -1,6 +1,7 @@
 """The OpenAPI document and Swagger UI: valid, complete, local-only, off by default; schemathesis over it."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -429,6 +430,30 @@ def test_docs_page_uses_only_local_assets(client):
         assert served.headers["Cache-Control"] == "private, no-cache", asset
         served.close()
     assert client.get("/docs/").status_code == 200
+
+
+def _page_settings(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="swagger-ui-settings">(.*?)</script>', page, re.S)
+    return json.loads(found.group(1))
+
+
+def test_docs_page_runs_no_inline_script_and_is_never_cached(client):
+    response = client.get("/docs")
+    page = response.get_data(as_text=True)
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "default-src 'none'" in csp and "unsafe-eval" not in csp
+    assert response.headers["Cache-Control"] == "no-store"
+    # every <script> is a file of this origin, or data (application/json), never code in the page
+    assert re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", page) == [' type="application/json" id="swagger-ui-settings"']
+    script = client.get(f"/docs/{openapi.DOCS_SCRIPT}")
+    assert script.status_code == 200 and script.mimetype == "text/javascript" and script.headers["ETag"]
+    assert client.get(f"/docs/{openapi.DOCS_SCRIPT}",
+                      headers={"If-None-Match": script.headers["ETag"]}).status_code == 304
+
+
+def test_docs_page_settings_are_safe_inside_the_page():
+    assert openapi._json_in_html({"a": "</script><!-- & >"}) == \
+        '{"a": "\\u003c/script\\u003e\\u003c!-- \\u0026 \\u003e"}'
 
 
 # ---- schemathesis over the document ------------------------------------------------------------
