@@ -456,6 +456,26 @@ def test_docs_page_settings_are_safe_inside_the_page():
         '{"a": "\\u003c/script\\u003e\\u003c!-- \\u0026 \\u003e"}'
 
 
+def test_docs_page_names_the_demo_token_endpoint_only_with_the_demo(make_app, make_user):
+    """ENABLE_UI_DEMO (development only: production refuses it, and ENABLE_DOCS) is the one gate, as for
+    the endpoint itself: with it the page names the endpoint (the browser fetches the token,
+    tests/web_ui/test_web_docs.py); without it (a staging-like config too) the page names none. Either
+    way the page holds no token."""
+    user = make_user()
+    demo = make_app(ENABLE_UI_DEMO=True, UI_DEMO_USER_ID=user).test_client()
+    page = demo.get("/docs").get_data(as_text=True)
+    assert _page_settings(page)["preauthorize"] == {"scheme": "bearerAuth", "token_url": "/ui/demo/token"}
+    assert demo.post("/ui/demo/token").status_code == 200
+    assert "eyJ" not in page  # no JWT in the page: a cached copy carries none
+    for client in (make_app(ENABLE_UI_DEMO=False, UI_DEMO_USER_ID=user).test_client(),
+                   make_app(ENVIRONMENT="staging", ENABLE_UI_DEMO=False).test_client()):
+        page = client.get("/docs").get_data(as_text=True)
+        settings = _page_settings(page)
+        assert settings["preauthorize"] is None and settings["config"]["url"] == "/openapi.json"
+        assert "/ui/demo" not in page and "eyJ" not in page
+        assert client.post("/ui/demo/token").status_code == 405  # unrouted (/ui/<file> is GET only)
+
+
 # ---- schemathesis over the document ------------------------------------------------------------
 # (The full run, every check and phase, is tests/api/test_schemathesis.py.) The document needs no
 # database, so it is loaded at collection time from an app that never connects; every request then
