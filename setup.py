@@ -12,5 +12,7 @@ setup(
     package_dir={"notifications_api.migrations_sql": "migrations_sql"},
     package_data={"notifications_api.migrations_sql": ["*.sql", "repeatable/*.sql"],
                   # the web inbox's files (views/ui.py serves them from the package)
-                  "notifications_api.views": ["ui_assets/*.js", "ui_assets/*.css", "ui_assets/*.html"]},
+                  "notifications_api.views": ["ui_assets/*.js", "ui_assets/*.css", "ui_assets/*.html"],
+                  # the /docs page's script (web/openapi.py)
+                  "notifications_api.web": ["docs_assets/*.js"]},
 )

@@ -279,6 +279,9 @@ def _print_demo_requests(config: dict, demo_id: str | None, data: Path) -> None:
         '"title": "Hello from curl"}\' "$API"',
     ]
     docs = f"{root}/docs" if config["ENABLE_DOCS"] else "off (ENABLE_DOCS=false)"
+    if config["ENABLE_DOCS"]:  # with the demo on, its page fetches a demo token itself (web/openapi.py)
+        docs += (" (already authorized as the demo user)" if config["ENABLE_UI_DEMO"]
+                 else " (Authorize → bearerAuth: $TOKEN)")
     click.echo(f"\nThe tour, as the demo user (token valid 24 h). Swagger UI: {docs}\n"
                + "".join(f"  {line}\n" for line in lines))
 

@@ -183,8 +183,11 @@ def demo_notification():
 
 
 def init_app(app: Flask) -> None:
-    """The component's files always; the demo page and its endpoints only with ENABLE_UI_DEMO."""
+    """The component's files always; the demo page and its endpoints only with ENABLE_UI_DEMO (and
+    then Swagger UI's pre-authorization as the demo user)."""
     app.extensions[EXTENSION] = Assets()
     app.register_blueprint(assets_bp)
     if app.config["ENABLE_UI_DEMO"]:
         app.register_blueprint(demo_bp)
+        # Swagger UI (with ENABLE_DOCS) starts authorized as the demo user, by a token from the same endpoint.
+        openapi.preauthorize_docs(app, f"{UI_ROOT}/demo/token")

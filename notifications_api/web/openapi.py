@@ -3,17 +3,20 @@ with `doc`; `build_spec` walks the URL map and turns the marshmallow schemas int
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from importlib import metadata
+from html import escape
+from importlib import metadata, resources
 from typing import Any, NamedTuple
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import fields, validate
 from werkzeug.routing import Rule
@@ -719,15 +722,84 @@ def openapi_json() -> Response:
     return Response(app.extensions[EXTENSION].get(app)[1], mimetype=JSON)
 
 
+# ---- Swagger UI at /docs --------------------------------------------------------------------
+# flask-swagger-ui's blueprint serves Swagger UI's files under /docs/; the page is this module's: no
+# inline script (its settings are JSON data, read by swagger-init.js), so its CSP runs only this
+# origin's files. Swagger UI inserts a <style> element (hence the inline styles) and its stylesheet
+# draws icons from data: URIs.
+DOCS_SCRIPT = "swagger-init.js"
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+DOCS_PREAUTHORIZE = "openapi_docs_preauthorize"  # app.extensions: see preauthorize_docs
+USER_SCHEME = "bearerAuth"  # the user JWT's security scheme
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="UTF-8">
+  <title>{title}</title>
+  <link rel="stylesheet" type="text/css" href="{docs}/index.css">
+  <link rel="stylesheet" type="text/css" href="{docs}/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{docs}/favicon-32x32.png" sizes="32x32">
+  <link rel="icon" type="image/png" href="{docs}/favicon-16x16.png" sizes="16x16">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script type="application/json" id="swagger-ui-settings">{settings}</script>
+  <script src="{docs}/swagger-ui-bundle.js"></script>
+  <script src="{docs}/swagger-ui-standalone-preset.js"></script>
+  <script src="{docs}/{script}"></script>
+</body>
+</html>
+"""
+
+
+def preauthorize_docs(app: Flask, token_url: str) -> None:
+    """Have Swagger UI start authorized as a user: when /docs loads, its page POSTs to `token_url`
+    (same origin, answering `{"token": <user JWT>}`) and sets the token on bearerAuth. Only for a
+    development-only token endpoint: views/ui.py's demo, under ENABLE_UI_DEMO (refused in production).
+    The page carries the URL, never a token."""
+    app.extensions[DOCS_PREAUTHORIZE] = {"scheme": USER_SCHEME, "token_url": token_url}
+
+
+def _json_in_html(value: Any) -> str:
+    """JSON safe inside a <script> data block (no `</script>`, no `<!--`)."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _docs_views(app: Flask, files: Callable[..., Response]) -> Callable[..., Response]:
+    """docs.show: the page (/docs, /docs/, /docs/index.html), swagger-init.js, else Swagger UI's files."""
+    script_body = resources.files(__package__).joinpath("docs_assets", DOCS_SCRIPT).read_bytes()
+    script_etag = hashlib.sha256(script_body).hexdigest()[:32]
+    config = {"dom_id": "#swagger-ui", "url": SPEC_URL, "layout": "StandaloneLayout", "deepLinking": True,
+              "validatorUrl": None, "oauth2RedirectUrl": f"{DOCS_URL}/oauth2-redirect.html",
+              "displayRequestDuration": True}
+    title = escape(f"{app.config['PROJECT_NAME']} - API docs")
+
+    def show(path: str | None = None) -> Response:
+        if not path or path == "index.html":
+            settings = _json_in_html({"config": config,
+                                      "preauthorize": current_app.extensions.get(DOCS_PREAUTHORIZE)})
+            page = PAGE.format(title=title, docs=DOCS_URL, script=DOCS_SCRIPT, settings=settings)
+            response = Response(page, content_type="text/html; charset=utf-8")
+            response.headers["Content-Security-Policy"] = DOCS_CSP
+            return response
+        if path == DOCS_SCRIPT:
+            response = Response(script_body, content_type="text/javascript; charset=utf-8")
+            response.set_etag(script_etag)
+            return response.make_conditional(request)
+        return files(path=path)
+
+    return show
+
+
 def init_app(app: Flask) -> None:
     """Serve /openapi.json and /docs only when ENABLE_DOCS; otherwise they stay unrouted (404 problem)."""
     if not app.config["ENABLE_DOCS"]:
         return
     app.extensions[EXTENSION] = _Document()
     app.add_url_rule(SPEC_URL, "openapi_json", openapi_json, methods=["GET"])
-    app.register_blueprint(get_swaggerui_blueprint(
-        DOCS_URL, SPEC_URL, blueprint_name="docs",
-        config={"app_name": f"{app.config['PROJECT_NAME']} - API docs", "validatorUrl": None,
-                "oauth2RedirectUrl": f"{DOCS_URL}/oauth2-redirect.html", "displayRequestDuration": True}))
-    # The blueprint's page is /docs/; serve it at /docs too instead of a redirect.
+    app.register_blueprint(get_swaggerui_blueprint(DOCS_URL, SPEC_URL, blueprint_name="docs"))
+    # The blueprint's routes (/docs/, /docs/<path>) keep their endpoint (ratelimit.py knows it), with
+    # this module's page and script in front of its files; the page is served at /docs too (no redirect).
+    app.view_functions["docs.show"] = _docs_views(app, app.view_functions["docs.show"])
     app.add_url_rule(DOCS_URL, "docs.show", methods=["GET"])

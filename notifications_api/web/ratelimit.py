@@ -283,7 +283,8 @@ def _setting(name: str) -> Callable[[], str]:
 
 def _unmetered() -> bool:
     """/health, /metrics, and Swagger UI's files: one /docs load is the page, the document and
-    five static assets, and only the first two count (else 60/minute is 8 reloads)."""
+    six static assets, and only the first two count (else 60/minute is 8 reloads; with the web inbox
+    demo, the demo token the page fetches counts too)."""
     if request.blueprint in UNMETERED:
         return True
     return request.endpoint == DOCS_PAGE and (request.view_args or {}).get("path") not in DOCS_PAGES

@@ -1,6 +1,7 @@
 """The OpenAPI document and Swagger UI: valid, complete, local-only, off by default; schemathesis over it."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -429,6 +430,50 @@ def test_docs_page_uses_only_local_assets(client):
         assert served.headers["Cache-Control"] == "private, no-cache", asset
         served.close()
     assert client.get("/docs/").status_code == 200
+
+
+def _page_settings(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="swagger-ui-settings">(.*?)</script>', page, re.S)
+    return json.loads(found.group(1))
+
+
+def test_docs_page_runs_no_inline_script_and_is_never_cached(client):
+    response = client.get("/docs")
+    page = response.get_data(as_text=True)
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "default-src 'none'" in csp and "unsafe-eval" not in csp
+    assert response.headers["Cache-Control"] == "no-store"
+    # every <script> is a file of this origin, or data (application/json), never code in the page
+    assert re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", page) == [' type="application/json" id="swagger-ui-settings"']
+    script = client.get(f"/docs/{openapi.DOCS_SCRIPT}")
+    assert script.status_code == 200 and script.mimetype == "text/javascript" and script.headers["ETag"]
+    assert client.get(f"/docs/{openapi.DOCS_SCRIPT}",
+                      headers={"If-None-Match": script.headers["ETag"]}).status_code == 304
+
+
+def test_docs_page_settings_are_safe_inside_the_page():
+    assert openapi._json_in_html({"a": "</script><!-- & >"}) == \
+        '{"a": "\\u003c/script\\u003e\\u003c!-- \\u0026 \\u003e"}'
+
+
+def test_docs_page_names_the_demo_token_endpoint_only_with_the_demo(make_app, make_user):
+    """ENABLE_UI_DEMO (development only: production refuses it, and ENABLE_DOCS) is the one gate, as for
+    the endpoint itself: with it the page names the endpoint (the browser fetches the token,
+    tests/web_ui/test_web_docs.py); without it (a staging-like config too) the page names none. Either
+    way the page holds no token."""
+    user = make_user()
+    demo = make_app(ENABLE_UI_DEMO=True, UI_DEMO_USER_ID=user).test_client()
+    page = demo.get("/docs").get_data(as_text=True)
+    assert _page_settings(page)["preauthorize"] == {"scheme": "bearerAuth", "token_url": "/ui/demo/token"}
+    assert demo.post("/ui/demo/token").status_code == 200
+    assert "eyJ" not in page  # no JWT in the page: a cached copy carries none
+    for client in (make_app(ENABLE_UI_DEMO=False, UI_DEMO_USER_ID=user).test_client(),
+                   make_app(ENVIRONMENT="staging", ENABLE_UI_DEMO=False).test_client()):
+        page = client.get("/docs").get_data(as_text=True)
+        settings = _page_settings(page)
+        assert settings["preauthorize"] is None and settings["config"]["url"] == "/openapi.json"
+        assert "/ui/demo" not in page and "eyJ" not in page
+        assert client.post("/ui/demo/token").status_code == 405  # unrouted (/ui/<file> is GET only)
 
 
 # ---- schemathesis over the document ------------------------------------------------------------

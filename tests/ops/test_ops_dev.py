@@ -84,7 +84,7 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
 
         # The tour, pasted into a shell outside the checkout, works line by line (curl -f fails on a 4xx).
         tour = output[output.index("The tour"):].split("\n\n")[0].splitlines()
-        assert f"Swagger UI: http://localhost:{port}/docs" in tour[0]
+        assert f"Swagger UI: http://localhost:{port}/docs (already authorized as the demo user)" in tour[0]
         script = "\n".join(line[2:] for line in tour[1:])
         for path in ("?limit=20", "/unread/count", "/mark-read", "/settings", "/read"):
             assert path in script, path
@@ -101,7 +101,8 @@ def test_make_run_tour_commands_and_group_sigterm(data_dir, tmp_path):
         assert '"updated_count":' in answers and '"reaction":{"in_app":false}' in answers, answers[-2000:]
         assert '"result":"created"' in answers, answers[-2000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=10) as docs:
-            assert docs.status == 200  # docs on under `make run`
+            assert docs.status == 200  # docs on under `make run`, authorized as the demo user when loaded
+            assert b'"preauthorize": {"scheme": "bearerAuth", "token_url": "/ui/demo/token"}' in docs.read()
         # the web inbox demo (docs/WEB.md): its URL in the banner, the page served
         demo_url = re.search(r"^Web inbox demo .*: (http://\S+/ui/demo)$", output, re.M).group(1)
         with urllib.request.urlopen(demo_url, timeout=10) as demo:

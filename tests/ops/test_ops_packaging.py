@@ -59,9 +59,10 @@ def test_wheel_ships_every_migration_and_the_gunicorn_settings(wheel):
             assert inside in names, inside
             assert archive.read(inside) == path.read_bytes(), inside  # the same bytes: same checksums
         assert "notifications_api/ops/gunicorn_conf.py" in names
-        # the web inbox's files (views/ui.py serves them from the package)
-        for path in sorted((PACKAGE / "views" / "ui_assets").iterdir()):
-            inside = f"notifications_api/views/ui_assets/{path.name}"
+        # the web inbox's files (views/ui.py serves them from the package) and /docs's page script (web/openapi.py)
+        for path in [*sorted((PACKAGE / "views" / "ui_assets").iterdir()),
+                     *sorted((PACKAGE / "web" / "docs_assets").iterdir())]:
+            inside = f"notifications_api/{path.relative_to(PACKAGE).as_posix()}"
             assert inside in names and archive.read(inside) == path.read_bytes(), inside
         assert not [name for name in names if name.startswith(("tests/", "bench/", "deploy/"))]
 
