@@ -197,8 +197,9 @@ BEGIN
         RETURN 0;
     END IF;
     -- one create: one type and one priority (min() only picks it)
-    INSERT INTO push_queue (user_ids, notification_ids, notification_type, priority)
-    SELECT array_agg(r.user_id), array_agg(r.notification_id), min(r.notification_type), min(r.priority)
+    INSERT INTO push_queue (user_ids, notification_ids, user_count, notification_type, priority)
+    SELECT array_agg(r.user_id), array_agg(r.notification_id), cardinality(p_rows), min(r.notification_type),
+           min(r.priority)
       FROM unnest(p_rows) AS r;
     RETURN cardinality(p_rows);
 END
@@ -220,7 +221,7 @@ AS $$
 DECLARE
     -- an explicit cursor FETCHes (and so locks) one row at a time: only the rows it keeps
     v_oldest CURSOR FOR
-        SELECT q.queue_id, cardinality(q.user_ids) AS users FROM push_queue q
+        SELECT q.queue_id, q.user_count FROM push_queue q
          ORDER BY q.created_at
            FOR UPDATE SKIP LOCKED;
     v_row record;
@@ -236,7 +237,7 @@ BEGIN
         FETCH v_oldest INTO v_row;
         EXIT WHEN NOT FOUND;
         v_ids := v_ids || v_row.queue_id;
-        v_users := v_users + v_row.users;
+        v_users := v_users + v_row.user_count;
         EXIT WHEN v_users >= p_limit;
     END LOOP;
     CLOSE v_oldest;
@@ -555,7 +556,7 @@ RETURNS TABLE(pending bigint, due bigint, sending bigint, oldest_due_age_seconds
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
     WITH queued AS (
-        SELECT COALESCE(sum(cardinality(q.user_ids)), 0)::bigint AS pairs, min(q.created_at) AS oldest
+        SELECT COALESCE(sum(q.user_count), 0)::bigint AS pairs, min(q.created_at) AS oldest
           FROM activity.push_queue q
     ), outbox_due AS (
         SELECT count(*) AS due, min(o.available_at) AS oldest

@@ -378,8 +378,8 @@ def test_only_the_functions_touch_the_queue(db_env, push_login):
     for login in (db_env.app, push_login):
         with psycopg.connect(login, autocommit=True) as conn:
             for statement in ("SELECT * FROM activity.push_queue",
-                              "INSERT INTO activity.push_queue (user_ids, notification_ids, notification_type,"
-                              " priority) VALUES ('{}', '{}', 'x', 'normal')",
+                              "INSERT INTO activity.push_queue (user_ids, notification_ids, user_count,"
+                              " notification_type, priority) VALUES ('{}', '{}', 0, 'x', 'normal')",
                               "DELETE FROM activity.push_queue",
                               "SELECT activity._queue_push('{}')"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
