@@ -7,7 +7,8 @@ BENCH_DATABASE_URL (else TEST_DATABASE_URL; a superuser URL), measuring:
    users with push_enabled false: _queue_push runs; since the settings are applied at expansion, it
    queues its one push_queue row all the same) and against no push queueing at all (_queue_push
    replaced by a no-op for that arm, as the superuser, in this throwaway database), interleaved, median
-   of --reps; then the worker's expansion of one such create (rolled back, median of --reps);
+   of --reps; the same for a one-user create (push on vs none, 200 each, in blocks); then the
+   worker's expansion of one fan-out create (rolled back, median of --reps);
 2. one `deliver-push` worker process (PushWorker, --concurrency threads) sending the queued deliveries
    to a local push service: pushes/s from first claim to last recorded outcome;
 3. the deliveries query (the claim's due scan) with an empty history and with --history finished
@@ -58,6 +59,7 @@ process.on('SIGTERM', () => process.exit(0));
 """
 
 
+SINGLE_CREATE = "SELECT count(*) FROM activity.sp_inbox_create(%s::uuid[], 'comment', %s)"
 NO_QUEUEING = """
 CREATE OR REPLACE FUNCTION activity._queue_push(p_rows activity.inbox_notification[])
 RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
@@ -171,6 +173,24 @@ def run(dsn: str, worker_dsn: str, port: int, args) -> None:
               f"no push queueing {ms(none):.1f} ms; on vs off {(ms(on) / ms(off) - 1) * 100:+.1f} %, "
               f"on vs none {(ms(on) / ms(none) - 1) * 100:+.1f} %")
 
+        # 1a. the common create: one recipient (with browsers, push on), queueing vs none, in blocks
+        single_on, single_none = [], []
+        try:
+            for block in range(4):
+                for arm, times in ((False, single_on), (True, single_none)):
+                    no_queueing(arm)
+                    for i in range(50):
+                        started = time.perf_counter()
+                        user = users[(block * 50 + i) % len(users)]
+                        conn.execute(SINGLE_CREATE, ([user], f"single {block} {i}"))
+                        times.append(time.perf_counter() - started)
+        finally:
+            no_queueing(False)
+        print(f"create for 1 user x {args.browsers} browsers (median of {len(single_on)}): push on "
+              f"{ms(single_on):.3f} ms, no push queueing {ms(single_none):.3f} ms, "
+              f"{(ms(single_on) / ms(single_none) - 1) * 100:+.1f} %")
+        clear_outbox()
+
         # 1b. the worker's expansion of one such create into per-browser deliveries
         create("expansion probe")
         expansion = []
@@ -180,7 +200,7 @@ def run(dsn: str, worker_dsn: str, port: int, args) -> None:
             [(rows, made)] = conn.execute("SELECT * FROM activity.sp_expand_push_queue(1000)").fetchall()
             expansion.append(time.perf_counter() - started)
             conn.execute("ROLLBACK")
-        print(f"expansion of that create by the worker's claim: {ms(expansion):.1f} ms for {rows} queue row"
+        print(f"expansion of one such fan-out by the claim: {ms(expansion):.1f} ms for {rows} queue row"
               f" -> {made} deliveries (median of {args.reps}, rolled back)")
         clear_outbox()
 
