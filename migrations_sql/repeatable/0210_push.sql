@@ -277,7 +277,7 @@ $$;
 -- what the push needs: the subscription's endpoint and keys, the notification's fields and the
 -- user's counts (as last folded: a snooze end or expiry not folded yet is not in them).
 -- Respects the inbox: a row whose notification is gone (deleted, retracted, purged), seen, read,
--- archived, snoozed or expired is cancelled, never returned; one whose subscription is gone (a create
+-- archived, snoozed or expired is cancelled, never returned; one whose subscription is gone (an expansion
 -- that read it just before it was deleted) is dropped. An expired lease on a row that already
 -- used p_max_attempts (a push that keeps killing its worker) fails it.
 -- Indexes: push_outbox_leased and push_outbox_due (partial): the cost does not grow with history.
@@ -350,7 +350,7 @@ BEGIN
           LEFT JOIN notifications n ON n.user_id = o.user_id AND n.notification_id = o.notification_id
           LEFT JOIN push_subscriptions s ON s.user_id = o.user_id AND s.subscription_id = o.subscription_id
     ), dropped AS (
-        -- queued by a create that read the subscription just before it was deleted
+        -- queued by an expansion that read the subscription just before it was deleted
         DELETE FROM push_outbox o USING picked p
          WHERE o.user_id = p.user_id AND o.delivery_id = p.delivery_id AND p.next_status = 'gone'
     ), changed AS (

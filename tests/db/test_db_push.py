@@ -653,7 +653,7 @@ def test_complete_many_at_once_and_only_ours(db_app, db_push, db_user):
 
 
 def test_a_delivery_queued_for_a_subscription_deleted_meanwhile_is_dropped(db_app, db_push, db_admin, db_user):
-    """A create that read the subscription just before it was deleted (no foreign key) queues a row
+    """An expansion that read the subscription just before it was deleted (no foreign key) queues a row
     for it: the claim drops it instead of sending to a browser that is gone."""
     u = db_user()
     sub = subscribe(db_app, u)
