@@ -4,7 +4,11 @@ A fan-out to --users users × --browsers browsers each, on a throwaway database 
 BENCH_DATABASE_URL (else TEST_DATABASE_URL; a superuser URL), measuring:
 
 1. the create call with push on (every user has browsers, push enabled) against push off (the same
-   users with push_enabled false: _queue_push runs and inserts nothing), interleaved, median of --reps;
+   users with push_enabled false: _queue_push runs; since the settings are applied at expansion, it
+   queues its one push_queue row all the same) and against no push queueing at all (_queue_push
+   replaced by a no-op for that arm, as the superuser, in this throwaway database), interleaved, median
+   of --reps; the same for a one-user create (push on vs none, 200 each, in blocks); then the
+   worker's expansion of one fan-out create (rolled back, median of --reps);
 2. one `deliver-push` worker process (PushWorker, --concurrency threads) sending the queued deliveries
    to a local push service: pushes/s from first claim to last recorded outcome;
 3. the deliveries query (the claim's due scan) with an empty history and with --history finished
@@ -53,6 +57,13 @@ server.keepAliveTimeout = 60000;
 server.listen(0, '127.0.0.1', () => console.log('Server running on port ' + server.address().port));
 process.on('SIGTERM', () => process.exit(0));
 """
+
+
+SINGLE_CREATE = "SELECT count(*) FROM activity.sp_inbox_create(%s::uuid[], 'comment', %s)"
+NO_QUEUEING = """
+CREATE OR REPLACE FUNCTION activity._queue_push(p_rows activity.inbox_notification[])
+RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$ BEGIN RETURN 0; END $$"""
 
 
 def start_sink() -> tuple[subprocess.Popen, int]:
@@ -125,22 +136,73 @@ def run(dsn: str, worker_dsn: str, port: int, args) -> None:
                          "SET push_enabled = EXCLUDED.push_enabled", (on, users))
 
         def clear_outbox() -> None:
+            conn.execute("DELETE FROM activity.push_queue")
             conn.execute("UPDATE activity.push_outbox SET status = 'cancelled', finished_at = now() "
                          "WHERE status = 'pending'")
-        on, off = [], []
+
+        queue_push = conn.execute(
+            "SELECT pg_get_functiondef('activity._queue_push(activity.inbox_notification[])'::regprocedure)"
+        ).fetchone()[0]
+
+        def no_queueing(off: bool) -> None:
+            """Swap _queue_push for a no-op (the "none" arm), or put the real one back."""
+            conn.execute(NO_QUEUEING if off else queue_push)
+
+        on, off, none = [], [], []
         create("warm-up")
-        for rep in range(args.reps):
-            set_push(True)
-            on.append(create(f"on {rep}"))
-            set_push(False)
-            off.append(create(f"off {rep}"))
+        try:
+            for rep in range(args.reps):
+                set_push(True)
+                on.append(create(f"on {rep}"))
+                set_push(False)
+                off.append(create(f"off {rep}"))
+                no_queueing(True)
+                none.append(create(f"none {rep}"))
+                no_queueing(False)
+        finally:
+            no_queueing(False)
         clear_outbox()
         set_push(True)
         queued = args.users * args.browsers
+
+        def ms(values: list[float]) -> float:
+            return statistics.median(values) * 1000
+
         print(f"create for {args.users} users x {args.browsers} browsers (median of {args.reps}): "
-              f"push on {statistics.median(on) * 1000:.1f} ms ({queued} deliveries queued), "
-              f"push off {statistics.median(off) * 1000:.1f} ms, "
-              f"+{(statistics.median(on) / statistics.median(off) - 1) * 100:.1f} %")
+              f"push on {ms(on):.1f} ms (one queue row for {queued} deliveries), push off {ms(off):.1f} ms, "
+              f"no push queueing {ms(none):.1f} ms; on vs off {(ms(on) / ms(off) - 1) * 100:+.1f} %, "
+              f"on vs none {(ms(on) / ms(none) - 1) * 100:+.1f} %")
+
+        # 1a. the common create: one recipient (with browsers, push on), queueing vs none, in blocks
+        single_on, single_none = [], []
+        try:
+            for block in range(4):
+                for arm, times in ((False, single_on), (True, single_none)):
+                    no_queueing(arm)
+                    for i in range(50):
+                        started = time.perf_counter()
+                        user = users[(block * 50 + i) % len(users)]
+                        conn.execute(SINGLE_CREATE, ([user], f"single {block} {i}"))
+                        times.append(time.perf_counter() - started)
+        finally:
+            no_queueing(False)
+        print(f"create for 1 user x {args.browsers} browsers (median of {len(single_on)}): push on "
+              f"{ms(single_on):.3f} ms, no push queueing {ms(single_none):.3f} ms, "
+              f"{(ms(single_on) / ms(single_none) - 1) * 100:+.1f} %")
+        clear_outbox()
+
+        # 1b. the worker's expansion of one such create into per-browser deliveries
+        create("expansion probe")
+        expansion = []
+        for _ in range(args.reps):
+            conn.execute("BEGIN")
+            started = time.perf_counter()
+            [(rows, made)] = conn.execute("SELECT * FROM activity.sp_expand_push_queue(1000)").fetchall()
+            expansion.append(time.perf_counter() - started)
+            conn.execute("ROLLBACK")
+        print(f"expansion of one such fan-out by the claim: {ms(expansion):.1f} ms for {rows} queue row"
+              f" -> {made} deliveries (median of {args.reps}, rolled back)")
+        clear_outbox()
 
         # 2. one worker process's throughput
         private, _ = generate_vapid_keys()
@@ -186,6 +248,8 @@ def run(dsn: str, worker_dsn: str, port: int, args) -> None:
             print(f"deliveries query, {label} ({rows} outbox rows): claim of 200 "
                   f"{statistics.median(times) * 1000:.1f} ms (median of 15), due scan {buffers} buffers")
         create("history probe")
+        while conn.execute("SELECT expanded FROM activity.sp_expand_push_queue(1000)").fetchone()[0]:
+            pass  # the claims below measure the lease, not the expansion (rolled back each time)
         measure("small history")
         conn.execute("""
             INSERT INTO activity.push_outbox (user_id, notification_id, subscription_id, status, attempts,

@@ -161,7 +161,8 @@ BEGIN
       FROM ins i JOIN notification_counters c ON c.user_id = i.user_id;
     PERFORM _apply(v_deltas);
 
-    -- 3b. Web Push: one delivery per subscription of each user it was created for (0210_push.sql)
+    -- 3b. Web Push: one push_queue row for the users it was created for; the push worker fans it out
+    --     to their browsers (0210_push.sql)
     PERFORM _queue_push(v_rows);
 
     -- 4. the originals behind taken dedupe keys: a new statement (READ COMMITTED) sees

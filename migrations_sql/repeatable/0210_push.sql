@@ -1,6 +1,7 @@
 -- Web Push (issue 24; API.md "Delivery channels (v3)", docs/PUSH.md): the browsers' subscriptions
--- (endpoints 17-19, the API's), the queueing of push deliveries by the create (_queue_push, called
--- by sp_inbox_create in 0109_create.sql), the push worker's outbox functions
+-- (endpoints 17-19, the API's), the queueing of pushes by the create (_queue_push, called by
+-- sp_inbox_create in 0109_create.sql: one push_queue row), the push worker's expansion of that queue
+-- into per-browser deliveries and its outbox functions
 -- (`notifications-api deliver-push`) and the retention purge of finished deliveries.
 -- Re-applied by the migration runner whenever this file or an earlier repeatable one changes.
 --
@@ -181,34 +182,86 @@ $$;
 -- queueing (called by sp_inbox_create, in the create's transaction)
 -- ---------------------------------------------------------------------------
 
--- One pending delivery per subscription of each new notification's user, when push is on for the
--- user and not turned off for the type; quiet hours defer it to their end unless it is urgent.
--- One set-based insert (a fan-out of 1000 users is one statement). Not granted to anyone: only
--- sp_inbox_create (SECURITY DEFINER, same owner) calls it.
+-- One push_queue row (0166_push_queue.sql) holding the created rows' (user, notification) pairs: the
+-- fan-out to browsers, the settings and the quiet hours are the worker's (sp_expand_push_queue), off
+-- the create's path. Nothing when no row was created, or when no browser is registered at all (push
+-- not configured: no worker would ever take the row). Returns the pairs queued. Not granted to anyone:
+-- only sp_inbox_create (SECURITY DEFINER, same owner) calls it.
 CREATE OR REPLACE FUNCTION activity._queue_push(p_rows activity.inbox_notification[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
-DECLARE
-    v_queued integer;
 BEGIN
-    IF cardinality(p_rows) IS NULL OR cardinality(p_rows) = 0 THEN
+    IF cardinality(p_rows) IS NULL OR cardinality(p_rows) = 0
+       OR NOT EXISTS (SELECT 1 FROM push_subscriptions) THEN
         RETURN 0;
     END IF;
-    INSERT INTO push_outbox (user_id, notification_id, subscription_id, available_at)
-    SELECT r.user_id, r.notification_id, s.subscription_id,
-           CASE WHEN r.priority = 'urgent' OR ns.quiet_hours_start IS NULL THEN now()
+    -- one create: one type and one priority (min() only picks it)
+    INSERT INTO push_queue (user_ids, notification_ids, user_count, notification_type, priority)
+    SELECT array_agg(r.user_id), array_agg(r.notification_id), cardinality(p_rows), min(r.notification_type),
+           min(r.priority)
+      FROM unnest(p_rows) AS r;
+    RETURN cardinality(p_rows);
+END
+$$;
+
+-- The expansion: takes the oldest push_queue rows (FOR UPDATE SKIP LOCKED, one at a time, until they
+-- hold p_limit users; at least one row), queues one pending push_outbox row per subscription of each
+-- of their users when push is on for the user and not turned off for the type, deferred to the end
+-- of the user's quiet hours unless urgent (settings and quiet hours as they are now), and deletes the
+-- rows, all in the caller's transaction: two workers never expand a row twice, and a crash rolls the
+-- whole expansion back. An outbox row's created_at is its queue row's (the TTL counts from the
+-- create); one due at once is available from then too (oldest first). Called by the claim; granted to
+-- the push worker on its own for the tests and for draining by hand.
+-- Returns expanded (queue rows taken) and queued (push_outbox rows made).
+CREATE OR REPLACE FUNCTION activity.sp_expand_push_queue(p_limit integer DEFAULT 200)
+RETURNS TABLE(expanded integer, queued integer)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = activity, pg_temp
+AS $$
+DECLARE
+    -- an explicit cursor FETCHes (and so locks) one row at a time: only the rows it keeps
+    v_oldest CURSOR FOR
+        SELECT q.queue_id, q.user_count FROM push_queue q
+         ORDER BY q.created_at
+           FOR UPDATE SKIP LOCKED;
+    v_row record;
+    v_ids uuid[] := '{}';
+    v_users integer := 0;
+    v_queued integer;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM _invalid('limit', 'limit must be between 1 and 1000');
+    END IF;
+    OPEN v_oldest;
+    LOOP
+        FETCH v_oldest INTO v_row;
+        EXIT WHEN NOT FOUND;
+        v_ids := v_ids || v_row.queue_id;
+        v_users := v_users + v_row.user_count;
+        EXIT WHEN v_users >= p_limit;
+    END LOOP;
+    CLOSE v_oldest;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN QUERY SELECT 0, 0;
+        RETURN;
+    END IF;
+
+    INSERT INTO push_outbox (user_id, notification_id, subscription_id, available_at, created_at)
+    SELECT k.uid, k.nid, s.subscription_id,
+           CASE WHEN q.priority = 'urgent' OR ns.quiet_hours_start IS NULL THEN q.created_at
                 ELSE COALESCE(quiet_hours_end(ns.quiet_hours_start, ns.quiet_hours_end,
-                                              ns.quiet_hours_timezone, now()), now()) END
-      FROM unnest(p_rows) AS r
-      JOIN push_subscriptions s ON s.user_id = r.user_id
-      LEFT JOIN notification_settings ns ON ns.user_id = r.user_id
-     WHERE ns.push_enabled IS NOT FALSE
-       AND (ns.type_preferences -> r.notification_type ->> 'push') IS DISTINCT FROM 'false';
-    -- (no ORDER BY: new rows with random keys lock nothing another writer waits on; a sort of a
-    -- 2 000-row fan-out would cost the create for no deadlock it prevents)
+                                              ns.quiet_hours_timezone, now()), q.created_at) END,
+           q.created_at
+      FROM push_queue q
+     CROSS JOIN LATERAL unnest(q.user_ids, q.notification_ids) AS k(uid, nid)
+      JOIN push_subscriptions s ON s.user_id = k.uid
+      LEFT JOIN notification_settings ns ON ns.user_id = k.uid
+     WHERE q.queue_id = ANY (v_ids)
+       AND ns.push_enabled IS NOT FALSE
+       AND (ns.type_preferences -> q.notification_type ->> 'push') IS DISTINCT FROM 'false';
     GET DIAGNOSTICS v_queued = ROW_COUNT;
-    RETURN v_queued;
+    DELETE FROM push_queue q WHERE q.queue_id = ANY (v_ids);
+    RETURN QUERY SELECT cardinality(v_ids), v_queued;
 END
 $$;
 
@@ -216,13 +269,15 @@ $$;
 -- the worker's
 -- ---------------------------------------------------------------------------
 
--- Lease up to p_limit deliveries for p_lease_seconds: first rows whose lease expired (their worker
+-- Lease up to p_limit deliveries for p_lease_seconds. First the push queue is expanded
+-- (sp_expand_push_queue(p_limit): about p_limit users' worth of creates, oldest first), in this
+-- transaction; then rows whose lease expired (their worker
 -- died or hung: at most the in-flight ones are sent again), then due pending rows, oldest first.
 -- Each claimed row becomes `sending`, owned by p_worker, with attempts + 1, and is returned with
 -- what the push needs: the subscription's endpoint and keys, the notification's fields and the
 -- user's counts (as last folded: a snooze end or expiry not folded yet is not in them).
 -- Respects the inbox: a row whose notification is gone (deleted, retracted, purged), seen, read,
--- archived, snoozed or expired is cancelled, never returned; one whose subscription is gone (a create
+-- archived, snoozed or expired is cancelled, never returned; one whose subscription is gone (an expansion
 -- that read it just before it was deleted) is dropped. An expired lease on a row that already
 -- used p_max_attempts (a push that keeps killing its worker) fails it.
 -- Indexes: push_outbox_leased and push_outbox_due (partial): the cost does not grow with history.
@@ -254,6 +309,8 @@ BEGIN
     IF p_max_attempts IS NULL OR p_max_attempts < 1 THEN
         PERFORM _invalid('max_attempts', 'max_attempts must be at least 1');
     END IF;
+
+    PERFORM sp_expand_push_queue(p_limit);
 
     -- (FOR UPDATE is not allowed under UNION: two statements)
     SELECT COALESCE(array_agg(k.user_id), '{}'), COALESCE(array_agg(k.delivery_id), '{}')
@@ -293,7 +350,7 @@ BEGIN
           LEFT JOIN notifications n ON n.user_id = o.user_id AND n.notification_id = o.notification_id
           LEFT JOIN push_subscriptions s ON s.user_id = o.user_id AND s.subscription_id = o.subscription_id
     ), dropped AS (
-        -- queued by a create that read the subscription just before it was deleted
+        -- queued by an expansion that read the subscription just before it was deleted
         DELETE FROM push_outbox o USING picked p
          WHERE o.user_id = p.user_id AND o.delivery_id = p.delivery_id AND p.next_status = 'gone'
     ), changed AS (
@@ -491,17 +548,25 @@ BEGIN
 END
 $$;
 
--- Queue state for the worker's gauges (partial-index scans: not the history).
+-- Queue state for the worker's gauges (partial-index scans: not the history). Work not expanded yet
+-- counts too: each (user, notification) pair of push_queue is one pending delivery, due at once (its
+-- browsers are not known before the expansion), waiting since its create.
 CREATE OR REPLACE FUNCTION activity.sp_push_queue_stats()
 RETURNS TABLE(pending bigint, due bigint, sending bigint, oldest_due_age_seconds double precision)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = activity, pg_temp
 AS $$
-    SELECT (SELECT count(*) FROM activity.push_outbox o WHERE o.status = 'pending'),
-           (SELECT count(*) FROM activity.push_outbox o WHERE o.status = 'pending' AND o.available_at <= now()),
+    WITH queued AS (
+        SELECT COALESCE(sum(q.user_count), 0)::bigint AS pairs, min(q.created_at) AS oldest
+          FROM activity.push_queue q
+    ), outbox_due AS (
+        SELECT count(*) AS due, min(o.available_at) AS oldest
+          FROM activity.push_outbox o WHERE o.status = 'pending' AND o.available_at <= now()
+    )
+    SELECT (SELECT count(*) FROM activity.push_outbox o WHERE o.status = 'pending') + queued.pairs,
+           outbox_due.due + queued.pairs,
            (SELECT count(*) FROM activity.push_outbox o WHERE o.status = 'sending'),
-           COALESCE((SELECT extract(epoch FROM now() - min(o.available_at))::double precision
-                       FROM activity.push_outbox o
-                      WHERE o.status = 'pending' AND o.available_at <= now()), 0)
+           COALESCE(extract(epoch FROM now() - LEAST(outbox_due.oldest, queued.oldest))::double precision, 0)
+      FROM queued, outbox_due
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -548,7 +613,8 @@ BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
               WHERE p.pronamespace = 'activity'::regnamespace
                 AND p.proname IN ('_push_origin', '_drop_push_deliveries', 'sp_push_subscribe', 'sp_push_subscriptions',
-                                  'sp_push_unsubscribe', '_queue_push', 'sp_claim_push_deliveries',
+                                  'sp_push_unsubscribe', '_queue_push', 'sp_expand_push_queue',
+                                  'sp_claim_push_deliveries',
                                   'sp_complete_push_deliveries', '_push_failure', 'sp_retry_push_delivery',
                                   'sp_fail_push_delivery', 'sp_gone_push_subscription',
                                   'sp_release_push_deliveries', 'sp_push_queue_stats',
@@ -566,6 +632,7 @@ GRANT EXECUTE ON FUNCTION
 TO notifications_api;
 
 GRANT EXECUTE ON FUNCTION
+    activity.sp_expand_push_queue(integer),
     activity.sp_claim_push_deliveries(text, integer, integer, integer),
     activity.sp_complete_push_deliveries(text, uuid[], uuid[]),
     activity.sp_retry_push_delivery(uuid, uuid, text, text, double precision, integer, boolean, integer),

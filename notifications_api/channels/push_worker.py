@@ -112,11 +112,13 @@ class PushMetrics:
             f"{PREFIX}_push_subscriptions_removed", "Subscriptions the worker deleted: gone (404/410) or "
             "failures (10 consecutive failed deliveries).", ("reason",), registry=r)
         self.queue = Gauge(f"{PREFIX}_push_queue_deliveries",
-                           "Push outbox rows by status (pending includes deferred rows; due: pending, "
-                           "due now).",
+                           "Push deliveries by status (pending includes deferred rows; due: pending, "
+                           "due now; a notification not yet fanned out to its browsers counts once per "
+                           "user in pending and due).",
                            ("status",), registry=r)
         self.oldest_due = Gauge(f"{PREFIX}_push_queue_oldest_due_age_seconds",
-                                "How long the oldest due pending push has waited (0: none).", registry=r)
+                                "How long the oldest due pending push has waited, not yet fanned out "
+                                "ones included (0: none).", registry=r)
         self.heartbeat = Gauge(f"{PREFIX}_push_worker_last_poll_timestamp_seconds",
                                "When this worker last polled the push outbox.", registry=r)
         for outcome in OUTCOMES:

@@ -33,13 +33,14 @@ EMAIL_FUNCTIONS = (
     "sp_claim_emails", "sp_claim_email_deliveries", "sp_complete_email_delivery", "sp_retry_email_delivery",
     "sp_fail_email_delivery", "sp_release_email_deliveries", "sp_email_queue_stats",
 )
-# The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.
-# The Web Push worker's (migrations_sql/repeatable/0210_push.sql).
+# The Web Push worker's (migrations_sql/repeatable/0210_push.sql); sp_expand_push_queue is also called by
+# the claim, and granted for draining the queue on its own.
 PUSH_FUNCTIONS = (
-    "sp_claim_push_deliveries", "sp_complete_push_deliveries", "sp_retry_push_delivery",
-    "sp_fail_push_delivery", "sp_gone_push_subscription", "sp_release_push_deliveries",
-    "sp_push_queue_stats",
+    "sp_expand_push_queue", "sp_claim_push_deliveries", "sp_complete_push_deliveries",
+    "sp_retry_push_delivery", "sp_fail_push_delivery", "sp_gone_push_subscription",
+    "sp_release_push_deliveries", "sp_push_queue_stats",
 )
+# The retention job's (migrations_sql/repeatable/0150_retention.sql): never the API's.
 RETENTION_FUNCTIONS = ("sp_purge_notifications", "sp_purge_email_outbox", "sp_purge_push_outbox")
 
 GRANTS = {APP_GROUP: API_FUNCTIONS, WORKER_GROUP: EMAIL_FUNCTIONS, PUSH_WORKER_GROUP: PUSH_FUNCTIONS,

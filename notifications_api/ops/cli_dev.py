@@ -13,7 +13,8 @@ import click
 
 from ..config import SECRETS, read_environment
 from .cli_env import (DEV_APP_USER, DEV_DATABASE, DEV_DATA_DIR_ENV, DEV_DEFAULTS, DEV_ENV_FILE,
-                      DEV_GRIP_SIG_KEY_FILE, DEV_PUSHPIN_DIR, DEV_RETENTION_USER, DEV_WORKER_USER,
+                      DEV_GRIP_SIG_KEY_FILE, DEV_PUSH_WORKER_USER, DEV_PUSHPIN_DIR, DEV_RETENTION_USER,
+                      DEV_WORKER_USER,
                       environment, fail, load, no_database_hint, read_dev_secrets, with_dev_defaults)
 
 
@@ -50,7 +51,8 @@ def dev(data_dir: str) -> None:
     config = load(env)  # fail fast, before starting anything
 
     embedded = not env.get("DATABASE_URL") and not env.get("DB_HOST")
-    worker = None
+    worker = push_worker = None
+    push_login = env.get("WORKER_DATABASE_URL")  # a configured database: the push worker's if it is one
     pushpin = _start_dev_pushpin(env, data, config)
     if pushpin is not None:
         config = load(env)  # now with GRIP_SIG_KEY and GRIP_PUBLISH_URL
@@ -63,11 +65,15 @@ def dev(data_dir: str) -> None:
                                                               admin.provision_worker_user)
             # not served with: so that `notifications-api purge` works beside `make run`
             _provision_dev_login(data, DEV_RETENTION_USER, admin.provision_retention_user)
+            if env.get("VAPID_PRIVATE_KEY"):
+                push_login = _provision_dev_login(data, DEV_PUSH_WORKER_USER,
+                                                  admin.provision_push_worker_user)
             _print_demo_requests(config, demo_id, data)
         else:
             click.echo("serving against the configured database (DATABASE_URL/DB_HOST); "
                        "`notifications-api issue-token --user-id UUID` prints a user JWT")
         worker = _start_email_worker(env)
+        push_worker = _start_push_worker(env, push_login)
         if pushpin is not None:
             _print_stream_request(config, pushpin.url)
         if config["ENABLE_UI_DEMO"]:  # through Pushpin when it runs: the page's stream is then live
@@ -78,7 +84,8 @@ def dev(data_dir: str) -> None:
     finally:
         if pushpin is not None:
             pushpin.stop()
-        _stop_email_worker(worker)  # before the database it uses
+        _stop_worker(worker)  # before the database they use
+        _stop_worker(push_worker)
         if embedded:
             from . import devdb
             if devdb.stop():
@@ -211,7 +218,38 @@ def _start_email_worker(env: dict[str, str]) -> subprocess.Popen | None:
     return child
 
 
-def _stop_email_worker(child: subprocess.Popen | None) -> None:
+def _start_push_worker(env: dict[str, str], login: str | None) -> subprocess.Popen | None:
+    """With VAPID_PRIVATE_KEY set, one `deliver-push` process beside gunicorn (own session), connected as
+    `login` (the embedded database's `push_worker`, else WORKER_DATABASE_URL) when that login may run
+    the push worker; otherwise it says why none was started."""
+    if not env.get("VAPID_PRIVATE_KEY"):
+        return None
+    if not login or not _may_run_push_worker(login):
+        click.echo("VAPID_PRIVATE_KEY is set but there is no push worker login: no push worker started "
+                   "(set WORKER_DATABASE_URL to a member of notifications_push_worker; see docs/PUSH.md)",
+                   err=True)
+        return None
+    command = [sys.executable, "-m", "notifications_api.ops.cli", "deliver-push"]
+    child = subprocess.Popen(command, env={**env, "WORKER_DATABASE_URL": login}, preexec_fn=_die_with_parent,
+                             start_new_session=True)
+    click.echo(f"push worker started (pid {child.pid}), delivering to the browsers' push services")
+    return child
+
+
+def _may_run_push_worker(conninfo: str) -> bool:
+    """Whether this login may run the push worker (False when it cannot even connect)."""
+    import psycopg
+
+    from ..channels import push_outbox
+
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            return push_outbox.can_claim(conn)
+    except psycopg.Error:
+        return False
+
+
+def _stop_worker(child: subprocess.Popen | None) -> None:
     """SIGTERM: it finishes the request in flight and hands back the rest; killed after 15 s."""
     if child is None or child.poll() is not None:
         return

@@ -22,6 +22,7 @@ DEV_DATABASE = "activity_platform"
 DEV_APP_USER = "api_user"
 DEV_WORKER_USER = "email_worker"
 DEV_RETENTION_USER = "retention_user"
+DEV_PUSH_WORKER_USER = "push_worker"  # `make run` starts `deliver-push` as it when VAPID_PRIVATE_KEY is set
 DEV_LOGINS = {DEV_APP_USER: "DATABASE_URL", DEV_WORKER_USER: "WORKER_DATABASE_URL",
               DEV_RETENTION_USER: "RETENTION_DATABASE_URL"}
 # What `make run` serves with unless the environment or .env says otherwise (the commands beside it see

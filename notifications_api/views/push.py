@@ -100,7 +100,9 @@ def get_vapid_public_key():
                  "PUSH_ALLOWED_HOSTS (default: the push services of Chrome/Edge, Firefox, Safari and "
                  "Windows), over https; it is never fetched or resolved here. Errors are `422` keyed by "
                  "path (`endpoint`, `keys.p256dh`, `keys.auth`). The endpoint and keys are never "
-                 "returned or logged."
+                 "returned or logged. A notification is fanned out to the user's browsers when the push "
+                 "worker picks its create up (normally within a second), not at the create: a browser "
+                 "registered in between receives it, one that moved to another user in between does not."
                  + NOT_CONFIGURED),
     request=openapi.body(PushSubscribeSchema, "The browser's subscription.", {
         "endpoint": "https://fcm.googleapis.com/fcm/send/c1KrmpTuRm0:APA91bGq", "expirationTime": None,

@@ -63,7 +63,9 @@ def get_settings():
                 "A daily digest goes once a day at that local time with what is still unseen (nothing when "
                 "nothing is), whatever the server's digest delay; quiet hours do not apply to it; `urgent` "
                 "notifications still go at once. Changing it moves the e-mails already waiting to the new "
-                "schedule.",
+                "schedule. For `push`, `push_enabled`, the type's `push` override and the quiet hours are "
+                "applied when the push worker picks a create up (normally within a second after it), as "
+                "they are then.",
     request=openapi.body(SettingsPatchSchema, "The fields to change.", {
         "push_enabled": False, "type_preferences": {"reaction": {"in_app": False}, "mention": None},
         "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Amsterdam"}}),

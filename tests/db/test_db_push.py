@@ -1,5 +1,6 @@
 """Web Push stored functions (migrations_sql/repeatable/0210_push.sql): subscriptions, queueing by the
-create, the worker's lease/outcome functions, the purge; races with threads and separate connections."""
+create (one push_queue row), its expansion into per-browser deliveries, the worker's lease/outcome
+functions, the purge; races with threads and separate connections."""
 from __future__ import annotations
 
 import os
@@ -31,7 +32,24 @@ def subscribe(conn, user_id, url=None, **kwargs) -> dict:
     return row
 
 
+def expand_all(conn, limit=1000) -> int:
+    """Expand the whole push queue (what the worker's claim does first); the deliveries queued."""
+    queued = 0
+    while True:
+        [row] = call(conn, "sp_expand_push_queue", limit=limit)
+        queued += row["queued"]
+        if not row["expanded"]:
+            return queued
+
+
+def queue_rows(admin_conn) -> list[tuple]:
+    return admin_conn.execute("SELECT user_ids, notification_ids, notification_type, priority, created_at"
+                              " FROM activity.push_queue ORDER BY created_at").fetchall()
+
+
 def outbox(admin_conn, user_id) -> list[tuple]:
+    """The user's push_outbox rows, once the queue is expanded."""
+    expand_all(admin_conn)
     return admin_conn.execute(
         "SELECT notification_id, subscription_id, status, attempts, available_at, last_error"
         " FROM activity.push_outbox WHERE user_id = %s ORDER BY created_at, subscription_id",
@@ -46,7 +64,8 @@ def push_login(db_env, push_worker_login):
 
 @pytest.fixture
 def db_push(push_login, db_admin):
-    """An autocommit connection as the push worker; the outbox starts with nothing due."""
+    """An autocommit connection as the push worker; the queue and the outbox start with nothing due."""
+    db_admin.execute("DELETE FROM activity.push_queue")
     db_admin.execute("UPDATE activity.push_outbox SET status = 'cancelled', finished_at = now(),"
                      " lease_expires_at = NULL WHERE status IN ('pending', 'sending')")
     with psycopg.connect(push_login, autocommit=True) as conn:
@@ -213,6 +232,163 @@ def test_a_user_without_subscriptions_queues_nothing(db_app, db_admin, db_user):
     assert outbox(db_admin, u) == []
 
 
+# --- the push queue: one row per create, expanded by the worker ----------------------------------
+
+def test_the_create_queues_one_row_per_call_not_a_row_per_browser(db_app, db_push, db_admin, db_user):
+    ana, ben, off = db_user(), db_user(), db_user()
+    for u in (ana, ben, off):
+        subscribe(db_app, u)
+        subscribe(db_app, u)
+    call(db_app, "sp_update_notification_settings", user_id=off, patch={"push_enabled": False})
+    rows = create(db_app, [ana, ben, off, ana], priority="high", dedupe_key="q1")
+    [(user_ids, notification_ids, kind, priority, _)] = queue_rows(db_admin)
+    # the settings are not read on the create's path: `off` is in the row, dropped at expansion
+    assert sorted(user_ids) == sorted([ana, ben, off]) and (kind, priority) == ("comment", "high")
+    by_user = {r["user_id"]: r["notification_id"] for r in rows}
+    assert dict(zip(user_ids, notification_ids)) == by_user
+    assert db_admin.execute("SELECT count(*) FROM activity.push_outbox WHERE user_id = ANY (%s)",
+                            ([ana, ben, off],)).fetchone()[0] == 0  # nothing per browser yet
+    create(db_app, [ana, ben], dedupe_key="q1")  # only duplicates: nothing queued
+    call(db_app, "sp_update_notification_settings", user_id=ben,
+         patch={"type_preferences": {"comment": {"in_app": False}}})
+    create(db_app, [ben])  # suppressed: nothing created, nothing queued
+    assert len(queue_rows(db_admin)) == 1
+
+
+def test_nothing_is_queued_while_no_browser_is_registered_at_all(db_app, db_admin, db_user):
+    """Push not configured (no subscription anywhere): no queue row that no worker would ever take."""
+    u = db_user()
+    with psycopg.connect(db_admin.info.dsn, password=db_admin.info.password) as conn:  # one transaction
+        conn.execute("DELETE FROM activity.push_queue")
+        conn.execute("DELETE FROM activity.push_subscriptions")
+        create_one(conn, u)
+        assert conn.execute("SELECT count(*) FROM activity.push_queue").fetchone()[0] == 0
+        conn.rollback()
+
+
+def test_expansion_applies_the_settings_at_expansion(db_app, db_push, db_admin, db_user):
+    on, off, type_off, later_off, bare = (db_user() for _ in range(5))
+    subs = {u: {subscribe(db_app, u)["subscription_id"], subscribe(db_app, u)["subscription_id"]}
+            for u in (on, off, type_off, later_off)}
+    call(db_app, "sp_update_notification_settings", user_id=off, patch={"push_enabled": False})
+    call(db_app, "sp_update_notification_settings", user_id=type_off,
+         patch={"type_preferences": {"comment": {"push": False}}})
+    create(db_app, [on, off, type_off, later_off, bare])
+    # turned off after the create, before the worker took it: the setting as it is now applies
+    call(db_app, "sp_update_notification_settings", user_id=later_off, patch={"push_enabled": False})
+    [row] = call(db_push, "sp_expand_push_queue", limit=10)
+    assert row == {"expanded": 1, "queued": 2}
+    assert {r[1] for r in outbox(db_admin, on)} == subs[on]
+    for u in (off, type_off, later_off, bare):  # `bare` has no browser
+        assert outbox(db_admin, u) == []
+    assert queue_rows(db_admin) == []  # expanded rows are gone, with or without deliveries
+
+
+def test_quiet_hours_are_evaluated_at_expansion_and_urgent_is_never_deferred(db_app, db_push, db_admin, db_user):
+    u = db_user()
+    subscribe(db_app, u)
+    create_one(db_app, u, title="can wait")
+    create_one(db_app, u, title="now!", priority="urgent")
+    now = db_admin.execute("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+    quiet = {"start": (now - timedelta(hours=1)).strftime("%H:%M"),
+             "end": (now + timedelta(hours=2)).strftime("%H:%M"), "timezone": "UTC"}
+    call(db_app, "sp_update_notification_settings", user_id=u, patch={"quiet_hours": quiet})  # after the create
+    expand_all(db_push)
+    rows = db_admin.execute(
+        "SELECT n.title, o.available_at FROM activity.push_outbox o JOIN activity.notifications n"
+        " ON n.user_id = o.user_id AND n.notification_id = o.notification_id WHERE o.user_id = %s", (u,)).fetchall()
+    at = dict(rows)
+    assert at["can wait"] > datetime.now(timezone.utc) + timedelta(minutes=90)
+    assert at["now!"] <= datetime.now(timezone.utc)
+    assert [r["title"] for r in claim(db_push)] == ["now!"]
+
+
+def test_expansion_carries_the_create_time_over(db_app, db_push, db_admin, db_user):
+    """The TTL counts from the create, and older creates go first, however late the expansion."""
+    u = db_user()
+    subscribe(db_app, u)
+    create_one(db_app, u, title="older")
+    create_one(db_app, u, title="newer")
+    db_admin.execute("UPDATE activity.push_queue SET created_at = now() - interval '1 hour'"
+                     " WHERE %s = ANY (user_ids) AND created_at = (SELECT min(created_at) FROM activity.push_queue)",
+                     (u,))
+    [queued_at] = db_admin.execute("SELECT min(created_at) FROM activity.push_queue").fetchone()
+    rows = claim(db_push)
+    assert [r["title"] for r in rows] == ["older", "newer"]
+    assert rows[0]["queued_at"] == queued_at
+    [(created_at, available_at)] = db_admin.execute(
+        "SELECT created_at, available_at FROM activity.push_outbox WHERE delivery_id = %s",
+        (rows[0]["delivery_id"],)).fetchall()
+    assert created_at == available_at == queued_at
+
+
+def test_a_browser_registered_before_the_expansion_gets_it_a_moved_one_does_not(
+        db_app, db_push, db_admin, db_user):
+    ana, ben = db_user(), db_user()
+    laptop = endpoint()
+    subscribe(db_app, ana, laptop)
+    create_one(db_app, ana, title="for Ana")
+    phone = subscribe(db_app, ana)  # subscribed between the create and the pick-up
+    moved = subscribe(db_app, ben, laptop)  # Ana's laptop signs in as Ben before the pick-up
+    assert moved["result"] == "moved"
+    rows = claim(db_push)
+    assert [(r["user_id"], r["subscription_id"], r["title"]) for r in rows] == [
+        (ana, phone["subscription_id"], "for Ana")]
+    assert outbox(db_admin, ben) == []
+
+
+def test_expansion_is_bounded_by_users_and_takes_at_least_one_row(db_app, db_push, db_admin, db_user):
+    users = [db_user() for _ in range(6)]
+    for u in users:
+        subscribe(db_app, u)
+    for i in range(0, 6, 2):
+        create(db_app, users[i:i + 2])  # three rows of two users
+    [row] = call(db_push, "sp_expand_push_queue", limit=3)
+    assert row == {"expanded": 2, "queued": 4}  # 2 + 2 users >= 3
+    [row] = call(db_push, "sp_expand_push_queue", limit=1)
+    assert row == {"expanded": 1, "queued": 2}  # a row of two users is never split
+    assert call(db_push, "sp_expand_push_queue", limit=1) == [{"expanded": 0, "queued": 0}]
+    with sqlstate("NA422", "limit"):
+        call(db_push, "sp_expand_push_queue", limit=0)
+
+
+def test_a_crash_mid_expansion_loses_nothing_and_a_concurrent_expansion_skips_the_locked_rows(
+        db_app, db_push, db_admin, push_login, db_user):
+    users = [db_user() for _ in range(4)]
+    for u in users:
+        subscribe(db_app, u)
+    create(db_app, users[:2], title="first")
+    create(db_app, users[2:], title="second")
+    with psycopg.connect(push_login) as crashing:  # one transaction, never committed
+        [row] = call(crashing, "sp_expand_push_queue", limit=1)
+        assert row == {"expanded": 1, "queued": 2}
+        # meanwhile another worker: the locked row is skipped, the other one is taken
+        [other] = call(db_push, "sp_expand_push_queue", limit=1000)
+        assert other == {"expanded": 1, "queued": 2}
+        assert call(db_push, "sp_expand_push_queue", limit=1000) == [{"expanded": 0, "queued": 0}]
+        crashing.rollback()  # the worker died mid-expansion
+    assert len(queue_rows(db_admin)) == 1  # its row is back, untouched
+    rows = claim(db_push)
+    assert sorted((r["user_id"], r["title"]) for r in rows) == sorted(
+        [(u, "first") for u in users[:2]] + [(u, "second") for u in users[2:]])
+    assert queue_rows(db_admin) == []
+
+
+def test_only_the_functions_touch_the_queue(db_env, push_login):
+    for login in (db_env.app, push_login):
+        with psycopg.connect(login, autocommit=True) as conn:
+            for statement in ("SELECT * FROM activity.push_queue",
+                              "INSERT INTO activity.push_queue (user_ids, notification_ids, user_count,"
+                              " notification_type, priority) VALUES ('{}', '{}', 0, 'x', 'normal')",
+                              "DELETE FROM activity.push_queue",
+                              "SELECT activity._queue_push('{}')"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+    with psycopg.connect(db_env.app, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM activity.sp_expand_push_queue(10)")
+
+
 # --- the worker's functions ----------------------------------------------------------------------
 
 def test_the_worker_role_can_do_nothing_else(push_login, db_user):
@@ -266,12 +442,18 @@ def test_claim_cancels_what_the_inbox_already_has_or_lost(db_app, db_push, db_ad
     assert status == "cancelled" and "before it was pushed" in error
 
 
-def test_two_workers_leasing_concurrently_never_share_a_delivery(db_app, db_push, push_login, db_user):
+def test_two_workers_leasing_concurrently_never_share_a_delivery(db_app, db_push, db_admin, push_login, db_user):
+    """The workers start on a queue nothing has expanded yet: seven creates (six of five users, one of
+    all thirty), expanded by whichever claim gets to them, each delivery claimed exactly once."""
     users = [db_user() for _ in range(30)]
     for u in users:
         subscribe(db_app, u)
         subscribe(db_app, u)
-    create(db_app, users)
+    for i in range(0, 30, 5):
+        create(db_app, users[i:i + 5])
+    create(db_app, users, title="second")
+    assert len(queue_rows(db_admin)) == 7
+    assert db_admin.execute("SELECT count(*) FROM activity.push_outbox WHERE status = 'pending'").fetchone()[0] == 0
     claimed: dict[int, list] = {}
 
     def work(i):
@@ -282,8 +464,12 @@ def test_two_workers_leasing_concurrently_never_share_a_delivery(db_app, db_push
             claimed[i] = got
     run_threads(4, work)
     everything = [d for got in claimed.values() for d in got]
-    assert len(everything) == 60 and len(set(everything)) == 60
+    assert len(everything) == 120 and len(set(everything)) == 120
     assert sum(1 for got in claimed.values() if got) >= 2
+    assert queue_rows(db_admin) == []
+    pairs = db_admin.execute("SELECT count(DISTINCT (notification_id, subscription_id)) FROM activity.push_outbox"
+                             " WHERE delivery_id = ANY (%s)", (everything,)).fetchone()[0]
+    assert pairs == 120  # no (notification, browser) was expanded twice
 
 
 def test_outcomes_sent_resets_failures_and_needs_the_lease(db_app, db_push, db_admin, db_user):
@@ -378,16 +564,23 @@ def test_release_hands_back_unsent_rows(db_app, db_push, db_admin, db_user):
     assert row["attempts"] == 1
 
 
-def test_queue_stats(db_app, db_push, db_user):
+def test_queue_stats_count_what_is_not_expanded_yet(db_app, db_push, db_admin, db_user):
     u = db_user()
     subscribe(db_app, u)
     subscribe(db_app, u)
     create_one(db_app, u)
+    db_admin.execute("UPDATE activity.push_queue SET created_at = now() - interval '30 seconds'")
     [stats] = call(db_push, "sp_push_queue_stats")
-    assert stats["pending"] == 2 and stats["due"] == 2 and stats["sending"] == 0
-    claim(db_push, limit=1)
+    # one (user, notification) pair: its browsers are not known before the expansion; due at once
+    assert (stats["pending"], stats["due"], stats["sending"]) == (1, 1, 0)
+    assert 29 <= stats["oldest_due_age_seconds"] < 60
+    claim(db_push, limit=1)  # expands it into two deliveries, leases one
     [stats] = call(db_push, "sp_push_queue_stats")
-    assert (stats["pending"], stats["sending"]) == (1, 1)
+    assert (stats["pending"], stats["due"], stats["sending"]) == (1, 1, 1)
+    assert 29 <= stats["oldest_due_age_seconds"] < 60  # the delivery waits since the create
+    claim(db_push)
+    [stats] = call(db_push, "sp_push_queue_stats")
+    assert (stats["pending"], stats["due"], stats["sending"], stats["oldest_due_age_seconds"]) == (0, 0, 2, 0)
 
 
 def test_purge_removes_finished_rows_only(db_app, db_push, db_admin, db_retention, db_user):
@@ -396,6 +589,7 @@ def test_purge_removes_finished_rows_only(db_app, db_push, db_admin, db_retentio
     for _ in range(3):
         create_one(db_app, u)
     rows = claim(db_push, limit=2)
+    expand_all(db_push)  # the third create too (the claim expanded about two users' worth)
     complete(db_push, "w1", rows[0])
     call(db_push, "sp_fail_push_delivery", user_id=u, delivery_id=rows[1]["delivery_id"], worker="w1",
          error="HTTP 400")
@@ -403,9 +597,12 @@ def test_purge_removes_finished_rows_only(db_app, db_push, db_admin, db_retentio
                      " WHERE user_id = %s AND finished_at IS NOT NULL", (u,))
     with sqlstate("NA422", "older_than_days"):
         call(db_retention, "sp_purge_push_outbox", older_than_days=-1, batch_size=10)
+    create_one(db_app, u, title="not expanded yet")
+    db_admin.execute("UPDATE activity.push_queue SET created_at = now() - interval '8 days'")
     while call(db_retention, "sp_purge_push_outbox", older_than_days=7, batch_size=1000)[0]["deleted_count"]:
         pass
-    assert [r[2] for r in outbox(db_admin, u)] == ["pending"]
+    assert len(queue_rows(db_admin)) == 1  # work not expanded yet is never purged
+    assert sorted(r[2] for r in outbox(db_admin, u)) == ["pending", "pending"]
 
 
 def test_the_claim_does_not_read_the_history(db_app, db_push, db_admin, db_user):
@@ -456,7 +653,7 @@ def test_complete_many_at_once_and_only_ours(db_app, db_push, db_user):
 
 
 def test_a_delivery_queued_for_a_subscription_deleted_meanwhile_is_dropped(db_app, db_push, db_admin, db_user):
-    """A create that read the subscription just before it was deleted (no foreign key) queues a row
+    """An expansion that read the subscription just before it was deleted (no foreign key) queues a row
     for it: the claim drops it instead of sending to a browser that is gone."""
     u = db_user()
     sub = subscribe(db_app, u)

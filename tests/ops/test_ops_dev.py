@@ -178,3 +178,46 @@ def test_development_setup_is_read_only_in_development(tmp_path, monkeypatch, en
     monkeypatch.setenv("ENABLE_DOCS", "false")
     assert cli_env.environment()["JWT_SECRET"] == "set-by-the-operator"  # the environment always wins
     assert cli_env.environment()["ENABLE_DOCS"] == "false"
+
+
+def test_make_run_starts_a_push_worker_when_push_is_configured_and_stops_it(database, push_worker_login, capsys):
+    """`make run` with VAPID_PRIVATE_KEY set runs `deliver-push` beside gunicorn, as the push worker's
+    login (the embedded database's `push_worker`), and stops it on exit; without a key, or without a
+    login that may run it, none is started, and it says why."""
+    import psycopg
+
+    from notifications_api.channels.push_crypto import generate_vapid_keys
+    from notifications_api.ops import cli_dev
+
+    login = push_worker_login(database.admin)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "EMAIL_", "VAPID_", "PUSH_"))
+           and k not in ("DATABASE_URL", "WORKER_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    env.update({"ENV_FILE": os.devnull, "ENVIRONMENT": "test", "DATABASE_URL": database.app, "LOG_LEVEL": "INFO",
+                "VAPID_PRIVATE_KEY": generate_vapid_keys()[0], "VAPID_SUBJECT": "mailto:ops@notifications-api.dev"})
+    assert cli_dev._start_push_worker({**env, "VAPID_PRIVATE_KEY": ""}, login) is None
+    assert capsys.readouterr().err == ""
+    assert cli_dev._start_push_worker(env, database.app) is None  # the app's login may not run it
+    assert "no push worker started" in capsys.readouterr().err
+
+    def workers() -> list[str]:
+        with psycopg.connect(database.admin, autocommit=True) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT usename FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name = 'notifications-push-worker'", (database.name,))]
+
+    child = cli_dev._start_push_worker(env, login)
+    try:
+        assert child is not None and "push worker started" in capsys.readouterr().out
+        deadline = time.monotonic() + 20
+        while not workers():
+            assert child.poll() is None, f"deliver-push exited with {child.returncode}"
+            assert time.monotonic() < deadline, "deliver-push never connected"
+            time.sleep(0.1)
+        assert workers() == [psycopg.conninfo.conninfo_to_dict(login)["user"]]
+    finally:
+        cli_dev._stop_worker(child)
+    assert child.returncode == 0  # SIGTERM: a graceful stop
+    deadline = time.monotonic() + 5
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers() == []

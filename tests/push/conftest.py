@@ -102,8 +102,10 @@ def push_worker_conninfo(database, push_worker_login):
 
 @pytest.fixture(autouse=True)
 def _no_leftover_pushes(database):
-    """Workers take every due row of the (shared) database: retire what earlier tests left behind."""
+    """Workers take every due row of the (shared) database: retire what earlier tests left behind (in
+    the outbox, and in the push queue that the claim expands first)."""
     with psycopg.connect(database.admin, autocommit=True) as conn:
+        conn.execute("DELETE FROM activity.push_queue")
         conn.execute("UPDATE activity.push_outbox SET status = 'cancelled', finished_at = now(),"
                      " lease_expires_at = NULL WHERE status IN ('pending', 'sending')")
 

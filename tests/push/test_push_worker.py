@@ -294,6 +294,22 @@ def test_the_moved_browser_gets_only_the_new_users_pushes(
     assert api.get("/api/v1/push/subscriptions", headers=auth(ana)).get_json()["items"] == []
 
 
+def test_settings_and_browsers_are_the_pick_ups_not_the_creates(
+        make_user, browser, notify, push_service, make_worker, api, auth):
+    """The fan-out to browsers happens when the worker picks the create up: a browser registered in
+    between gets the push, and push turned off in between means none."""
+    user, quiet = make_user(), make_user()
+    laptop, muted = browser(user), browser(quiet)
+    notify([user, quiet], title="before the pick-up")
+    phone = browser(user)  # registered after the create, before any worker ran
+    assert api.patch("/api/v1/notifications/settings", json={"push_enabled": False},
+                     headers=auth(quiet)).status_code == 200
+    make_worker().run(once=True)
+    for b in (laptop, phone):
+        assert [_decoded(m)["title"] for m in push_service.messages(b["clientHash"])] == ["before the pick-up"]
+    assert push_service.messages(muted["clientHash"]) == []
+
+
 def test_the_21st_browser_replaces_the_oldest(make_user, browser, api, auth, notify, push_service, make_worker):
     user = make_user()
     browsers = [browser(user) for _ in range(21)]
