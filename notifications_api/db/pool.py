@@ -81,7 +81,7 @@ def make_pool(config: dict[str, Any], conninfo: str, *, timeout: float,
         conninfo,
         sweep_check=sweep_check,
         open=False,
-        min_size=config["DB_POOL_MIN_SIZE"],
+        min_size=1 if config["DB_POOL_MIN_SIZE"] is None else config["DB_POOL_MIN_SIZE"],
         max_size=config["DB_POOL_MAX_SIZE"],
         timeout=timeout,
         check=check,
@@ -104,11 +104,34 @@ def make_pool(config: dict[str, Any], conninfo: str, *, timeout: float,
     )
 
 
+def keep_open(pool: ConnectionPool, size: int) -> None:
+    """DB_POOL_MIN_SIZE's automatic value (unset): keep `size` connections open, never past the
+    pool's max_size. The pool must be open: psycopg_pool's resize() starts the connections at once."""
+    size = min(size, pool.max_size)
+    if size > pool.min_size:
+        pool.resize(size, pool.max_size)
+
+
+def wait_ready(pools: Sequence[ConnectionPool], within: float) -> bool:
+    """Until every pool holds its min_size connections ready (True), or a connection attempt failed
+    (the database is down: the caller goes on, the pools retry in the background), or `within`
+    seconds passed. Not pool.wait(): that closes the pool when it times out."""
+    deadline = time.monotonic() + within
+    while True:
+        stats = [pool.get_stats() for pool in pools]
+        if all(s.get("pool_available", 0) >= s.get("pool_min", 0) for s in stats):
+            return True
+        if any(s.get("connections_errors", 0) for s in stats) or time.monotonic() >= deadline:
+            return False
+        time.sleep(REPLACEMENT_POLL_SECONDS)
+
+
 class Database:
     """One pool per process, opened after fork (gunicorn post_worker_init) or on first use."""
 
     def __init__(self, config: dict[str, Any]):
         self.timeout = config["DB_POOL_TIMEOUT"]
+        self.auto_min_size = config["DB_POOL_MIN_SIZE"] is None
         self.pool = make_pool(config, config["DATABASE_CONNINFO"], timeout=self.timeout,
                               check=self._checkout_check, configure=rows.configure, name="notifications",
                               connect_timeout=max(1, int(self.timeout)), application_name="notifications-api",
@@ -142,13 +165,21 @@ class Database:
             self.replica.wrote(user_ids(rows) if callable(user_ids) else user_ids)
         return rows
 
-    def open(self) -> None:
+    def open(self, working_size: int | None = None, within: float = 0.0) -> bool:
+        """Open the pool (and the read pool). `working_size`: the connections the caller's threads
+        use at once (gunicorn's post_worker_init: threads + 1); with DB_POOL_MIN_SIZE unset the pools
+        keep that many open. Then wait up to `within` seconds for them (wait_ready): True when ready."""
         with self._lock:
             if not self._opened:
                 self.pool.open(wait=False)
                 self._opened = True
+                if working_size is not None and self.auto_min_size:
+                    keep_open(self.pool, working_size)
         if self.replica is not None:
-            self.replica.open()
+            self.replica.open(working_size if self.auto_min_size else None)
+        if within <= 0:
+            return False
+        return wait_ready([self.pool] + ([self.replica.pool] if self.replica is not None else []), within)
 
     def close(self) -> None:
         with self._lock:

@@ -144,10 +144,25 @@ def _database(worker):
 
 
 def post_worker_init(worker):
-    """Open this worker's connection pool (after fork), then freeze what the worker has built."""
+    """Open this worker's connection pool (after fork) to its working size, then freeze what the
+    worker has built.
+
+    With DB_POOL_MIN_SIZE unset the pool keeps a connection per request thread plus one for the stream
+    publisher, and the worker waits for them before it takes traffic: its first concurrent requests
+    no longer each open one (10-68 ms; docs/PERFORMANCE.md). At most DB_POOL_TIMEOUT, and no longer
+    than the first failed connection attempt: a worker whose database is down still starts and
+    answers 503 (and /health/live 200) as before, while the pool keeps trying in the background.
+    """
     database = _database(worker)
     if database is not None:
-        database.open()
+        started = time.monotonic()
+        size = worker.cfg.threads + 1
+        ready = database.open(working_size=size, within=database.timeout)
+        stats = database.pool.get_stats()
+        worker.log.log(logging.INFO if ready else logging.WARNING,
+                       "database pool %s: %d of %d connections open after %.0f ms",
+                       "ready" if ready else "not ready", stats.get("pool_available", 0),
+                       stats.get("pool_min", 0), (time.monotonic() - started) * 1000)
     freeze_gc()
 
 

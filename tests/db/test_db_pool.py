@@ -126,3 +126,32 @@ def test_an_outage_after_the_kill_is_still_a_quick_503(db_env, login, warm):
         except ApiError:
             assert time.monotonic() < deadline, "no recovery"
             time.sleep(0.1)
+
+
+# -- warming: the working size opened before traffic (gunicorn's post_worker_init) --------------
+
+def _database(conninfo: str, min_size: int | None, max_size: int) -> Database:
+    return Database({"DATABASE_CONNINFO": conninfo, "DB_POOL_TIMEOUT": TIMEOUT, "DB_POOL_MIN_SIZE": min_size,
+                     "DB_POOL_MAX_SIZE": max_size, "DB_STATEMENT_TIMEOUT_MS": 5000, "DB_PREPARE_THRESHOLD": None})
+
+
+@pytest.mark.parametrize("min_size, max_size, kept", [(None, 8, 5), (None, 3, 3), (2, 8, 2), (0, 8, 0)])
+def test_open_keeps_the_working_size_only_when_min_size_is_automatic(login, min_size, max_size, kept):
+    db = _database(login[1], min_size, max_size)
+    try:
+        assert db.open(working_size=5, within=10)
+        stats = db.pool.get_stats()
+        assert (stats["pool_min"], stats["pool_available"], stats["pool_max"]) == (kept, kept, max_size)
+    finally:
+        db.close()
+
+
+def test_open_stops_waiting_at_the_first_refused_connection(login):
+    db = _database(login[1] + " port=1", None, 8)  # nothing listens on port 1
+    try:
+        started = time.monotonic()
+        assert not db.open(working_size=5, within=TIMEOUT)
+        assert time.monotonic() - started < TIMEOUT / 2
+        assert not db.pool.closed  # it keeps trying in the background (pool.wait() would have closed it)
+    finally:
+        db.close()

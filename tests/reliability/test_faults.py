@@ -203,7 +203,7 @@ def test_a_warm_pool_serves_every_request_after_a_finished_restart(pg, start_gun
     """A warm pool's idle connections all die in a restart. Once PostgreSQL is back, no request
     fails, sequential or concurrent (was: a checkout's second dead connection was handed out, a 503);
     while it is down, a request is a 503 without waiting out DB_POOL_TIMEOUT."""
-    server = start_gunicorn(WEB_CONCURRENCY="1", DB_POOL_MIN_SIZE="5", DB_POOL_MAX_SIZE="6")
+    server = start_gunicorn(WEB_CONCURRENCY="1", DB_POOL_MAX_SIZE="6")  # warm: 4 threads + 1
     user_id = pg.create_user()
     user, _ = _headers(server, user_id)
     path = f"{API}/notifications/unread/count"
@@ -251,7 +251,7 @@ def test_terminated_backends_are_replaced_without_an_error(pg, start_gunicorn):
     user, _ = _headers(server, user_id)
     for _ in range(20):  # warm both workers' pools
         assert request(server.port, "GET", f"{API}/notifications/unread/count", headers=user).status == 200
-    deadline = time.monotonic() + 10  # each worker's pool keeps min_size (1) open: both connected
+    deadline = time.monotonic() + 10  # each worker opened its pool (4) before it took traffic
     while len(pg.app_backend_pids()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     before = pg.app_backend_pids()
