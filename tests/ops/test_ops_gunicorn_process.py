@@ -143,6 +143,22 @@ def test_workers_are_recycled_rarely_and_not_together(tmp_path):
     assert max_requests >= 100_000 and jitter >= max_requests // 20
 
 
+def test_the_listening_socket_stays_shared_and_connections_uncapped(tmp_path):
+    """The split decision (docs/PERFORMANCE.md, "The split, measured again"): reuse_port loses requests
+    when a worker recycles (29-46 wrk errors per 6 s run), and a worker_connections cap makes gthread
+    close keep-alive connections and stop accepting. Both stay off, also in the checkout's gunicorn.conf.py."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
+    env["ENV_FILE"] = os.devnull
+    code = ("import runpy, sys; sys.path.insert(0, %r); c = runpy.run_path(%r); "
+            "print(c['reuse_port'], c['worker_connections'])") % (str(ROOT), str(ROOT / "gunicorn.conf.py"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    reuse_port, worker_connections = done.stdout.split()
+    assert reuse_port == "False"
+    assert int(worker_connections) >= 1000  # gunicorn's default: never the limit on kept-alive connections
+
+
 @pytest.mark.parametrize("host, bind", [(None, "0.0.0.0:8003"), ("", "0.0.0.0:8003"),
                                         ("127.0.0.1", "127.0.0.1:8003"), ("::1", "[::1]:8003")])
 def test_bind_is_host_and_port(tmp_path, host, bind):
