@@ -84,6 +84,15 @@ VARIANTS = {
                  {"RATE_LIMIT_ENABLED": "false"}, {}),
     "workers4": ("stock with 4 workers x 2 threads",
                  *_stock({"WEB_CONCURRENCY": "4", "GUNICORN_THREADS": "2"})),
+    # Issue 26 item 13: the uneven keep-alive split, against the committed config (warm pools).
+    "prod_rp": ("gunicorn.conf.py as committed + reuse_port", {}, {"settings": {"reuse_port": True}}),
+    "prod_wc8": ("gunicorn.conf.py as committed + worker_connections 8 (a worker holding 8 connections "
+                 "stops accepting)", {}, {"settings": {"worker_connections": 8}}),
+    "prod_r500": ("gunicorn.conf.py as committed, max_requests 500 (jitter 50)",
+                  {"GUNICORN_MAX_REQUESTS": "500", "GUNICORN_MAX_REQUESTS_JITTER": "50"}, {}),
+    "prod_rp500": ("gunicorn.conf.py as committed + reuse_port, max_requests 500 (jitter 50)",
+                   {"GUNICORN_MAX_REQUESTS": "500", "GUNICORN_MAX_REQUESTS_JITTER": "50"},
+                   {"settings": {"reuse_port": True}}),
 }
 DEFAULT_VARIANTS = "stock,prod,freeze,norecycle,switch1ms"
 

@@ -64,6 +64,15 @@ def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[st
     return parse
 
 
+def _optional_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int | None]:
+    """A whole number, or None when empty (the setting's automatic value)."""
+    whole = _int(minimum, maximum)
+
+    def parse(value: str) -> int | None:
+        return whole(value) if value.strip() else None
+    return parse
+
+
 def _float(minimum: float = 0.0) -> Callable[[str], float]:
     def parse(value: str) -> float:
         try:
@@ -238,7 +247,9 @@ SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     # Production opt-out of the TLS guardrail (a Unix socket, a sidecar PgBouncer on localhost).
     "DB_ALLOW_WEAK_SSLMODE": (_bool, "false"),
     "DB_TARGET_SESSION_ATTRS": (_choice(TARGET_SESSION_ATTRS), "read-write"),
-    "DB_POOL_MIN_SIZE": (_int(0, 1000), "1"),
+    # Empty: a gunicorn worker keeps its threads + 1 (the stream publisher) connections open, opened
+    # before it takes traffic (never past DB_POOL_MAX_SIZE); the commands (workers, purge) keep 1.
+    "DB_POOL_MIN_SIZE": (_optional_int(0, 1000), ""),
     "DB_POOL_MAX_SIZE": (_int(1, 1000), "8"),
     "DB_POOL_TIMEOUT": (_float(0.1), "5"),
     "DB_STATEMENT_TIMEOUT_MS": (_int(0), "5000"),
@@ -377,7 +388,7 @@ def _check(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     if config["GRIP_PUBLISH_URL"] and not config["GRIP_SIG_KEY"]:
         problems.append("GRIP_SIG_KEY is required when GRIP_PUBLISH_URL is set "
                         "(without it no stream is ever held, so nothing published arrives)")
-    if config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
+    if config["DB_POOL_MIN_SIZE"] is not None and config["DB_POOL_MIN_SIZE"] > config["DB_POOL_MAX_SIZE"]:
         problems.append("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
     problems.extend(_push_problems(config))
     if config["ENVIRONMENT"] == "production":

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "notifications_db"
 IDLE_CHECK_SECONDS = 30.0
+# After a checkout found a dead connection and the idle ones were swept: how often the checkout
+# looks whether the pool has a connection ready again, or has failed to open one.
+REPLACEMENT_POLL_SECONDS = 0.005
 
 
 def _idle_check(conn: psycopg.Connection) -> None:
@@ -29,12 +32,18 @@ def _idle_check(conn: psycopg.Connection) -> None:
     waiting on its socket; only then, or after a long idle spell, do we ping.
     """
     idle = time.monotonic() - getattr(conn, "nt_used_at", 0.0)
+    if _readable(conn) or idle > IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
+def _readable(conn: psycopg.Connection) -> bool:
+    """Data or EOF waiting on the socket of an idle connection: the server closed it (restart,
+    terminated backend) or has something to say (a reported parameter, e.g. read-only now)."""
     # poll, not select: select() raises for descriptors >= 1024 (FD_SETSIZE), which a worker
     # holding many keep-alive sockets reaches.
     poller = select.poll()
     poller.register(conn.pgconn.socket, select.POLLIN)
-    if poller.poll(0) or idle > IDLE_CHECK_SECONDS:
-        ConnectionPool.check_connection(conn)
+    return bool(poller.poll(0))
 
 
 def _read_only_server(conn: psycopg.Connection) -> bool:
@@ -48,15 +57,31 @@ def _read_only_server(conn: psycopg.Connection) -> bool:
             or pgconn.parameter_status(b"default_transaction_read_only") == b"on")
 
 
+class SweepingPool(ConnectionPool):
+    """psycopg_pool's pool, whose check() tests each idle connection with `sweep_check` (when given)
+    instead of a round trip each. Database runs check() to sweep the idle connections at once when
+    a checkout found a dead one (Database._checkout_check)."""
+
+    def __init__(self, *args: Any, sweep_check: Callable[[psycopg.Connection], None] | None = None,
+                 **kwargs: Any):
+        self._sweep_check = sweep_check or ConnectionPool.check_connection
+        super().__init__(*args, **kwargs)
+
+    def check_connection(self, conn: psycopg.Connection) -> None:  # type: ignore[override]
+        self._sweep_check(conn)
+
+
 def make_pool(config: dict[str, Any], conninfo: str, *, timeout: float,
               check: Callable[[psycopg.Connection], None], configure: Callable[[psycopg.Connection], None],
-              name: str, connect_timeout: int, application_name: str) -> ConnectionPool:
+              name: str, connect_timeout: int, application_name: str,
+              sweep_check: Callable[[psycopg.Connection], None] | None = None) -> ConnectionPool:
     """A pool of autocommit connections, closed until opened in the worker (the primary's, and
     db/replica.py's read pool)."""
-    return ConnectionPool(
+    return SweepingPool(
         conninfo,
+        sweep_check=sweep_check,
         open=False,
-        min_size=config["DB_POOL_MIN_SIZE"],
+        min_size=1 if config["DB_POOL_MIN_SIZE"] is None else config["DB_POOL_MIN_SIZE"],
         max_size=config["DB_POOL_MAX_SIZE"],
         timeout=timeout,
         check=check,
@@ -79,14 +104,38 @@ def make_pool(config: dict[str, Any], conninfo: str, *, timeout: float,
     )
 
 
+def keep_open(pool: ConnectionPool, size: int) -> None:
+    """DB_POOL_MIN_SIZE's automatic value (unset): keep `size` connections open, never past the
+    pool's max_size. The pool must be open: psycopg_pool's resize() starts the connections at once."""
+    size = min(size, pool.max_size)
+    if size > pool.min_size:
+        pool.resize(size, pool.max_size)
+
+
+def wait_ready(pools: Sequence[ConnectionPool], within: float) -> bool:
+    """Until every pool holds its min_size connections ready (True), or a connection attempt failed
+    (the database is down: the caller goes on, the pools retry in the background), or `within`
+    seconds passed. Not pool.wait(): that closes the pool when it times out."""
+    deadline = time.monotonic() + within
+    while True:
+        stats = [pool.get_stats() for pool in pools]
+        if all(s.get("pool_available", 0) >= s.get("pool_min", 0) for s in stats):
+            return True
+        if any(s.get("connections_errors", 0) for s in stats) or time.monotonic() >= deadline:
+            return False
+        time.sleep(REPLACEMENT_POLL_SECONDS)
+
+
 class Database:
     """One pool per process, opened after fork (gunicorn post_worker_init) or on first use."""
 
     def __init__(self, config: dict[str, Any]):
         self.timeout = config["DB_POOL_TIMEOUT"]
+        self.auto_min_size = config["DB_POOL_MIN_SIZE"] is None
         self.pool = make_pool(config, config["DATABASE_CONNINFO"], timeout=self.timeout,
                               check=self._checkout_check, configure=rows.configure, name="notifications",
-                              connect_timeout=max(1, int(self.timeout)), application_name="notifications-api")
+                              connect_timeout=max(1, int(self.timeout)), application_name="notifications-api",
+                              sweep_check=self._sweep_check)
         self._opened = False
         self.outage = Outage()
         self._connect_errors_seen = 0
@@ -95,7 +144,8 @@ class Database:
         # (event, label, value): ("unavailable", reason, 1), ("discarded", reason, 1),
         # ("recovered", "", seconds the outage lasted). metrics.py turns them into series.
         self.event_observers: list[Callable[[str, str, float], None]] = []
-        self._checkout = threading.local()  # failed checks during this thread's current checkout
+        # this thread's current checkout: its failed checks, and until when it may wait
+        self._checkout = threading.local()
         self.replica: Any = None  # db/replica.py's Replica when DATABASE_READ_URL is set
 
     def read(self, function: str, query: str, params: Sequence[Any], user_id: str,
@@ -115,13 +165,21 @@ class Database:
             self.replica.wrote(user_ids(rows) if callable(user_ids) else user_ids)
         return rows
 
-    def open(self) -> None:
+    def open(self, working_size: int | None = None, within: float = 0.0) -> bool:
+        """Open the pool (and the read pool). `working_size`: the connections the caller's threads
+        use at once (gunicorn's post_worker_init: threads + 1); with DB_POOL_MIN_SIZE unset the pools
+        keep that many open. Then wait up to `within` seconds for them (wait_ready): True when ready."""
         with self._lock:
             if not self._opened:
                 self.pool.open(wait=False)
                 self._opened = True
+                if working_size is not None and self.auto_min_size:
+                    keep_open(self.pool, working_size)
         if self.replica is not None:
-            self.replica.open()
+            self.replica.open(working_size if self.auto_min_size else None)
+        if within <= 0:
+            return False
+        return wait_ready([self.pool] + ([self.replica.pool] if self.replica is not None else []), within)
 
     def close(self) -> None:
         with self._lock:
@@ -169,7 +227,9 @@ class Database:
                 observe(function, elapsed)
 
     def _execute(self, query: str, params: Sequence[Any] | dict[str, Any], wait: float) -> list[tuple]:
+        self._checkout.deadline = time.monotonic() + wait  # read by _replaced during the checkout
         with self.pool.connection(timeout=wait) as conn:
+            self._checkout.deadline = None
             try:
                 return conn.execute(query, params).fetchall()
             except psycopg.Error as exc:
@@ -196,10 +256,14 @@ class Database:
         """The pool's check: a dead connection, or one to a server that went read-only, is closed
         so the pool drops it and hands out (or opens) another; target_session_attrs finds the primary.
 
-        Only the first failed check of a checkout asks the pool for another connection: after two,
-        psycopg_pool backs off for up to the whole timeout again (past DB_POOL_TIMEOUT). From the
-        second on (a failover: every pooled connection is dead) the closed connection is handed out,
-        and the call fails at once: a 503.
+        A dead connection says the server closed it, and a server that restarted (or an operator who
+        terminated the app's sessions) closed every idle one with it: handed out one after another,
+        the second would fail the call, since psycopg_pool sleeps a second and more after a
+        checkout's second failed check. So the first failed check of a checkout sweeps the idle
+        connections at once (_sweep_check: no round trip for a quiet one; the pool replaces the
+        dead), waits until the pool has a connection ready, and asks for it. When the pool fails to
+        open one meanwhile (an outage) or the checkout's time is up, and from a second failed check
+        on, the closed connection is handed out and the call fails at once: a 503.
         """
         if _read_only_server(conn):
             self._discard(conn, "read_only")
@@ -211,8 +275,45 @@ class Database:
                 self._discard(conn, "broken")
         failed = getattr(self._checkout, "failed", 0)
         self._checkout.failed = failed + 1
-        if not failed:
+        if not failed and self._replaced():
             raise psycopg.OperationalError("pooled connection unusable")
+
+    def _replaced(self) -> bool:
+        """Sweep the idle connections, then wait for a connection ready in the pool: True when there
+        is one; False at once when the pool failed to connect meanwhile, or at the checkout's deadline.
+        With nothing idle there is nothing to sweep: True, and the checkout waits for the pool to
+        replace this connection (which it starts when the check has failed).
+
+        Polled: psycopg_pool wakes a waiting checkout when a connection arrives, never when opening
+        one failed. pool.check() holds the pool's lock only to take the idle connections out; the
+        checkout's own connection is not among them, and no lock is held while this runs."""
+        stats = self.pool.get_stats()
+        if not stats.get("pool_available", 0):
+            return True
+        errors = stats.get("connections_errors", 0)
+        self.pool.check()
+        deadline = getattr(self._checkout, "deadline", None) or time.monotonic() + self.timeout
+        while True:
+            stats = self.pool.get_stats()
+            if stats.get("pool_available", 0):
+                return True
+            if stats.get("connections_errors", 0) > errors or time.monotonic() >= deadline:
+                return False
+            time.sleep(REPLACEMENT_POLL_SECONDS)
+
+    def _sweep_check(self, conn: psycopg.Connection) -> None:
+        """pool.check()'s test of an idle connection: a quiet socket passes with no round trip; one
+        with data or EOF waiting is pinged (a closed one fails at once), and dropped when dead or on
+        a server gone read-only. A check that raises makes the pool open a replacement."""
+        try:
+            if _readable(conn):
+                ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self._discard(conn, "broken")
+            raise
+        if _read_only_server(conn):
+            self._discard(conn, "read_only")
+            raise psycopg.OperationalError("pooled connection to a read-only server")
 
     def _discard_if_unusable(self, conn: psycopg.Connection, exc: psycopg.Error) -> None:
         """After a failed call: a connection to a demoted node is closed (the pool replaces it)."""

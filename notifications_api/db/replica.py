@@ -27,7 +27,7 @@ from redis.client import PubSub
 
 from . import failures, rows
 from ..errors import ApiError
-from .pool import EXTENSION, Database, _idle_check, make_pool
+from .pool import EXTENSION, Database, _idle_check, keep_open, make_pool
 
 log = logging.getLogger(__name__)
 
@@ -242,11 +242,14 @@ class Replica:
         # (target, reason) per read; ("skipped", reason) per skip; ("lag", seconds) per status read.
         self.observers: list[Callable[[str, str | float], None]] = []
 
-    def open(self) -> None:
+    def open(self, working_size: int | None = None) -> None:
+        """Open the read pool; `working_size`: keep that many connections open (Database.open)."""
         with self._lock:
             if not self._opened:
                 self.pool.open(wait=False)
                 self._opened = True
+                if working_size is not None:
+                    keep_open(self.pool, working_size)
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from ..logs import utc_timestamp
 __all__ = [  # what gunicorn.conf.py re-exports: gunicorn settings and server hooks only
     "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
     "max_requests", "max_requests_jitter", "preload_app", "reload", "control_socket_disable",
+    "reuse_port", "worker_connections",
     "limit_request_line", "limit_request_field_size", "limit_request_fields",
     "forwarded_allow_ips", "accesslog", "errorlog", "loglevel", "logger_class",
     "on_starting", "on_exit", "post_worker_init", "worker_exit", "child_exit",
@@ -59,6 +60,14 @@ keepalive = _int("GUNICORN_KEEPALIVE", 75)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 100000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 10000)
 preload_app = False  # the app (and its pool object) is built in each worker
+# Keep-alive pins a connection to the worker that accepted it, and wrk's 16 connections opened at once
+# sometimes all land on one (docs/PERFORMANCE.md, "The split, measured again": -12 % in that round).
+# Both levers were measured and not taken. With reuse_port each worker has its own listening socket,
+# and a recycled worker's queued connections are reset (29-46 errors per 6 s run). A
+# worker_connections cap closes keep-alive connections past cap - threads, and a worker at its cap
+# stops accepting (new connections wait up to the keep-alive timeout).
+reuse_port = False
+worker_connections = 1000  # gunicorn's default: no cap that matters
 # DEBUG=true (development; the config refuses it in production): restart the workers when a
 # source file changes, so `make run` serves the code as edited.
 reload = SPEC["DEBUG"][0](_env.get("DEBUG") or SPEC["DEBUG"][1])
@@ -144,10 +153,25 @@ def _database(worker):
 
 
 def post_worker_init(worker):
-    """Open this worker's connection pool (after fork), then freeze what the worker has built."""
+    """Open this worker's connection pool (after fork) to its working size, then freeze what the
+    worker has built.
+
+    With DB_POOL_MIN_SIZE unset the pool keeps a connection per request thread plus one for the stream
+    publisher, and the worker waits for them before it takes traffic: its first concurrent requests
+    no longer each open one (10-68 ms; docs/PERFORMANCE.md). At most DB_POOL_TIMEOUT, and no longer
+    than the first failed connection attempt: a worker whose database is down still starts and
+    answers 503 (and /health/live 200) as before, while the pool keeps trying in the background.
+    """
     database = _database(worker)
     if database is not None:
-        database.open()
+        started = time.monotonic()
+        size = worker.cfg.threads + 1
+        ready = database.open(working_size=size, within=database.timeout)
+        stats = database.pool.get_stats()
+        worker.log.log(logging.INFO if ready else logging.WARNING,
+                       "database pool %s: %d of %d connections open after %.0f ms",
+                       "ready" if ready else "not ready", stats.get("pool_available", 0),
+                       stats.get("pool_min", 0), (time.monotonic() - started) * 1000)
     freeze_gc()
 
 

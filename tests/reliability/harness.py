@@ -265,7 +265,7 @@ def gunicorn_env(database_url: str, metrics_dir: Path, redis_port: int | None = 
         "JWT_SECRET": secrets.token_urlsafe(36), "SERVICE_TOKEN": secrets.token_urlsafe(36),
         "METRICS_TOKEN": "", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4",
-        "DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "4", "DB_POOL_TIMEOUT": "1",
+        "DB_POOL_MAX_SIZE": "4", "DB_POOL_TIMEOUT": "1",  # DB_POOL_MIN_SIZE automatic: 4 (threads + 1, max 4)
         "DB_STATEMENT_TIMEOUT_MS": "1500", "GUNICORN_TIMEOUT": "30", "GUNICORN_GRACEFUL_TIMEOUT": "20",
         "GUNICORN_KEEPALIVE": "5", "EMAIL_API_URL": "",
     })

@@ -30,6 +30,8 @@ def test_defaults_are_typed():
     assert config["ENABLE_UI_DEMO"] is False
     assert config["CORS_ORIGINS"] == ()
     assert config["DB_POOL_TIMEOUT"] == 5.0
+    assert config["DB_POOL_MIN_SIZE"] is None  # automatic: a gunicorn worker's threads + 1, else 1
+    assert config["DB_POOL_MAX_SIZE"] == 8
     assert config["DB_PREPARE_THRESHOLD"] == 5
     assert config["ENVIRONMENT"] == "development"
     assert config["API_V1_PREFIX"] == "/api/v1"
@@ -116,7 +118,20 @@ def test_every_problem_is_reported_at_once():
     assert "'eighty'" in message  # non-secret values are shown to help fix them
 
 
+@pytest.mark.parametrize("value, parsed", [("", None), (" ", None), ("0", 0), ("3", 3), ("8", 8)])
+def test_db_pool_min_size_is_a_number_or_empty_for_automatic(value, parsed):
+    assert load_config(env={**BASE, "DB_POOL_MIN_SIZE": value})["DB_POOL_MIN_SIZE"] == parsed
+
+
+def test_an_automatic_db_pool_min_size_fits_any_max_size():
+    """Empty min, max below the default threads + 1: accepted (the worker keeps at most max open)."""
+    assert load_config(env={**BASE, "DB_POOL_MAX_SIZE": "1"})["DB_POOL_MAX_SIZE"] == 1
+    found, _ = problems({**BASE, "DB_POOL_MIN_SIZE": "2", "DB_POOL_MAX_SIZE": "1"})
+    assert found == ["DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE"]
+
+
 @pytest.mark.parametrize("name,value", [("PORT", "0"), ("PORT", "70000"), ("DB_POOL_TIMEOUT", "0"),
+                                        ("DB_POOL_MIN_SIZE", "-1"), ("DB_POOL_MIN_SIZE", "some"),
                                         ("LOG_LEVEL", "LOUD"), ("JWT_ALGORITHM", "none"),
                                         ("JWT_ALGORITHM", "RS256"), ("CORS_ORIGINS", "app.example.com"),
                                         ("CORS_ORIGINS", "https://app.example.com/path"),
