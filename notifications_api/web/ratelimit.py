@@ -145,11 +145,19 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
         return self.redis or self.memory
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        """The strategy's API (Flask-Limiter's default limits, the anonymous budget): the window is
+        remembered on g for get_window_stats."""
         key = item.key_for(*identifiers)
-        count, reset_at = self._incr(key, item.get_expiry(), cost)
+        allowed, window = self.hit_window(item, key, cost)
         if has_app_context():
-            g.setdefault("rate_limit_windows", {})[key] = WindowStats(reset_at, max(0, item.amount - count))
-        return count <= item.amount
+            g.setdefault("rate_limit_windows", {})[key] = window
+        return allowed
+
+    def hit_window(self, item: RateLimitItem, key: str, cost: int = 1) -> tuple[bool, WindowStats]:
+        """Count a hit on `key` (item.key_for(...)); whether it is within the limit, and the window
+        after it (what the RateLimit-* headers report)."""
+        count, reset_at = self._incr(key, item.get_expiry(), cost)
+        return count <= item.amount, WindowStats(reset_at, max(0, item.amount - count))
 
     def _incr(self, key: str, expiry: int, cost: int) -> tuple[int, float]:
         if self.redis is not None and self.health.use_redis():
@@ -349,12 +357,15 @@ def _hit(state: RateLimitState, items: list[RateLimitItem], key: str, scope: str
     """Count this request against each limit (smallest window first); 429 at the first one spent.
     The limit _finish reports: the spent one, else the most restrictive (_most_restrictive)."""
     strategy = state.strategy
+    windows = []
     for item in items:
-        if not strategy.hit(item, key, scope):
-            g.rate_limit = item, strategy.get_window_stats(item, key, scope)
+        allowed, window = strategy.hit_window(item, item.key_for(key, scope))
+        if not allowed:
+            g.rate_limit = item, window
             rejected(item)
             raise TooManyRequests()
-    g.rate_limit = _most_restrictive([(item, strategy.get_window_stats(item, key, scope)) for item in items])
+        windows.append((item, window))
+    g.rate_limit = windows[0] if len(windows) == 1 else _most_restrictive(windows)
 
 
 def _most_restrictive(windows: list[tuple[RateLimitItem, WindowStats]]) -> tuple[RateLimitItem, WindowStats]:
@@ -467,22 +478,50 @@ def init_app(app: Flask) -> None:
 
 
 def _gate_default_limits(app: Flask) -> None:
-    """Flask-Limiter's before_request check runs only where its default limits can apply.
+    """Flask-Limiter's request hooks run only where its default limits can apply.
 
-    On a route _route_limit guards (and an unmetered one) the check ends at the request filter,
-    yet what it does first (resolving the endpoint, filtering limits, its exemption scopes and
-    per-request context) costs more CPU than the Redis hit it does not make (docs/PERFORMANCE.md,
-    "Figures from the code"). Same check, same order among the hooks; it is skipped exactly when
-    _route_limited() would have made it a no-op. tests/edge/test_limiter_library.py fails if
-    Flask-Limiter stops registering the hook this replaces.
+    On a route _route_limit guards (and an unmetered one) its before_request check ends at the
+    request filter, yet what it does first (resolving the endpoint, filtering limits, its exemption
+    scopes and per-request context) costs more CPU than the Redis hit it does not make; its
+    after_request hook (conditional deductions, headers: we use neither) and its teardown (resetting
+    that context) then build and clear an empty per-request context (docs/PERFORMANCE.md, "Figures
+    from the code" and "Issue 30"). The three hooks are replaced in place, same order among the
+    hooks: the check is skipped exactly when _route_limited() would have made it a no-op, and the
+    other two run only after a check ran. tests/edge/test_limiter_library.py fails if Flask-Limiter
+    stops registering the hooks this replaces.
     """
-    hooks = app.before_request_funcs.setdefault(None, [])
-    check = limiter._check_request_limit
-    if check not in hooks:
-        raise RuntimeError("Flask-Limiter's before_request check is not registered where "
-                           "ratelimit._gate_default_limits expects it (Flask-Limiter changed)")
+    check, inject, release = flask_limiter_hooks(app, limiter)
 
     def check_default_limits() -> None:
         if not _route_limited():
+            g.default_limits_checked = True
             check()
-    hooks[hooks.index(check)] = check_default_limits
+
+    def finish_default_limits(response: Response) -> Response:
+        return inject(response) if g.get("default_limits_checked") else response
+
+    def release_default_limits(exc: BaseException | None = None) -> None:
+        if g.pop("default_limits_checked", False):
+            release(exc)
+
+    for hooks, hook, gated in ((app.before_request_funcs[None], check, check_default_limits),
+                               (app.after_request_funcs[None], inject, finish_default_limits),
+                               (app.teardown_request_funcs[None], release, release_default_limits)):
+        hooks[hooks.index(hook)] = gated
+
+
+def flask_limiter_hooks(app: Flask, instance: Limiter) -> tuple[Callable[..., Any], ...]:
+    """The request hooks Flask-Limiter's init_app registered for `instance` on `app`: its
+    before_request check, its after_request hook (partial(Limiter.__inject_headers, instance)) and
+    its teardown (instance.__release_context). RuntimeError when one is not where it was."""
+    check = instance._check_request_limit
+    inject_headers = getattr(Limiter, "_Limiter__inject_headers", None)
+    inject = next((hook for hook in app.after_request_funcs.get(None, ())
+                   if isinstance(hook, functools.partial) and hook.func is inject_headers
+                   and hook.args == (instance,)), None)
+    release = getattr(instance, "_Limiter__release_context", None)
+    if (check not in app.before_request_funcs.get(None, ()) or inject is None
+            or release not in app.teardown_request_funcs.get(None, ())):
+        raise RuntimeError("Flask-Limiter's request hooks are not registered where "
+                           "ratelimit._gate_default_limits expects them (Flask-Limiter changed)")
+    return check, inject, release

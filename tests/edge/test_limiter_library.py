@@ -65,11 +65,16 @@ def test_the_flask_limiter_internals_ratelimit_uses_are_unchanged():
     # _route_limit counts user/service routes itself and keeps them out of the default (IP) limits
     # with a request filter; a shared limit's key is key_for(key, scope), which it reuses.
     assert ratelimit._route_limited in ratelimit.limiter._request_filters
-    # _gate_default_limits wraps the before_request check Flask-Limiter registers in init_app.
+    # _gate_default_limits wraps the three request hooks Flask-Limiter registers in init_app:
+    # its before_request check, its after_request hook and its teardown.
     app = Flask(__name__)
     app.config["RATELIMIT_ENABLED"] = True
     bare = flask_limiter.Limiter(ratelimit.client_ip, app=app, storage_uri="memory://")
-    assert bare._check_request_limit in app.before_request_funcs[None]
+    check, inject, release = ratelimit.flask_limiter_hooks(app, bare)
+    assert check == bare._check_request_limit
+    assert inject in app.after_request_funcs[None] and release in app.teardown_request_funcs[None]
+    with pytest.raises(RuntimeError, match="Flask-Limiter changed"):
+        ratelimit.flask_limiter_hooks(Flask(__name__), bare)  # an app it was never bound to
     assert list(inspect.signature(bare._check_request_limit).parameters) == ["callable_name", "in_middleware"]
     item = parse("5/minute")
     assert item.key_for("user", "user-read") == "LIMITER/user/user-read/5/1/minute"

@@ -395,17 +395,32 @@ def test_the_previous_service_token_shares_the_services_budget(make_app, secrets
 
 def test_flask_limiters_check_runs_only_where_its_default_limits_apply(make_app, make_user, bearer,
                                                                        monkeypatch):
-    """Guarded and unmetered routes skip Flask-Limiter's evaluation (its cost, issue 30); the
-    anonymous endpoints still get it, in the same place among the before_request hooks."""
+    """Guarded and unmetered routes skip Flask-Limiter's evaluation and its after_request and
+    teardown hooks (their cost, issue 30); the anonymous endpoints still get all three, in the same
+    place among the hooks."""
     import flask_limiter
+    from flask import request
     checked: list[str | None] = []
+    finished: list[str | None] = []
+    released: list[str | None] = []
     original = flask_limiter.Limiter._check_request_limit
+    inject = flask_limiter.Limiter._Limiter__inject_headers
+    release = flask_limiter.Limiter._Limiter__release_context
 
     def counting(self, *args, **kwargs):
-        from flask import request
         checked.append(request.endpoint)
         return original(self, *args, **kwargs)
+
+    def counting_inject(self, response):
+        finished.append(request.endpoint)
+        return inject(self, response)
+
+    def counting_release(self, *args):
+        released.append(request.endpoint)
+        return release(self, *args)
     monkeypatch.setattr(flask_limiter.Limiter, "_check_request_limit", counting)
+    monkeypatch.setattr(flask_limiter.Limiter, "_Limiter__inject_headers", counting_inject)
+    monkeypatch.setattr(flask_limiter.Limiter, "_Limiter__release_context", counting_release)
     app = make_app(RATE_LIMIT_ANONYMOUS="2/minute")
     app.add_url_rule("/openapi-like", "openapi_like", lambda: {"openapi": "3.1.0"})
     hooks = app.before_request_funcs[None]
@@ -416,6 +431,6 @@ def test_flask_limiters_check_runs_only_where_its_default_limits_apply(make_app,
     headers = bearer(make_user())
     assert [client.get(COUNT, headers=headers).status_code for _ in range(3)] == [200] * 3
     assert client.get("/health/live").status_code == 200
-    assert checked == []
+    assert checked == finished == released == []
     assert [client.get("/openapi-like").status_code for _ in range(3)] == [200, 200, 429]
-    assert checked == ["openapi_like"] * 3
+    assert checked == finished == released == ["openapi_like"] * 3
