@@ -49,18 +49,19 @@ install-test: $(VENV)/.installed-test
 run: $(VENV)/.installed-dev
 	$(BIN)/notifications-api dev
 
-# Two parts, both always run: the suite spread over PYTEST_WORKERS processes (pytest-xdist; each has
-# its own database, and they share one embedded server; by module, so that a module's fixtures, e.g.
-# test_db_plans' large seed, are built once; tests/reliability's private servers are their own), then
-# the `serial` tests in one process (tight time bounds that other tests' load would break, and the
-# schemathesis cases, whose node ids pytest-xdist cannot tell apart: it would run one of 23). Plain `pytest` still runs everything in
-# one process. PYTEST_ARGS are passed to both parts.
+# One pytest-xdist run over PYTEST_WORKERS processes (each has its own database, and they share one
+# embedded server), a module (or class) per worker at a time, so that a module's fixtures, e.g.
+# test_db_plans' large seed, are built once; tests/reliability's private servers are their own. The
+# longest modules start first, in the order tests/conftest.py gives (--no-loadscope-reorder: not
+# xdist's most-tests-first). The `serial` tests (tight time bounds that other tests' load would break)
+# run in the same run, alone: tests/conftest.py holds the other workers back meanwhile. Bytecode is
+# written (PYTHONDONTWRITEBYTECODE unset) so that the workers and the servers the tests start reuse
+# it, pytest's rewritten test modules included (__pycache__/, ignored by git). Plain `pytest` still
+# runs everything in one process. PYTEST_ARGS are passed to pytest.
 PYTEST_WORKERS ?= 4
 test: $(VENV)/.installed-test
-	@rc=0; \
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m 'not serial' $(PYTEST_ARGS) || rc=$$?; \
-	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || rc=$$((rc ? rc : $$?)); \
-	exit $$rc
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder \
+		$(PYTEST_ARGS)
 
 test-db: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/db

@@ -1,8 +1,11 @@
 """Shared fixtures: a real PostgreSQL (TEST_DATABASE_URL or embedded), a fresh migrated database, Redis."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +18,135 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+# `make test` runs the suite over pytest-xdist workers, a module (or class) per worker at a time, in the
+# order of the collected items (--no-loadscope-reorder). These modules take longest (seconds each, on 2
+# cores): they start first, longest first, so that the last minute is short modules on every worker
+# rather than one worker's failover tests. The modules with a `serial` test come next (see below): by
+# then the tests running beside them are short, so that they wait little for their turn to run alone,
+# and the short modules after them even out the end.
+# Measured with `make test PYTEST_ARGS=--durations=0`; a module missing here only starts later.
+LONGEST_FIRST = (
+    "tests/reliability/test_failover.py", "tests/ops/test_ops_packaging.py", "tests/web_ui/test_web_inbox.py",
+    "tests/reliability/test_faults.py", "tests/replica/test_replica_failover.py", "tests/ops/test_ops_dev.py",
+    "tests/ops/test_ops_deploy.py", "tests/replica/test_replica_reads.py", "tests/ops/test_ops_gunicorn_process.py",
+    "tests/email/test_email_digest.py", "tests/reliability/test_redis_failover.py", "tests/db/test_db_clock.py",
+    "tests/push/test_push_worker.py", "tests/stream/test_stream_dev.py", "tests/ops/test_ops_preflight.py",
+    "tests/ops/test_ops_commands.py", "tests/db/test_db_plans.py", "tests/web_ui/test_web_push.py",
+    "tests/reliability/test_nothing_lost.py", "tests/hostile/test_hostile_input.py", "tests/db/test_db_migrate.py",
+    "tests/api/test_schemathesis.py", "tests/email/test_email_cli.py", "tests/stream/test_stream_publish_limits.py",
+    "tests/reliability/test_http_limits.py", "tests/hostile/test_stateful_fuzz.py",
+    "tests/stream/test_stream_browser.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker, and before pytest-xdist reads the node ids
 def pytest_collection_modifyitems(config, items):
-    """Items that share a node id (schemathesis' `parametrize()` names each operation's case alike) are
-    one test to pytest-xdist, which runs one of them: they join the `serial` part of `make test`, which
-    runs in one process."""
+    """Items that share a node id (schemathesis' `parametrize()` names each operation's case alike, the
+    operation only in the item's name) get their name as node id: pytest-xdist tells tests apart by node
+    id, and would run one of them. Then the order `make test` hands modules to its workers in:
+    LONGEST_FIRST, then the modules with a `serial` test, then the rest as collected."""
     from collections import Counter
 
     counts = Counter(item.nodeid for item in items)
     for item in items:
         if counts[item.nodeid] > 1:
-            item.add_marker(pytest.mark.serial)
+            _rename(item, f"{item.parent.nodeid}::{item.name}")
+    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
+    serial_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("serial")}
+
+    def order(item):
+        module = item.nodeid.split("::")[0]
+        return (0, rank[module]) if module in rank else (1, 0) if module in serial_modules else (2, 0)
+
+    items.sort(key=order)  # stable: a module's tests keep their order
+
+
+def _rename(item, nodeid: str) -> None:
+    """There is no public way to set an item's node id: pytest 9 keeps a structured one, pytest 8 a string."""
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        item._nodeid = nodeid
+    assert item.nodeid == nodeid
+
+
+# The `serial` tests hold a time bound that other tests' load would break (a frozen Redis costing a request
+# at most 0.5 s, 100 000 rows archived within a 5 s statement_timeout). Under pytest-xdist they run alone
+# without a phase of their own: every other test holds a shared lock while it runs (setup to teardown), a
+# serial test's call takes it exclusively, and a turnstile keeps new tests from starting while it waits
+# (the other workers finish their current test, then pause). Without pytest-xdist all this is moot.
+_QUIET = pytest.StashKey()
+
+
+class _Quiet:
+    def __init__(self, directory: Path):
+        self._turnstile = open(directory / "turnstile", "a")
+        self._quiet = open(directory / "quiet", "a")
+
+    def close(self):
+        self._turnstile.close()
+        self._quiet.close()
+
+    @contextlib.contextmanager
+    def shared(self):
+        fcntl.flock(self._turnstile, fcntl.LOCK_EX)  # not while a serial test waits or runs
+        fcntl.flock(self._turnstile, fcntl.LOCK_UN)
+        fcntl.flock(self._quiet, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._quiet, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def alone(self):
+        fcntl.flock(self._turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._quiet, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._quiet, fcntl.LOCK_UN)
+        finally:
+            fcntl.flock(self._turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist's controller: one lock directory for the run's workers (removed at the end)."""
+    config = node.config
+    if not hasattr(config, "_nt_quiet_dir"):
+        import tempfile
+
+        config._nt_quiet_dir = tempfile.mkdtemp(prefix="nt-pytest-quiet-")
+        config.add_cleanup(lambda: shutil.rmtree(config._nt_quiet_dir, ignore_errors=True))
+    node.workerinput["nt_quiet_dir"] = config._nt_quiet_dir
+
+
+def pytest_configure(config):
+    directory = getattr(config, "workerinput", {}).get("nt_quiet_dir")
+    if directory:
+        config.stash[_QUIET] = quiet = _Quiet(Path(directory))
+        config.add_cleanup(quiet.close)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    quiet = item.config.stash.get(_QUIET, None)
+    if quiet is None or item.get_closest_marker("serial"):
+        return (yield)
+    with quiet.shared():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    quiet = item.config.stash.get(_QUIET, None)
+    if quiet is None or not item.get_closest_marker("serial"):
+        return (yield)
+    with quiet.alone():
+        return (yield)
 
 
 @dataclass(frozen=True)
