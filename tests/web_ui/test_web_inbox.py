@@ -65,6 +65,37 @@ def test_without_pushpin_it_polls_at_the_servers_interval(page, host, stack, use
     print(f"create -> badge without Pushpin: {elapsed:.2f} s (retry: {POLL_SECONDS} s)")
 
 
+def test_polling_starts_at_the_servers_interval_when_the_stream_degrades_before_the_first_count(
+        page, host, stack, user):
+    """The poll interval comes with a count's answer (X-Poll-Interval). When the stream degrades to
+    polling before the first count has answered (a slow API, a loaded machine), the client asks at
+    once instead of waiting a default 30 s; from then on it polls at the server's interval."""
+    held = []
+
+    def hold_the_first_count(route):
+        if route.request.method == "GET" and not held:
+            held.append(route)  # answered only once polling has begun
+        else:
+            route.continue_()
+    page.route(lambda url: "/notifications/unread/count" in url, hold_the_first_count)
+    polls = []
+    page.on("response", lambda r: polls.append((r.status, r.request.headers.get("if-none-match")))
+            if "/unread/count" in r.url and r.request.method == "GET" else None)
+    try:
+        page.goto(host.url(user, stack.direct))
+        page.wait_for_function(
+            f"() => document.querySelector('{INBOX}').getAttribute('live-mode') === 'polling'",
+            timeout=(POLL_SECONDS + 5) * 1000)
+        assert len(held) == 1 and polls == []  # the first count is still unanswered
+        deadline = time.monotonic() + 2 * POLL_SECONDS + 5  # well under the 30 s it used to wait
+        while not any(status == 304 and tag for status, tag in polls) and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        assert any(status == 304 and tag for status, tag in polls), polls
+    finally:
+        if held:
+            held[0].continue_()
+
+
 def test_a_retracted_notification_disappears_live(page, host, api, stack, user):
     keep = api.create(user, "Keep")
     gone = api.create(user, "Take back", dedupe_key=f"like-{user}")

@@ -848,7 +848,9 @@ footer:empty { display: none; }
     // shown page. `rounds`: polls before the stream is tried again (none: poll for good, no EventSource).
     _poll(rounds) {
       this._setLiveMode("polling");
-      this._later((this._pollSeconds || 30) * 1000, async () => {
+      // Interval unknown (the stream degraded before the first count's answer, which carries it): ask now;
+      // that answer sets it. (Was: wait 30 s, where the server asks for a few.)
+      this._later(this._pollSeconds ? this._pollSeconds * 1000 : 0, async () => {
         try { if (await this._refreshCounts() && this.open) this._sync(); } catch (error) { /* next time */ }
         if (rounds === undefined || rounds > 1) this._poll(rounds === undefined ? undefined : rounds - 1);
         else this._connectStream();
