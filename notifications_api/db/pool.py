@@ -116,12 +116,21 @@ def wait_ready(pools: Sequence[ConnectionPool], within: float) -> bool:
     """Until every pool holds its min_size connections ready (True), or a connection attempt failed
     (the database is down: the caller goes on, the pools retry in the background), or `within`
     seconds passed. Not pool.wait(): that closes the pool when it times out."""
-    deadline = time.monotonic() + within
+    return _wait(pools, time.monotonic() + within,
+                 lambda stats: stats.get("pool_available", 0) >= stats.get("pool_min", 0), errors_before=0)
+
+
+def _wait(pools: Sequence[ConnectionPool], deadline: float, ready: Callable[[dict[str, int]], bool],
+          errors_before: int) -> bool:
+    """Poll the pools' stats until every one is `ready` (True), or until one more connection attempt
+    than `errors_before` has failed, or `deadline` passes (False). Polled: psycopg_pool wakes no one
+    when opening a connection fails."""
     while True:
         stats = [pool.get_stats() for pool in pools]
-        if all(s.get("pool_available", 0) >= s.get("pool_min", 0) for s in stats):
+        if all(ready(s) for s in stats):
             return True
-        if any(s.get("connections_errors", 0) for s in stats) or time.monotonic() >= deadline:
+        if (sum(s.get("connections_errors", 0) for s in stats) > errors_before
+                or time.monotonic() >= deadline):
             return False
         time.sleep(REPLACEMENT_POLL_SECONDS)
 
@@ -293,13 +302,7 @@ class Database:
         errors = stats.get("connections_errors", 0)
         self.pool.check()
         deadline = getattr(self._checkout, "deadline", None) or time.monotonic() + self.timeout
-        while True:
-            stats = self.pool.get_stats()
-            if stats.get("pool_available", 0):
-                return True
-            if stats.get("connections_errors", 0) > errors or time.monotonic() >= deadline:
-                return False
-            time.sleep(REPLACEMENT_POLL_SECONDS)
+        return _wait([self.pool], deadline, lambda stats: stats.get("pool_available", 0) > 0, errors)
 
     def _sweep_check(self, conn: psycopg.Connection) -> None:
         """pool.check()'s test of an idle connection: a quiet socket passes with no round trip; one
