@@ -75,7 +75,9 @@ class Floors:
 
     def __init__(self, config: dict[str, Any], max_lag: float):
         self.ttl = max(60.0, 4 * max_lag)  # a floor older than this is below any usable standby
-        self.memory: dict[str, tuple[int, float]] = {}
+        # per user: (position, expires at) pairs, the highest position first, each later one lower
+        # and expiring later (a short-lived unknown floor over a later write's lasting one)
+        self.memory: dict[str, tuple[tuple[int, float], ...]] = {}
         self.unknown_until = 0.0
         self.max_lag = max_lag
         self.redis = _redis_client(config)
@@ -88,8 +90,10 @@ class Floors:
             self._receive()
         if now < self.unknown_until:
             raise FloorUnknown()
-        hit = self.memory.get(user_id)
-        return hit[0] if hit is not None and hit[1] > now else None
+        for position, expires in self.memory.get(user_id, ()):
+            if expires > now:
+                return position
+        return None
 
     def record(self, user_ids: Iterable[Any], position: int, ttl: float | None = None) -> None:
         ids = [str(user_id) for user_id in user_ids]
@@ -117,11 +121,15 @@ class Floors:
     def _remember(self, ids: Sequence[str], position: int, ttl: float) -> None:
         now = time.monotonic()
         if len(self.memory) + len(ids) > MEMORY_FLOORS_MAX:
-            self.memory = {k: v for k, v in self.memory.items() if v[1] > now}
+            self.memory = {k: v for k, v in self.memory.items() if v[-1][1] > now}
+        expires = now + ttl
         for user_id in ids:
-            old = self.memory.get(user_id)
-            if old is None or old[0] < position or old[1] <= now:  # keep the highest position
-                self.memory[user_id] = (position, now + ttl)
+            # the highest position until it expires, then the next: an unknown floor (a short life)
+            # must not hide a later write's floor once it has expired
+            floors = [floor for floor in self.memory.get(user_id, ()) if floor[1] > now]
+            floors.append((position, expires))
+            floors.sort(key=lambda floor: (-floor[0], -floor[1]))
+            self.memory[user_id] = _dominant(floors)
 
     def _receive(self) -> None:
         """Take every floor the subscription has received (subscribing first if need be).
@@ -179,6 +187,16 @@ class Floors:
         self._poller.register(self._subscription.connection._sock.fileno(), select.POLLIN)
 
 
+def _dominant(floors: list[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """Of (position, expires) pairs sorted by position, highest first: those not outlived by a higher
+    one (a lower position matters only for the time it outlives every higher one)."""
+    kept: list[tuple[int, float]] = []
+    for position, expires in floors:
+        if not kept or expires > kept[-1][1]:
+            kept.append((position, expires))
+    return tuple(kept)
+
+
 class _Subscription(PubSub):
     """redis-py reconnects a dropped subscription by itself and says nothing: what was published
     meanwhile is lost. PubSub.on_connect (its public re-subscribe hook) notes it here.
@@ -212,10 +230,10 @@ def _redis_client(config: dict[str, Any]):
 
 @dataclass
 class ServerState:
-    """What a standby said about itself, and when (time.monotonic())."""
+    """What a server said about itself, and when (time.monotonic())."""
     checked_at: float
     in_recovery: bool
-    replay: int
+    replay: int  # a standby's replay position; a primary's insert position
     lag: float
     # (a received position not yet replayed, when first seen); (-1, when) while no WAL receiver runs
     behind: tuple[int, float] | None
@@ -283,14 +301,18 @@ class Replica:
         try:
             with self.pool.connection(timeout=self.timeout) as conn:
                 state = self._state(conn, floor, now)
-                if not state.in_recovery:  # a promoted standby, or prefer-standby's fallback: current
+                if not state.in_recovery:
+                    # A promoted standby, or prefer-standby's fallback: current, unless this user
+                    # wrote past what it holds (a superseded primary still up after a switchover).
+                    if floor is not None and state.replay < floor:
+                        return "primary", "own_write", None
                     return "primary", "not_standby", self._execute(conn, function, query, params, started)
                 if state.lag > self.max_lag:
                     self._skip("lag", None)
                     return "standby", "lag", None
                 if self.skip_reason is not None:
                     self._recovered()
-                if floor is not None and state.replay < floor:
+                if floor is not None and (state.replay < floor or not self._vouched(conn, state, now)):
                     return "standby", "own_write", None
                 answer = self._execute(conn, function, query, params, started)
             if stale is not None and stale(answer):
@@ -335,11 +357,35 @@ class Replica:
             fresh_enough = floor is None or state.replay >= floor or age < FLOOR_RECHECK_SECONDS
             if age < STATUS_SECONDS and fresh_enough:
                 return state
+        return self._read_state(conn, key, state, now)
+
+    def _read_state(self, conn: psycopg.Connection, key: tuple[bytes | None, bytes | None],
+                    previous: ServerState | None, now: float) -> ServerState:
         in_recovery, replay, receive, receiving = conn.execute(STATUS).fetchone()
         conn.nt_used_at = now
-        state = self.servers[key] = _next_state(state, now, in_recovery, replay, receive, receiving)
+        if in_recovery and receiving and receive is not None and receive >= (replay or 0):
+            conn.nt_vouched = True
+        state = self.servers[key] = _next_state(previous, now, in_recovery, replay, receive, receiving)
         self._notify("lag", state.lag)
         return state
+
+    def _vouched(self, conn: psycopg.Connection, state: ServerState, now: float) -> bool:
+        """Whether this standby's history is the primary's, so that its replay position can be
+        compared with a floor: it was seen streaming (a WAL receiver running, and everything replayed
+        received from it) on this connection. A server that restarted as a standby (an old primary
+        rejoining after a switchover) may first replay WAL of its own that the new primary never had,
+        its positions then past floors it does not hold, until it is rewound; it vouches once it
+        streams. Its connections are new (a restart closes them all): asked once per connection, and
+        a connection to a standby whose stream broke later stays vouched (its history is the last
+        primary's, which a floor it has replayed came from)."""
+        if getattr(conn, "nt_vouched", False):
+            return True
+        if now - getattr(conn, "nt_vouch_checked_at", -math.inf) < STATUS_SECONDS:
+            return False  # asked lately (a standby fed by WAL archive only never vouches)
+        conn.nt_vouch_checked_at = now
+        key = (conn.pgconn.host, conn.pgconn.port)
+        state = self._read_state(conn, key, state, now)
+        return state.in_recovery and getattr(conn, "nt_vouched", False)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -430,8 +476,8 @@ def _next_state(previous: ServerState | None, now: float, in_recovery: bool, rep
     receiver (the primary is gone or switching over, or the stream broke) nothing new can arrive:
     the lag is the time since the receiver was first seen missing, so a switchover of a few
     seconds keeps the standby's reads (its data is the last primary's), a broken stream does not."""
-    if not in_recovery:
-        return ServerState(now, False, 0, 0.0, None)
+    if not in_recovery:  # a primary: `replay` is how far it has written (sp_replica_status)
+        return ServerState(now, False, replay or 0, 0.0, None)
     replay = replay or 0
     if not receiving:
         lost = previous.behind if previous is not None else None

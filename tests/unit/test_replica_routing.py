@@ -115,6 +115,49 @@ def test_after_a_write_the_standby_must_have_replayed_it(route):
     assert decisions(replica) == [("primary", "own_write"), ("standby", "replayed"), ("standby", "replayed")]
 
 
+def test_a_server_that_is_no_longer_a_standby_answers_only_what_it_has_written(route):
+    """prefer-standby's fallback or a promoted standby answers as the primary would, but not a
+    user who wrote past its insert position: that write went to another primary (a superseded one
+    still up during a switchover must not answer with what it missed)."""
+    server = Standby(status=(False, 300, None, False))
+    replica, primary = route(server)
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("standby rows",)]  # no floor: current
+    replica.floors.record([USER], 250)  # written here (250 <= 300)
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("standby rows",)]
+    replica.floors.record([USER], 400)  # a write this server does not hold
+    replica.servers.clear()
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("primary rows",)]
+    assert decisions(replica) == [("primary", "not_standby"), ("primary", "not_standby"),
+                                  ("primary", "own_write")]
+
+
+def test_a_standby_answers_a_writer_only_once_seen_streaming_on_that_connection(route, monkeypatch):
+    """An old primary restarted as a standby can replay WAL of its own past a floor it does not hold
+    (the new primary forked before it) until it is rewound: a writer's read needs a standby whose
+    history was seen to be the primary's, a WAL receiver running with all it replayed received."""
+    clock = [1000.0]
+    monkeypatch.setattr(replica_module.time, "monotonic", lambda: clock[0])
+    standby = Standby(status=(True, 500, None, False))  # restarted: replayed its own WAL, no stream
+    replica, primary = route(standby)
+    other = "11111111-1111-4111-8111-111111111111"
+    assert replica.read("sp_inbox_list", "Q", (), other) == [("standby rows",)]  # no floor: the lag only
+    replica.floors.record([USER], 400)
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("primary rows",)]
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("primary rows",)]
+    assert standby.calls.count(replica_module.STATUS) == 2  # asked again once, not per read
+    standby.status = (True, 500, 420, True)  # a receiver, but what it replayed was not received
+    clock[0] += replica_module.STATUS_SECONDS
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("primary rows",)]
+    standby.status = (True, 600, 650, True)  # streaming from the primary
+    clock[0] += replica_module.STATUS_SECONDS
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("standby rows",)]
+    standby.status = (True, 650, 650, False)  # the stream broke afterwards (a switchover)
+    clock[0] += replica_module.STATUS_SECONDS
+    assert replica.read("sp_inbox_list", "Q", (), USER) == [("standby rows",)]  # still vouched
+    assert decisions(replica) == [("standby", "replayed"), ("primary", "own_write"), ("primary", "own_write"),
+                                  ("primary", "own_write"), ("standby", "replayed"), ("standby", "replayed")]
+
+
 def test_the_status_is_cached_not_read_per_request(route, monkeypatch):
     standby = Standby()
     replica, _ = route(standby)
@@ -232,6 +275,25 @@ def test_memory_floors_keep_the_highest_position_until_they_expire(monkeypatch):
     floors.record([USER], 200)  # an older write's record arriving late
     assert floors.get(USER, clock[0]) == 300
     clock[0] += floors.ttl + 1
+    assert floors.get(USER, clock[0]) is None
+
+
+def test_a_short_unknown_floor_does_not_hide_a_later_writes_floor(monkeypatch):
+    """A write whose position was lost (a floor above every position, for one lag limit), then a
+    write whose position is known: once the first expires, the second still holds for its own life."""
+    floors = Floors({**load_config(BASE, env={})}, max_lag=5.0)
+    clock = [100.0]
+    monkeypatch.setattr(replica_module.time, "monotonic", lambda: clock[0])
+    floors.unknown([USER])
+    floors.record([USER], 700)
+    assert floors.get(USER, clock[0]) == replica_module.UNKNOWN_POSITION
+    clock[0] += 5.1
+    assert floors.get(USER, clock[0]) == 700
+    floors.record([USER], 600)  # an older write's record arriving late: 700 still holds
+    assert floors.get(USER, clock[0]) == 700
+    clock[0] = 100.0 + floors.ttl + 0.1  # 700 expired; 600, recorded later, lives a little longer
+    assert floors.get(USER, clock[0]) == 600
+    clock[0] += 5.1
     assert floors.get(USER, clock[0]) is None
 
 
