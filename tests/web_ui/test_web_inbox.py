@@ -86,7 +86,8 @@ def test_polling_starts_at_the_servers_interval_when_the_stream_degrades_before_
         page.wait_for_function(
             f"() => document.querySelector('{INBOX}').getAttribute('live-mode') === 'polling'",
             timeout=(POLL_SECONDS + 5) * 1000)
-        assert len(held) == 1 and polls == []  # the first count is still unanswered
+        # the first count is still unanswered (the poll the client sent at once may have been)
+        assert len(held) == 1
         deadline = time.monotonic() + 2 * POLL_SECONDS + 5  # well under the 30 s it used to wait
         while not any(status == 304 and tag for status, tag in polls) and time.monotonic() < deadline:
             page.wait_for_timeout(200)
