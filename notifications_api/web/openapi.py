@@ -84,6 +84,9 @@ which send `Cache-Control: private, no-cache`. Rate-limited endpoints (everythin
 inbox's under `/ui/`; users
 and services by identity, the rest by client address) send `RateLimit-Limit`,
 `RateLimit-Remaining` and `RateLimit-Reset`, and `429` with `Retry-After` when the limit is hit.
+Limits are shared by every server process (Redis); one identity requesting in quick succession is
+counted a few requests at a time per process while far from its limit (never near it), so a burst
+that stops may be refused up to a few requests before the limit, and never served past it.
 A failed request without an accepted credential (401/403/404/405) spends its address's budget and
 carries its headers, but keeps its own status even when that budget is spent (the order above).
 

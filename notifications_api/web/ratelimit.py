@@ -3,7 +3,8 @@
 User and service routes are counted by `_route_limit` through the limits strategy directly; the
 anonymous budget (by IP: /docs, the spec, failed authentication) goes through Flask-Limiter's
 default limits. One Redis round trip per limited request: a Lua script counts the hit and returns
-its window, so the RateLimit-* headers need no second query. While Redis fails the limits fail over to this
+its window, so the RateLimit-* headers need no second query; a hot key (LEASE_HITS) needs one per
+LEASE_HITS requests. While Redis fails the limits fail over to this
 process's memory and /health reports `rate_limit_storage: degraded`; the next hit after
 RETRY_SECONDS tries Redis again, so recovery needs no restart.
 """
@@ -70,6 +71,16 @@ end
 return {count, ttl}
 """
 STORAGE_ERRORS = (RedisError, OSError)
+# Hot keys (issue 30: one user's many tabs, a script, a service polling for a user): a key hit again
+# within LEASE_HOT_SECONDS in this process, with more than LEASE_HEADROOM of its limit left, is
+# counted LEASE_HITS at a time: one round trip counts this hit and the next ones, which this process
+# then serves from memory until they are used or the window ends. Redis's counter runs ahead of the
+# requests served by at most LEASE_HITS - 1 per process and key, never behind: no request is served
+# uncounted, and near the limit every hit is counted on its own.
+LEASE_HITS = 8
+LEASE_HOT_SECONDS = 0.05
+LEASE_HEADROOM = 0.1  # of the limit's amount (and at least 2 × LEASE_HITS)
+LEASE_KEYS_MAX = 10_000  # recently hit keys remembered per process before stale ones are dropped
 
 
 class StorageHealth:
@@ -139,6 +150,11 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
         self.health = StorageHealth(redis.get_connection().ping) if redis else None
         self._incr_script = redis.get_connection().register_script(INCR_SCRIPT) if redis else None
         self._own = threading.local()  # each thread's connection: (pid, redis.Connection)
+        # key -> [hits left, Redis's count with them, valid until (monotonic), reset at (epoch)]
+        self._leases: dict[str, list[Any]] = {}
+        self._recent: dict[str, tuple[float, int]] = {}  # key -> (last Redis hit, remaining after it)
+        self._buying: set[str] = set()  # keys whose lease is being bought (one thread at a time)
+        self._lease_lock = threading.Lock()
 
     @property
     def primary(self) -> Storage:
@@ -155,9 +171,50 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
 
     def hit_window(self, item: RateLimitItem, key: str, cost: int = 1) -> tuple[bool, WindowStats]:
         """Count a hit on `key` (item.key_for(...)); whether it is within the limit, and the window
-        after it (what the RateLimit-* headers report)."""
-        count, reset_at = self._incr(key, item.get_expiry(), cost)
+        after it (what the RateLimit-* headers report). A hot key's hit may be one this process
+        counted already (LEASE_HITS)."""
+        if self.redis is None or cost != 1:
+            count, reset_at = self._incr(key, item.get_expiry(), cost)
+            return count <= item.amount, WindowStats(reset_at, max(0, item.amount - count))
+        now = time.monotonic()
+        with self._lease_lock:
+            lease = self._leases.get(key)
+            if lease is not None:
+                if lease[0] > 0 and now < lease[2]:
+                    lease[0] -= 1
+                    return True, WindowStats(lease[3], max(0, item.amount - (lease[1] - lease[0])))
+                del self._leases[key]
+            recent = self._recent.get(key)
+            # hot, far from the limit, and no other thread buying: buy; else count this hit alone
+            bought = LEASE_HITS if (
+                recent is not None and now - recent[0] < LEASE_HOT_SECONDS
+                and recent[1] >= max(2 * LEASE_HITS, item.amount * LEASE_HEADROOM)
+                and key not in self._buying and self.health.up) else 1
+            if bought > 1:
+                self._buying.add(key)
+        try:
+            count, reset_at = self._incr(key, item.get_expiry(), bought)
+        except BaseException:
+            if bought > 1:
+                with self._lease_lock:
+                    self._buying.discard(key)
+            raise
+        count -= bought - 1  # this hit's place in the window; the rest are this process's to serve
+        with self._lease_lock:
+            if bought > 1:
+                self._buying.discard(key)  # (with the lease stored: no second buyer in between)
+            if len(self._recent) >= LEASE_KEYS_MAX:
+                self._forget(now)
+            self._recent[key] = (now, item.amount - count)
+            if bought > 1 and count < item.amount:
+                left = min(bought - 1, item.amount - count)  # those past the limit are spent
+                self._leases[key] = [left, count + left, now + max(0.0, reset_at - time.time()), reset_at]
         return count <= item.amount, WindowStats(reset_at, max(0, item.amount - count))
+
+    def _forget(self, now: float) -> None:
+        """Drop the keys not hit lately and the leases used up or expired (under the lease lock)."""
+        self._recent = {key: hit for key, hit in self._recent.items() if now - hit[0] < LEASE_HOT_SECONDS}
+        self._leases = {key: lease for key, lease in self._leases.items() if lease[0] > 0 and now < lease[2]}
 
     def _incr(self, key: str, expiry: int, cost: int) -> tuple[int, float]:
         if self.redis is not None and self.health.use_redis():
@@ -234,6 +291,9 @@ class FailoverFixedWindow(FixedWindowRateLimiter):
 
     def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         key = item.key_for(*identifiers)
+        with self._lease_lock:
+            self._leases.pop(key, None)
+            self._recent.pop(key, None)
         self.memory.clear(key)
         if self.redis is not None:
             self._read(lambda storage: storage.clear(key))

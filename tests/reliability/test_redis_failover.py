@@ -17,6 +17,8 @@ from machine_tools import skip_unless_ci
 from failover import SentinelRedis, private_dir
 from harness import Gunicorn, free_port, gunicorn_env, request, user_token
 
+from notifications_api.web import ratelimit
+
 API = "/api/v1"
 BIG = "1000000/minute"
 READ_LIMIT = 100000  # RATE_LIMIT_USER_READ per minute: never reached, but counted and reported
@@ -53,9 +55,13 @@ def service(pg, sentinel, tmp_path):
 
 
 def _remaining_sequence(server: Gunicorn, headers: dict, count: int) -> list[int]:
-    """RateLimit-Remaining of `count` reads, each on a new connection (both workers serve them)."""
+    """RateLimit-Remaining of `count` reads, each on a new connection (both workers serve them),
+    spaced so that the key is never hot (a hot key is counted several hits at a time per process,
+    ratelimit.LEASE_HITS): each read is one hit on the shared counter, in order."""
     seen = []
-    for _ in range(count):
+    for index in range(count):
+        if index:
+            time.sleep(ratelimit.LEASE_HOT_SECONDS + 0.02)
         r = request(server.port, "GET", f"{API}/notifications/unread/count", headers=headers)
         assert r.status == 200, r.body
         seen.append(int(r.headers["ratelimit-remaining"]))
