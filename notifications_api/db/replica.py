@@ -68,7 +68,12 @@ class Floors:
     A writer publishes "<position> <user ids>" before its response leaves; a reader first takes
     what its subscription has received (a non-blocking read of a socket: ~5 µs, against ~50 µs for
     a GET per request), then looks in memory. Causality holds: the message is in the reader's
-    socket before the writer's client even has the response. A process that just subscribed (its
+    socket before the writer's client even has the response — once the writer has had the reply
+    to a PING sent after its PUBLISH. Redis writes the publisher's reply before the subscribers'
+    copies (its pending-write queue is last in, first out), so a Redis descheduled in between
+    let a reader in another process miss a floor of a write already acknowledged (a CI run saw
+    it); the PING is read in a later turn of Redis's event loop, after every copy was written.
+    One more round trip per write, none per read. A process that just subscribed (its
     first request, or after losing Redis) has missed what was published before: for one lag limit
     its reads use the primary, and so do all of them while Redis cannot be read.
     """
@@ -101,6 +106,7 @@ class Floors:
         if self.redis is not None:
             try:
                 self.redis.publish(FLOOR_CHANNEL, f"{position} {math.ceil(ttl or self.ttl)} {','.join(ids)}")
+                self.redis.ping()  # the subscribers' copies are written by now (the class docstring)
             except Exception as exc:
                 self.failed(exc)
 
