@@ -321,8 +321,18 @@ footer:empty { display: none; }
       const focusedId = this.shadowRoot.activeElement && this.shadowRoot.activeElement.closest(".item")
         && this.shadowRoot.activeElement.closest(".item").dataset.key;
       const focusedAction = focusedId && this.shadowRoot.activeElement.dataset.action;
-      list.replaceChildren(...this._items.map((entry) => (this._grouped && this._tab !== "archived"
-        ? this._groupRow(entry) : this._row(entry))));
+      // A row whose content is unchanged keeps its node: a list answer arriving between a click's
+      // mousedown and mouseup (a sync after a live update) must not swap the button under the pointer,
+      // which loses the click. Handlers find their entry by key when clicked (_current).
+      const shown = new Map(Array.from(list.children, (row) => [row.dataset.key, row]));
+      const rows = this._items.map((entry) => {
+        const row = this._grouped && this._tab !== "archived" ? this._groupRow(entry) : this._row(entry);
+        const old = shown.get(row.dataset.key);
+        return old && old.isEqualNode(row) ? old : row;
+      });
+      if (rows.length !== list.children.length || rows.some((row, index) => row !== list.children[index])) {
+        list.replaceChildren(...rows);
+      }
       this._empty.hidden = !this._loaded || this._items.length > 0;
       this._more.hidden = !this._cursor;
       if (focusedId) {
@@ -348,7 +358,7 @@ footer:empty { display: none; }
       return h("li", { class: unread ? "item unread" : "item", part: unread ? "item unread" : "item",
                        "data-id": n.notification_id, "data-key": n.notification_id, "data-status": n.status },
                h("span", { class: "dot", title: s.unreadDot }),
-               h("button", { class: "open", type: "button", "data-action": "open", onclick: () => this._openItem(n) },
+               h("button", { class: "open", type: "button", "data-action": "open", onclick: () => this._openItem(this._current(n)) },
                  actor ? h("span", { class: "actor", text: actor }) : null,
                  h("span", { class: "title", text: n.title }),
                  n.message ? h("span", { class: "message", text: n.message }) : null,
@@ -365,7 +375,10 @@ footer:empty { display: none; }
       return h("li", { class: unread ? "item unread group" : "item group", part: "item group", "data-key": key,
                        "data-id": latest.notification_id, "data-count": group.notifications_count },
                h("span", { class: "dot", title: s.unreadDot }),
-               h("button", { class: "open", type: "button", "data-action": "open", onclick: () => this._openItem(latest, group) },
+               h("button", { class: "open", type: "button", "data-action": "open", onclick: () => {
+                 const current = this._current(group);
+                 this._openItem(current.latest, current);
+               } },
                  others ? h("span", { class: "actor", text: others }) : null,
                  h("span", { class: "title", text: latest.title }),
                  latest.message ? h("span", { class: "message", text: latest.message }) : null,
@@ -377,7 +390,13 @@ footer:empty { display: none; }
 
     _action(name, label, target) {
       return h("button", { type: "button", "data-action": name, text: label,
-                           onclick: (event) => { event.stopPropagation(); this._act(name, target); } });
+                           onclick: (event) => { event.stopPropagation(); this._act(name, this._current(target)); } });
+    }
+
+    // The shown entry with this one's key (a kept row's handlers were made for an earlier, equal-looking one).
+    _current(entry) {
+      const key = this._keyOf(entry);
+      return this._items.find((e) => this._keyOf(e) === key) || entry;
     }
 
     _time(iso) {
