@@ -104,7 +104,7 @@ def test_a_hot_key_is_counted_several_hits_per_round_trip(make_app, redis_server
     monkeypatch.setattr(ratelimit, "LEASE_HOT_SECONDS", 30.0)
     app = _on_redis(make_app, redis_server, "1000/minute")
     strategy = app.extensions[ratelimit.EXTENSION].strategy
-    client, headers, user = app.test_client(), None, make_user()
+    client, user = app.test_client(), make_user()
     headers = bearer(user)
     redis = redis_server.client()
     client.get(COUNT, headers=headers)  # the script loaded, the key seen once
